@@ -1,0 +1,121 @@
+"""Shared building blocks of the model families: norm/activation/conv factories, init, permutation axes.
+
+Convolutional families pick 1-D or 2-D layers from `len(in_shape)`: `(C, L)` -> Conv1d/BatchNorm1d,
+`(C, H, W)` -> Conv2d/BatchNorm2d. "layernorm" in a conv net is `GroupNorm(1, C)`: it normalises over
+all channels and positions but keeps a per-channel affine, so permuting channels commutes with it.
+Hidden conv/linear layers carry a bias only when `norm == "none"` (a following norm would cancel it).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+NORMS: tuple[str, ...] = ("batchnorm", "layernorm", "none")
+ACTIVATIONS: tuple[str, ...] = ("relu", "gelu", "tanh", "silu", "leaky_relu")
+
+Spec = dict[str, list[tuple[str, int]]]
+
+_ACT = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU, "leaky_relu": nn.LeakyReLU}
+# Kaiming gain per activation (torch.nn.init.calculate_gain names); gelu/silu are ReLU-like.
+_GAIN = {"relu": "relu", "gelu": "relu", "tanh": "tanh", "silu": "relu", "leaky_relu": "leaky_relu"}
+_BN = {0: nn.BatchNorm1d, 1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
+_CONV = {1: nn.Conv1d, 2: nn.Conv2d}
+_NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+_MAXPOOL = {1: nn.MaxPool1d, 2: nn.MaxPool2d}
+
+
+def make_act(activation: str) -> nn.Module:
+    return _ACT[activation]()
+
+
+def make_norm(norm: str, channels: int, dim: int) -> nn.Module:
+    """Norm over `channels` features; `dim` = 0 for Linear features, 1/2 for Conv1d/Conv2d maps."""
+    if norm == "batchnorm":
+        return _BN[dim](channels)
+    if norm == "layernorm":
+        return nn.LayerNorm(channels) if dim == 0 else nn.GroupNorm(1, channels)
+    return nn.Identity()
+
+
+def make_conv(dim: int, c_in: int, c_out: int, kernel: int, stride: int = 1, bias: bool = False) -> nn.Conv1d:
+    """A 'same'-padded Conv1d/Conv2d (padding kernel // 2)."""
+    return _CONV[dim](c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=bias)
+
+
+def make_maxpool(dim: int) -> nn.Module:
+    return _MAXPOOL[dim](2)
+
+
+def conv_dim(in_shape: tuple[int, ...]) -> int:
+    """1 for `(C, L)` input, 2 for `(C, H, W)`; ValueError otherwise."""
+    if len(in_shape) not in (2, 3):
+        raise ValueError(f"in_shape={tuple(in_shape)}: conv nets need (C, L) or (C, H, W)")
+    return len(in_shape) - 1
+
+
+def global_avg_pool(x: Tensor) -> Tensor:
+    """(N, C, *spatial) -> (N, C): no flatten order, so channel permutations pass straight to the head."""
+    return x.flatten(2).mean(-1)
+
+
+def init_weights(model: nn.Module, activation: str) -> None:
+    """Kaiming-normal (fan_in) conv/linear weights with the activation's gain, zero biases, norms 1/0.
+
+    The classifier head (`model.head`) gets the linear gain. Deterministic given the torch seed.
+    """
+    for m in model.modules():
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+            gain = "linear" if m is getattr(model, "head", None) else _GAIN[activation]
+            nn.init.kaiming_normal_(m.weight, a=0.01, mode="fan_in", nonlinearity=gain)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, _NORM_TYPES) and m.weight is not None:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def _key(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def out_axes(prefix: str, module: nn.Module) -> list[tuple[str, int]]:
+    """(key, 0) for every parameter and running-stat buffer of `module` (whose axis 0 is its output)."""
+    tensors = [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]
+    return [(_key(prefix, n), 0) for n, t in tensors if n != "num_batches_tracked" and t.ndim >= 1]
+
+
+def in_axes(prefix: str, module: nn.Module) -> list[tuple[str, int]]:
+    """(weight key, 1): the input axis of a conv/linear layer."""
+    return [(_key(prefix, "weight"), 1)]
+
+
+class Classifier(nn.Module):
+    """Base of every family: records its arguments, counts parameters, declares its permutation groups."""
+
+    def __init__(
+        self,
+        arch: str,
+        in_shape: tuple[int, ...],
+        num_classes: int,
+        depth: int,
+        width: int,
+        norm: str,
+        activation: str,
+    ) -> None:
+        super().__init__()
+        self.arch, self.in_shape, self.num_classes = arch, tuple(in_shape), num_classes
+        self.depth, self.width, self.norm, self.activation = depth, width, norm, activation
+
+    def num_params(self) -> int:
+        """Trainable parameter count."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def permutation_spec(self) -> Spec:
+        """{group name: [(state_dict key, axis), ...]} of the units permutable jointly without changing f."""
+        raise NotImplementedError
+
+    def _names(self) -> dict[nn.Module, str]:
+        return {m: n for n, m in self.named_modules()}
+
+    def extra_repr(self) -> str:
+        return f"in_shape={self.in_shape}, num_classes={self.num_classes}, params={self.num_params()}"

@@ -1,0 +1,113 @@
+"""Wide ResNet WRN-d-k (Zagoruyko & Komodakis 2016) with pre-activation blocks, 1-D or 2-D.
+
+`depth` is the total depth d = 6n + 4 (10, 16, 22, 28, ...), giving n blocks per stage; `width` is
+the widen factor k. Stem: conv3 with 16 channels; 3 stages with (16k, 32k, 64k) channels, stride 2
+at the first block of stages 2 and 3; a block computes o = act(norm1(x)),
+conv2(act(norm2(conv1(o)))) + shortcut, the shortcut being x or, when channels/stride change, a 1x1
+conv of o. Then norm -> act -> global average pooling -> Linear head. No dropout.
+WRN-16-4 has 2.75M parameters on CIFAR-10 (paper: 2.7M).
+Permutation groups: one per residual-stream segment (the stem output, and each stage's stream, which
+starts at a projection shortcut): writers' out-axes, every pre-activation norm1 reading it, the
+in-axes of conv1s / projections / the head, and the final norm; one per block for its inner channels.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from ._layers import (
+    Classifier,
+    Spec,
+    conv_dim,
+    global_avg_pool,
+    in_axes,
+    init_weights,
+    make_act,
+    make_conv,
+    make_norm,
+    out_axes,
+)
+
+STEM_CHANNELS = 16
+
+
+def blocks_per_stage(depth: int) -> int | None:
+    """n for a WRN of total depth 6n + 4, or None if `depth` is not of that form."""
+    n, r = divmod(depth - 4, 6)
+    return n if r == 0 and n >= 1 else None
+
+
+class WideBlock(nn.Module):
+    def __init__(self, dim: int, c_in: int, c_out: int, stride: int, norm: str, activation: str) -> None:
+        super().__init__()
+        bias = norm == "none"
+        self.norm1 = make_norm(norm, c_in, dim)
+        self.conv1 = make_conv(dim, c_in, c_out, 3, stride, bias)
+        self.norm2 = make_norm(norm, c_out, dim)
+        self.conv2 = make_conv(dim, c_out, c_out, 3, 1, bias)
+        self.act = make_act(activation)
+        self.shortcut = make_conv(dim, c_in, c_out, 1, stride, bias) if stride != 1 or c_in != c_out else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        o = self.act(self.norm1(x))
+        h = self.conv2(self.act(self.norm2(self.conv1(o))))
+        return h + (x if self.shortcut is None else self.shortcut(o))
+
+    def spec(self, names: dict[nn.Module, str], stream: list, new_stream: list) -> list[tuple[str, int]]:
+        """Add this block's axes to the incoming/outgoing stream groups; return its inner group."""
+        stream += out_axes(names[self.norm1], self.norm1) + in_axes(names[self.conv1], self.conv1)
+        if self.shortcut is not None:
+            stream += in_axes(names[self.shortcut], self.shortcut)
+            new_stream += out_axes(names[self.shortcut], self.shortcut)
+        new_stream += out_axes(names[self.conv2], self.conv2)
+        return (
+            out_axes(names[self.conv1], self.conv1)
+            + out_axes(names[self.norm2], self.norm2)
+            + in_axes(names[self.conv2], self.conv2)
+        )
+
+
+class WideResNet(Classifier):
+    def __init__(
+        self,
+        in_shape: tuple[int, ...],
+        num_classes: int,
+        depth: int,
+        width: int,
+        norm: str = "batchnorm",
+        activation: str = "relu",
+    ) -> None:
+        super().__init__("wide_resnet", in_shape, num_classes, depth, width, norm, activation)
+        n = blocks_per_stage(depth)
+        if n is None:
+            raise ValueError(f"model.depth={depth!r}: wide_resnet depth must be 6n+4 (10, 16, 22, 28, ...)")
+        dim = conv_dim(in_shape)
+        self.stem = make_conv(dim, in_shape[0], STEM_CHANNELS, 3, bias=norm == "none")
+        blocks, c_in = [], STEM_CHANNELS
+        for stage, c_out in enumerate((16 * width, 32 * width, 64 * width)):
+            for i in range(n):
+                stride = 2 if stage > 0 and i == 0 else 1
+                blocks.append(WideBlock(dim, c_in, c_out, stride, norm, activation))
+                c_in = c_out
+        self.blocks = nn.Sequential(*blocks)
+        self.norm = make_norm(norm, c_in, dim)
+        self.act = make_act(activation)
+        self.head = nn.Linear(c_in, num_classes)
+        init_weights(self, activation)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(global_avg_pool(self.act(self.norm(self.blocks(self.stem(x))))))
+
+    def permutation_spec(self) -> Spec:
+        names = self._names()
+        stream = out_axes(names[self.stem], self.stem)
+        groups: Spec = {"stream0": stream}
+        for block in self.blocks:
+            if block.shortcut is not None:  # a projection starts a new segment of the residual stream
+                new_stream = groups[f"stream{sum(k.startswith('stream') for k in groups)}"] = []
+            else:
+                new_stream = stream
+            groups[f"{names[block]}.inner"] = block.spec(names, stream, new_stream)
+            stream = new_stream
+        stream += out_axes(names[self.norm], self.norm) + in_axes(names[self.head], self.head)
+        return groups
