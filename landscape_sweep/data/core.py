@@ -1,0 +1,195 @@
+"""DataBundle and the dataset-independent steps: validation hold-out, subset, label noise, standardisation.
+
+Every step draws from its own seeded generator (`generator(seed, tag)`), so changing one option never moves
+another: the validation split does not depend on `train_size`, and subsets of growing `train_size` are nested.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+Split = tuple[Tensor, Tensor]
+
+_TAGS = {"val": 1, "subset": 2, "noise": 3, "synthetic": 4, "shuffle": 5, "augment": 6}
+
+
+def mix_seed(*parts: int) -> int:
+    """A well-mixed 63-bit seed from integers (e.g. (seed, epoch)); a pure function of its arguments."""
+    if any(p < 0 for p in parts):
+        raise ValueError(f"seed: got {parts}; seeds and epochs must be >= 0")
+    lo, hi = np.random.SeedSequence(list(parts)).generate_state(2)
+    return (int(hi) << 31) ^ int(lo)
+
+
+def generator(seed: int, tag: str, *more: int) -> torch.Generator:
+    """A CPU generator for one named random step of the data pipeline."""
+    return torch.Generator().manual_seed(mix_seed(seed, _TAGS[tag], *more))
+
+
+@dataclass
+class DataBundle:
+    """In-memory splits of one dataset, standardised and ready for training.
+
+    `train`/`val`/`test` are `(x, y)` pairs: x float32 `(N, *in_shape)`, y int64 `(N,)`. `augment` names the
+    augmentation a TensorLoader applies to training batches (None: none). `info` records how the bundle
+    was made (sizes, standardisation statistics, number of noisy labels).
+    """
+
+    name: str
+    in_shape: tuple[int, ...]
+    num_classes: int
+    train: Split
+    val: Split | None
+    test: Split
+    augment: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to(self, device: torch.device | str) -> DataBundle:
+        """A bundle with every tensor moved to `device` (once; call before training)."""
+
+        def move(split: Split | None) -> Split | None:
+            return None if split is None else (split[0].to(device), split[1].to(device))
+
+        return dataclasses.replace(self, train=move(self.train), val=move(self.val), test=move(self.test))
+
+    def loader(self, split: str = "train", batch_size: int = 128, *, seed: int = 0, drop_last: bool = False):
+        """A TensorLoader over `split`: shuffled and augmented for "train", in order for "val"/"test"."""
+        from .loader import TensorLoader
+
+        if split not in ("train", "val", "test") or getattr(self, split) is None:
+            raise ValueError(f"split: got {split!r}; allowed: 'train', 'test' and 'val' (when val_size > 0)")
+        x, y = getattr(self, split)
+        train = split == "train"
+        return TensorLoader(
+            x, y, batch_size, shuffle=train, seed=seed, drop_last=drop_last and train,
+            augment=self.augment if train else None,
+        )  # fmt: skip
+
+
+def check_int(key: str, value: Any, low: int, high: int | None = None) -> int:
+    """`value` as an int in [low, high], else a one-line ValueError naming `key`."""
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if not ok or value < low or (high is not None and value > high):
+        allowed = f"an integer in [{low}, {high}]" if high is not None else f"an integer >= {low}"
+        raise ValueError(f"{key}: got {value!r}; allowed: {allowed}")
+    return int(value)
+
+
+def val_count(val_size: int | float, n: int) -> int:
+    """Number of validation samples: an int count or a float fraction of the `n` train samples."""
+    if isinstance(val_size, float):
+        allowed = f"a fraction in [0, 1) or a count in [0, {n - 1}]"
+        if not 0.0 <= val_size < 1.0:
+            raise ValueError(f"data.val_size: got {val_size!r}; allowed: {allowed}")
+        count = round(val_size * n)
+        if val_size > 0 and count == 0:
+            raise ValueError(f"data.val_size: got {val_size!r}, 0 of {n} train samples; allowed: {allowed}")
+        return min(count, n - 1)
+    return check_int("data.val_size", val_size, 0, n - 1)
+
+
+def split_val(train: Split, val_size: int | float, seed: int) -> tuple[Split, Split | None]:
+    """Hold out a seeded random validation set from `train`; the rest keeps its original order."""
+    x, y = train
+    v = val_count(val_size, len(y))
+    if v == 0:
+        return train, None
+    perm = torch.randperm(len(y), generator=generator(seed, "val"))
+    val_idx, rest = perm[:v], perm[v:].sort().values
+    return (x[rest], y[rest]), (x[val_idx], y[val_idx])
+
+
+def subset(train: Split, train_size: int | None, seed: int) -> Split:
+    """A seeded random subset of `train_size` samples (None: all). Subsets for growing sizes are nested."""
+    if train_size is None:
+        return train
+    n = len(train[1])
+    k = check_int("data.train_size", train_size, 1, n)
+    idx = torch.randperm(n, generator=generator(seed, "subset"))[:k]
+    return train[0][idx], train[1][idx]
+
+
+def add_label_noise(y: Tensor, fraction: float, num_classes: int, seed: int) -> tuple[Tensor, Tensor]:
+    """Replace exactly round(fraction * n) labels by a different, uniformly random class.
+
+    Returns the new labels and the indices that were changed.
+    """
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"data.label_noise: got {fraction!r}; allowed: a fraction in [0, 1]")
+    k = round(fraction * len(y))
+    if k and num_classes < 2:
+        raise ValueError(f"data.label_noise: got {fraction!r} but there is {num_classes} class; need >= 2")
+    g = generator(seed, "noise")
+    idx = torch.randperm(len(y), generator=g)[:k]
+    shift = torch.randint(1, max(num_classes, 2), (k,), generator=g)
+    y = y.clone()
+    y[idx] = (y[idx] + shift) % num_classes
+    return y, idx.sort().values
+
+
+def channel_stats(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean and std per channel (dim 1) over all other dims, in float64; std floored (no division by 0)."""
+    dims = [d for d in range(x.ndim) if d != 1]
+    x64 = x.double()
+    mean = x64.mean(dims)
+    std = x64.std(dims, correction=0).clamp_min(1e-8)
+    return mean, std
+
+
+def standardise(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    """(x - mean) / std per channel (dim 1), returned as float32."""
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    return ((x.double() - mean.view(shape)) / std.view(shape)).float()
+
+
+def build_bundle(
+    name: str,
+    train: Split,
+    test: Split,
+    num_classes: int,
+    *,
+    train_size: int | None,
+    label_noise: float,
+    val_size: int | float,
+    seed: int,
+    augment: str | None,
+) -> DataBundle:
+    """Apply the common pipeline to raw (unstandardised) splits.
+
+    Order: validation hold-out -> statistics of the remaining train pool -> train subset -> label noise
+    (train only) -> standardise every split with the pool statistics. The statistics do not depend on
+    `train_size`, so a train-size sweep sees identically scaled inputs.
+    """
+    pool, val = split_val(train, val_size, seed)
+    mean, std = channel_stats(pool[0])
+    x_tr, y_tr = subset(pool, train_size, seed)
+    y_tr, noisy = add_label_noise(y_tr, label_noise, num_classes, seed)
+
+    def norm(split: Split) -> Split:
+        return standardise(split[0], mean, std), split[1].long()
+
+    info = {
+        "num_train": len(y_tr),
+        "num_val": 0 if val is None else len(val[1]),
+        "num_test": len(test[1]),
+        "mean": mean.tolist(),
+        "std": std.tolist(),
+        "num_noisy_labels": len(noisy),
+        "noisy_indices": noisy,
+    }
+    return DataBundle(
+        name=name,
+        in_shape=tuple(train[0].shape[1:]),
+        num_classes=num_classes,
+        train=norm((x_tr, y_tr)),
+        val=None if val is None else norm(val),
+        test=norm(test),
+        augment=augment,
+        info=info,
+    )

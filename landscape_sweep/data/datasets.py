@@ -1,0 +1,69 @@
+"""`load_data`: one entry point from a dataset name and its options to a standardised DataBundle."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+from .core import DataBundle, build_bundle, check_int
+from .tabular import raw_digits, raw_mnist1d, raw_synthetic
+from .vision import VISION, raw_vision
+
+DATASETS: tuple[str, ...] = ("mnist1d", "digits", "synthetic", *VISION)
+
+# dataset-specific options accepted through **options
+_OPTIONS: dict[str, tuple[str, ...]] = {
+    "mnist1d": ("num_train", "num_test", "shuffle_seq", "gen_seed"),
+    "digits": (),
+    "synthetic": tuple(p for p in inspect.signature(raw_synthetic).parameters if p != "seed"),
+    **{name: () for name in VISION},
+}
+
+
+def load_data(
+    name: str,
+    root: str | Path,
+    *,
+    train_size: int | None = None,
+    label_noise: float = 0.0,
+    val_size: int | float = 0,
+    seed: int = 0,
+    download: bool = False,
+    augment: bool = False,
+    **options: Any,
+) -> DataBundle:
+    """Load dataset `name` as in-memory tensors (CPU; move with `.to(device)`).
+
+    train_size: seeded subset of the train split (None: all). label_noise: fraction of train labels replaced
+    by a different random class. val_size: count or fraction held out from the train split (before
+    subsetting). seed: the data seed (subset, noise, validation split, synthetic data, loader order).
+    augment: enable the dataset's standard augmentation (CIFAR crop+flip, SVHN crop); datasets without one
+    reject it. options: dataset-specific (mnist1d: num_train, num_test, shuffle_seq, gen_seed; synthetic:
+    kind, num_train, num_test, dim, num_classes, hidden, spread).
+    """
+    if name not in DATASETS:
+        raise ValueError(f"data.name: got {name!r}; allowed: {', '.join(DATASETS)}")
+    unknown = sorted(set(options) - set(_OPTIONS[name]))
+    if unknown:
+        allowed = ", ".join(_OPTIONS[name]) or "none"
+        raise ValueError(f"data.options: {name} does not take {', '.join(unknown)}; allowed: {allowed}")
+    seed = check_int("data.seed", seed, 0)
+    kind = VISION[name][2] if name in VISION else None
+    if augment and kind is None:
+        raise ValueError(f"data.augment: got {augment!r} but {name} has no standard augmentation; use false")
+
+    if name == "mnist1d":
+        train, test, num_classes = raw_mnist1d(root, **options)
+    elif name == "digits":
+        train, test, num_classes = raw_digits()
+    elif name == "synthetic":
+        train, test, num_classes = raw_synthetic(seed, **options)
+    else:
+        train, test, num_classes = raw_vision(name, root, download=download)
+
+    return build_bundle(
+        name, train, test, num_classes,
+        train_size=train_size, label_noise=label_noise, val_size=val_size, seed=seed,
+        augment=kind if augment else None,
+    )  # fmt: skip

@@ -1,0 +1,152 @@
+"""Small offline datasets: MNIST-1D (generated, cached), sklearn digits, and synthetic teacher/GMM tasks.
+
+Each `raw_*` function returns unstandardised `(train, test, num_classes)` with x float32, y int64.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .core import Split, check_int, generator
+
+Raw = tuple[Split, Split, int]
+
+
+def _atomic_save(obj: object, path: Path) -> None:
+    """torch.save to a temp file in the same folder, then os.replace: readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def mnist1d_args(
+    num_train: int = 4000, num_test: int = 1000, shuffle_seq: bool = False, gen_seed: int = 42
+) -> dict:
+    """The `mnist1d` generator arguments for a train/test size (defaults: the standard 4000/1000 set)."""
+    from mnist1d.data import get_dataset_args
+
+    check_int("data.options.num_train", num_train, 1)
+    check_int("data.options.num_test", num_test, 1)
+    total = num_train + num_test
+    if total % 10:
+        raise ValueError(
+            f"data.options.num_train+num_test: got {total}; allowed: a multiple of 10 (balanced)"
+        )
+    check_int("data.options.gen_seed", gen_seed, 0)
+    args = get_dataset_args(as_dict=True)
+    args.update(num_samples=total, train_split=num_train / total, shuffle_seq=bool(shuffle_seq))
+    args["seed"] = gen_seed
+    args.pop("url")
+    return args
+
+
+def mnist1d_cache_path(root: str | Path, args: dict) -> Path:
+    digest = hashlib.sha1(json.dumps(args, sort_keys=True).encode()).hexdigest()[:12]
+    return Path(root).expanduser() / "mnist1d" / f"mnist1d_{digest}.pt"
+
+
+def raw_mnist1d(root: str | Path, **options) -> Raw:
+    """MNIST-1D (Greydanus 2020) generated offline; x (N, 1, 40). Cached under `<root>/mnist1d/`."""
+    args = mnist1d_args(**options)
+    path = mnist1d_cache_path(root, args)
+    if path.exists():
+        d = torch.load(path, weights_only=True)
+    else:
+        d = _generate_mnist1d(args)
+        _atomic_save(d, path)
+    return (d["x"], d["y"]), (d["x_test"], d["y_test"]), 10
+
+
+def _generate_mnist1d(args: dict) -> dict[str, Tensor]:
+    from mnist1d.data import make_dataset
+    from mnist1d.utils import ObjectView
+
+    py_state, np_state = random.getstate(), np.random.get_state()  # make_dataset reseeds the global RNGs
+    try:
+        d = make_dataset(ObjectView(dict(args, train_split=1.0)))
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+    x = torch.from_numpy(d["x"]).float().unsqueeze(1)
+    y = torch.from_numpy(d["y"]).long()
+    k = round(args["train_split"] * args["num_samples"])
+    return {"x": x[:k].clone(), "y": y[:k].clone(), "x_test": x[k:].clone(), "y_test": y[k:].clone()}
+
+
+DIGITS_TEST = 360
+DIGITS_SPLIT_SEED = 0
+
+
+def raw_digits(root: str | Path | None = None) -> Raw:
+    """sklearn's 8x8 digits in [0, 1], x (N, 1, 8, 8); a fixed stratified 1437/360 train/test split."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    data = load_digits()
+    x = torch.from_numpy(data.data / 16.0).float().view(-1, 1, 8, 8)
+    y = torch.from_numpy(data.target).long()
+    tr, te = train_test_split(
+        np.arange(len(y)), test_size=DIGITS_TEST, stratify=data.target, random_state=DIGITS_SPLIT_SEED
+    )
+    tr, te = torch.from_numpy(tr), torch.from_numpy(te)
+    return (x[tr], y[tr]), (x[te], y[te]), 10
+
+
+SYNTHETIC_KINDS = ("teacher", "gmm")
+
+
+def raw_synthetic(
+    seed: int = 0,
+    kind: str = "teacher",
+    num_train: int = 2000,
+    num_test: int = 1000,
+    dim: int = 20,
+    num_classes: int = 4,
+    hidden: int = 64,
+    spread: float = 1.0,
+) -> Raw:
+    """Synthetic classification with x (N, dim), seeded by the data seed.
+
+    teacher: x ~ N(0, I), labelled by argmax of a random tanh MLP (dim -> hidden -> num_classes).
+    gmm: y uniform, x ~ N(mu_y, I) with class means mu ~ N(0, spread^2 I).
+    """
+    if kind not in SYNTHETIC_KINDS:
+        raise ValueError(f"data.options.kind: got {kind!r}; allowed: {', '.join(SYNTHETIC_KINDS)}")
+    for key, value, low in [
+        ("num_train", num_train, 1),
+        ("num_test", num_test, 1),
+        ("dim", dim, 1),
+        ("num_classes", num_classes, 2),
+        ("hidden", hidden, 1),
+    ]:
+        check_int(f"data.options.{key}", value, low)
+    if not isinstance(spread, (int, float)) or spread <= 0:
+        raise ValueError(f"data.options.spread: got {spread!r}; allowed: a number > 0")
+    g = generator(seed, "synthetic")
+    n = num_train + num_test
+    if kind == "teacher":
+        x = torch.randn(n, dim, generator=g, dtype=torch.float64)
+        w1 = torch.randn(dim, hidden, generator=g, dtype=torch.float64) / dim**0.5
+        w2 = torch.randn(hidden, num_classes, generator=g, dtype=torch.float64) / hidden**0.5
+        y = (torch.tanh(x @ w1) @ w2).argmax(1)
+    else:
+        means = spread * torch.randn(num_classes, dim, generator=g, dtype=torch.float64)
+        y = torch.randint(0, num_classes, (n,), generator=g)
+        x = means[y] + torch.randn(n, dim, generator=g, dtype=torch.float64)
+    x = x.float()
+    return (x[:num_train], y[:num_train]), (x[num_train:], y[num_train:]), num_classes
