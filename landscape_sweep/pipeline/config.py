@@ -1,0 +1,215 @@
+"""Config checks and identity of a cell.
+
+`validate(cfg)` runs before any work and raises `ConfigError` with one line naming the key, the value and what
+is allowed. `config_hash(cfg)` is the cell's identity: the resolved config minus run-only keys (paths, logger,
+progress bars), so re-running a sweep can skip finished cells and resume interrupted ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+CONF_DIR = next(
+    p
+    for p in (Path(__file__).resolve().parents[1] / "conf", Path(__file__).resolve().parents[2] / "conf")
+    if (p / "config.yaml").is_file()
+)
+
+TOP_KEYS = {
+    "data",
+    "model",
+    "optimizer",
+    "trainer",
+    "landscape",
+    "logger",
+    "paths",
+    "report",
+    "task_name",
+    "seed",
+    "endpoints",
+    "tags",
+}
+MODEL_KEYS = {"arch", "depth", "width", "norm", "activation"}
+DATA_KEYS = {
+    "name",
+    "root",
+    "train_size",
+    "label_noise",
+    "val_size",
+    "batch_size",
+    "eval_batch_size",
+    "augment",
+    "download",
+    "seed",
+    "options",
+}
+LOGGERS = ("wandb", "csv", "none")
+
+# keys that do not change what a cell computes: excluded from its identity
+RUN_ONLY = (
+    "paths",
+    "logger",
+    "tags",
+    "task_name",
+    "report",
+    "data.root",
+    "data.download",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "trainer.log_every_n_steps",
+)
+# keys that only change the post-hoc analysis: a trained endpoint stays valid when only these change
+ANALYSIS_ONLY = ("landscape",)
+
+
+class ConfigError(ValueError):
+    """A bad config value; its message is one line: `key=value: what is allowed`."""
+
+
+def _fail(key: str, value: Any, allowed: str) -> None:
+    raise ConfigError(f"{key}={value!r}: {allowed}")
+
+
+def _check_keys(node: Mapping, allowed: Iterable[str], prefix: str) -> None:
+    unknown = sorted(set(node) - set(allowed))
+    if unknown:
+        key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise ConfigError(f"{key}: unknown key; allowed: {', '.join(sorted(allowed))}")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_int(key: str, value: Any, low: int = 1) -> None:
+    if not _is_int(value) or value < low:
+        _fail(key, value, f"must be an integer >= {low}")
+
+
+def check_fraction(key: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0.0 <= value <= 1.0):
+        _fail(key, value, "must be a number in [0, 1]")
+
+
+def _validate_data(data: Mapping) -> None:
+    from landscape_sweep.data import DATASETS
+
+    _check_keys(data, DATA_KEYS, "data")
+    if data.get("name") not in DATASETS:
+        _fail("data.name", data.get("name"), f"unknown dataset; allowed: {', '.join(DATASETS)}")
+    if data.get("train_size") is not None:
+        check_int("data.train_size", data["train_size"])
+    check_fraction("data.label_noise", data.get("label_noise", 0.0))
+    check_int("data.batch_size", data.get("batch_size"))
+    check_int("data.eval_batch_size", data.get("eval_batch_size"))
+    val = data.get("val_size", 0)
+    if isinstance(val, bool) or not isinstance(val, (int, float)) or val < 0 or (isinstance(val, float) and val >= 1):
+        _fail("data.val_size", val, "must be a count >= 0 or a fraction in [0, 1)")
+
+
+def _validate_trainer(trainer: Mapping) -> None:
+    import pytorch_lightning as pl
+
+    allowed = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self", "callbacks", "logger"}
+    _check_keys(trainer, allowed, "trainer")
+    check_int("trainer.max_epochs", trainer.get("max_epochs"))
+    if trainer.get("gradient_clip_val") is not None:
+        _fail(
+            "trainer.gradient_clip_val",
+            trainer["gradient_clip_val"],
+            "not supported with manual optimization; set optimizer.grad_clip instead",
+        )
+
+
+LANDSCAPE_KEYS = {"name", "checkpoint_epochs"}
+
+
+def _validate_landscape(land: Mapping, *, max_epochs: int) -> None:
+    _check_keys(land, LANDSCAPE_KEYS, "landscape")
+    epochs = land.get("checkpoint_epochs") or []
+    if not isinstance(epochs, (list, tuple)) or not all(_is_int(e) and 1 <= e <= max_epochs for e in epochs):
+        allowed = f"must be a list of epochs in 1..{max_epochs} (trainer.max_epochs)"
+        _fail("landscape.checkpoint_epochs", epochs, allowed)
+
+
+def _validate_endpoints(endpoints: Mapping) -> None:
+    _check_keys(endpoints, {"seeds"}, "endpoints")
+    seeds = endpoints.get("seeds")
+    if not isinstance(seeds, (list, tuple)) or not seeds or not all(_is_int(s) for s in seeds):
+        _fail("endpoints.seeds", seeds, "must be a non-empty list of integers, e.g. [0, 1]")
+    if len(set(seeds)) != len(seeds):
+        _fail("endpoints.seeds", list(seeds), "must not contain duplicates")
+
+
+def validate(cfg: DictConfig | Mapping) -> dict[str, Any]:
+    """Check a composed config; returns it resolved as a plain dict. Raises ConfigError (one line)."""
+    from landscape_sweep.models import validate_model_args
+    from landscape_sweep.training.optim import validate_optimizer_cfg
+
+    c = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    c.pop("hydra", None)
+    _check_keys(c, TOP_KEYS, "")
+    if not _is_int(c.get("seed")):
+        _fail("seed", c.get("seed"), "must be an integer")
+    _validate_endpoints(c.get("endpoints") or {})
+    _check_keys(c["model"], MODEL_KEYS, "model")
+    m = c["model"]
+    try:
+        validate_model_args(m.get("arch"), m.get("depth"), m.get("width"), m.get("norm"), m.get("activation"))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    _validate_data(c["data"])
+    _validate_trainer(c["trainer"])
+    try:
+        validate_optimizer_cfg(c["optimizer"], max_epochs=c["trainer"]["max_epochs"])
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    _validate_landscape(c["landscape"], max_epochs=c["trainer"]["max_epochs"])
+    if c["logger"].get("name") not in LOGGERS:
+        _fail("logger.name", c["logger"].get("name"), f"allowed: {', '.join(LOGGERS)}")
+    return c
+
+
+def _drop(c: dict[str, Any], dotted: str) -> None:
+    *parents, leaf = dotted.split(".")
+    node = c
+    for p in parents:
+        node = node.get(p)
+        if not isinstance(node, dict):
+            return
+    node.pop(leaf, None)
+
+
+def _digest(c: Mapping[str, Any]) -> str:
+    def default(o: Any) -> Any:
+        return str(o)
+
+    blob = json.dumps(c, sort_keys=True, default=default, allow_nan=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def config_hash(resolved: Mapping[str, Any], *, training_only: bool = False) -> str:
+    """Identity of a cell (or, with training_only, of its trained endpoints) from the resolved config."""
+    c = json.loads(json.dumps(resolved, default=str))
+    for key in RUN_ONLY + (ANALYSIS_ONLY if training_only else ()):
+        _drop(c, key)
+    return _digest(c)
+
+
+def check_writable(directory: str | Path) -> None:
+    """Fail with one line when `directory` cannot be created or written."""
+    d = Path(directory)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=d):
+            pass
+    except OSError as e:
+        raise ConfigError(f"output dir={str(d)!r}: cannot be written ({e.strerror or e})") from None
