@@ -64,9 +64,10 @@ class _EpochSampler:
 class TensorLoader:
     """An iterable of `(x, y)` minibatches over tensors on their own device (no per-sample overhead).
 
-    shuffle: a new permutation each epoch, seeded by `(seed, epoch)`. augment: None, "crop_flip" or "crop",
-    applied batch-wise on the tensors' device with randomness seeded by `(seed, epoch)` as well. Call
-    `set_epoch(e)` before iterating epoch `e` (Lightning does it through `.sampler`).
+        shuffle: a new permutation each epoch, seeded by `(seed, epoch)`. augment: None, "crop_flip" or "crop",
+        applied batch-wise on the tensors' device with randomness seeded by `(seed, epoch)` as well. Call
+        `set_epoch(e)` before iterating epoch `e` (Lightning does it through `.sampler`). Without `set_epoch`
+    the loader stays at its current epoch (0 at first), so iterating twice gives the same batches.
     """
 
     def __init__(
@@ -86,9 +87,7 @@ class TensorLoader:
         if augment is not None and augment not in AUGMENTATIONS:
             raise ValueError(f"augment: got {augment!r}; allowed: None, {', '.join(AUGMENTATIONS)}")
         if augment is not None and x.ndim != 4:
-            raise ValueError(
-                f"augment: {augment!r} needs images (N, C, H, W); got x of shape {tuple(x.shape)}"
-            )
+            raise ValueError(f"augment: {augment!r} needs images (N, C, H, W); got x of shape {tuple(x.shape)}")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed: got {seed!r}; allowed: an integer >= 0")
         self.x, self.y = x, y
@@ -96,6 +95,7 @@ class TensorLoader:
         self.drop_last, self.augment = drop_last, augment
         self.epoch = 0
         self.sampler = _EpochSampler(self)
+        self.batch_sampler = None  # Lightning reads both attributes when a loader has a `sampler`
 
     @property
     def num_samples(self) -> int:

@@ -34,9 +34,7 @@ def _atomic_save(obj: object, path: Path) -> None:
         raise
 
 
-def mnist1d_args(
-    num_train: int = 4000, num_test: int = 1000, shuffle_seq: bool = False, gen_seed: int = 42
-) -> dict:
+def mnist1d_args(num_train: int = 4000, num_test: int = 1000, shuffle_seq: bool = False, gen_seed: int = 42) -> dict:
     """The `mnist1d` generator arguments for a train/test size (defaults: the standard 4000/1000 set)."""
     from mnist1d.data import get_dataset_args
 
@@ -44,9 +42,7 @@ def mnist1d_args(
     check_int("data.options.num_test", num_test, 1)
     total = num_train + num_test
     if total % 10:
-        raise ValueError(
-            f"data.options.num_train+num_test: got {total}; allowed: a multiple of 10 (balanced)"
-        )
+        raise ValueError(f"data.options.num_train+num_test: got {total}; allowed: a multiple of 10 (balanced)")
     check_int("data.options.gen_seed", gen_seed, 0)
     args = get_dataset_args(as_dict=True)
     args.update(num_samples=total, train_split=num_train / total, shuffle_seq=bool(shuffle_seq))
