@@ -90,13 +90,13 @@ class WideResNet(Classifier):
                 blocks.append(WideBlock(dim, c_in, c_out, stride, norm, activation))
                 c_in = c_out
         self.blocks = nn.Sequential(*blocks)
-        self.norm = make_norm(norm, c_in, dim)
-        self.act = make_act(activation)
+        self.final_norm = make_norm(norm, c_in, dim)
+        self.final_act = make_act(activation)
         self.head = nn.Linear(c_in, num_classes)
         init_weights(self, activation)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(global_avg_pool(self.act(self.norm(self.blocks(self.stem(x))))))
+        return self.head(global_avg_pool(self.final_act(self.final_norm(self.blocks(self.stem(x))))))
 
     def permutation_spec(self) -> Spec:
         names = self._names()
@@ -109,5 +109,5 @@ class WideResNet(Classifier):
                 new_stream = stream
             groups[f"{names[block]}.inner"] = block.spec(names, stream, new_stream)
             stream = new_stream
-        stream += out_axes(names[self.norm], self.norm) + in_axes(names[self.head], self.head)
+        stream += out_axes(names[self.final_norm], self.final_norm) + in_axes(names[self.head], self.head)
         return groups

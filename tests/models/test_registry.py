@@ -1,0 +1,123 @@
+"""build_model / validate_model_args / num_params over every family, on 1-D and 2-D input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from landscape_sweep.models import ACTIVATIONS, ARCHS, NORMS, build_model, num_params, validate_model_args
+
+SHAPES = [(1, 40), (3, 8, 8), (1, 8, 8)]
+DEPTHS = {"mlp": [1, 2, 3, 4], "cnn": [1, 2, 3, 4, 5, 6], "resnet": [1, 2, 3], "wide_resnet": [10, 16, 22]}
+
+
+def test_public_constants():
+    assert ARCHS == ("mlp", "cnn", "resnet", "wide_resnet")
+    assert NORMS == ("batchnorm", "layernorm", "none")
+    assert ACTIVATIONS == ("relu", "gelu", "tanh", "silu", "leaky_relu")
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("norm", NORMS)
+def test_output_shape_and_param_count(arch, shape, norm):
+    depth = DEPTHS[arch][1]
+    model = build_model(arch, shape, 7, depth, 2, norm, "gelu")
+    model.train()
+    assert model(torch.randn(3, *shape)).shape == (3, 7)
+    assert num_params(model) == model.num_params() == sum(p.numel() for p in model.parameters())
+    assert (model.arch, model.in_shape, model.num_classes, model.depth, model.width, model.norm) == (
+        arch,
+        shape,
+        7,
+        depth,
+        2,
+        norm,
+    )
+
+
+def test_num_params_counts_only_trainable():
+    model = build_model("mlp", (1, 40), 10, 2, 8, "none")
+    model.head.weight.requires_grad_(False)
+    assert num_params(model) == 40 * 8 + 8 + 8 * 8 + 8 + 10
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("shape", SHAPES[:2])
+def test_param_count_grows_strictly_with_width_and_depth(arch, shape):
+    by_width = [num_params(build_model(arch, shape, 10, DEPTHS[arch][0], w)) for w in (1, 2, 3, 4)]
+    by_depth = [num_params(build_model(arch, shape, 10, d, 2)) for d in DEPTHS[arch]]
+    assert by_width == sorted(set(by_width))
+    assert by_depth == sorted(set(by_depth))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_deterministic_given_seed(arch):
+    def state(seed):
+        torch.manual_seed(seed)
+        return build_model(arch, (1, 40), 10, DEPTHS[arch][0], 2).state_dict()
+
+    a, b, c = state(0), state(0), state(1)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("vgg", 2, 8, "batchnorm", "relu"),
+            "model.arch='vgg': unknown architecture; allowed: mlp, cnn, resnet, wide_resnet",
+        ),
+        (("mlp", 0, 8, "batchnorm", "relu"), "model.depth=0: must be an integer >= 1"),
+        (("mlp", True, 8, "batchnorm", "relu"), "model.depth=True: must be an integer >= 1"),
+        (("cnn", 2, 2.5, "batchnorm", "relu"), "model.width=2.5: must be an integer >= 1"),
+        (
+            ("wide_resnet", 12, 2, "batchnorm", "relu"),
+            "model.depth=12: wide_resnet depth must be 6n+4 (10, 16, 22, 28, ...)",
+        ),
+        (
+            ("wide_resnet", 4, 2, "batchnorm", "relu"),
+            "model.depth=4: wide_resnet depth must be 6n+4 (10, 16, 22, 28, ...)",
+        ),
+        (
+            ("mlp", 2, 8, "groupnorm", "relu"),
+            "model.norm='groupnorm': unknown norm; allowed: batchnorm, layernorm, none",
+        ),
+        (
+            ("mlp", 2, 8, "none", "elu"),
+            "model.activation='elu': unknown activation; allowed: relu, gelu, tanh, silu, leaky_relu",
+        ),
+    ],
+)
+def test_validation_messages(args, message):
+    with pytest.raises(ValueError) as info:
+        validate_model_args(*args)
+    assert str(info.value) == message
+    with pytest.raises(ValueError, match="^model\\."):
+        build_model(args[0], (1, 40), 10, *args[1:])
+
+
+def test_valid_args_pass():
+    for arch in ARCHS:
+        validate_model_args(arch, DEPTHS[arch][0], 1, "none", "tanh")
+
+
+@pytest.mark.parametrize(
+    ("arch", "shape", "num_classes", "message"),
+    [
+        ("cnn", (40,), 10, "in_shape=(40,): cnn needs (C, L) or (C, H, W) input"),
+        ("resnet", (1, 3, 8, 8), 10, "in_shape=(1, 3, 8, 8): resnet needs (C, L) or (C, H, W) input"),
+        ("mlp", (0, 4), 10, "in_shape=(0, 4): must be a non-empty tuple of integers >= 1"),
+        ("mlp", (1, 40), 0, "num_classes=0: must be an integer >= 1"),
+    ],
+)
+def test_shape_validation(arch, shape, num_classes, message):
+    with pytest.raises(ValueError) as info:
+        build_model(arch, shape, num_classes, 1, 2)
+    assert str(info.value) == message
+
+
+def test_mlp_flattens_any_shape():
+    assert build_model("mlp", (40,), 3, 1, 4)(torch.randn(2, 40)).shape == (2, 3)
+    assert build_model("mlp", (2, 3, 4, 5), 3, 1, 4)(torch.randn(2, 2, 3, 4, 5)).shape == (2, 3)
