@@ -37,7 +37,7 @@ def make_norm(norm: str, channels: int, dim: int) -> nn.Module:
     return nn.Identity()
 
 
-def make_conv(dim: int, c_in: int, c_out: int, kernel: int, stride: int = 1, bias: bool = False) -> nn.Conv1d:
+def make_conv(dim: int, c_in: int, c_out: int, kernel: int, stride: int = 1, bias: bool = False) -> nn.Module:
     """A 'same'-padded Conv1d/Conv2d (padding kernel // 2)."""
     return _CONV[dim](c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=bias)
 
@@ -66,7 +66,7 @@ def init_weights(model: nn.Module, activation: str) -> None:
     for m in model.modules():
         if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)):
             gain = "linear" if m is getattr(model, "head", None) else _GAIN[activation]
-            nn.init.kaiming_normal_(m.weight, a=0.01, mode="fan_in", nonlinearity=gain)
+            nn.init.kaiming_normal_(m.weight, a=0.01, mode="fan_in", nonlinearity=gain)  # a: leaky slope
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, _NORM_TYPES) and m.weight is not None:
