@@ -5,5 +5,10 @@ the caller's model unchanged (parameters, buffers, grads, train/eval mode).
 """
 
 from ._core import evaluate, exclude_norm_and_bias
+from .hessian import hessian_eigenvalues, hessian_spectrum, hessian_trace, spectral_density
+from .hvp import HessianOperator, hvp
+from .sharpness import sharpness
 
 __all__ = ["evaluate", "exclude_norm_and_bias"]
+__all__ += ["hessian_eigenvalues", "hessian_trace", "hessian_spectrum", "spectral_density", "sharpness"]
+__all__ += ["HessianOperator", "hvp"]

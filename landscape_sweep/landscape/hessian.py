@@ -1,0 +1,282 @@
+"""Curvature of the mean loss: top Hessian eigenvalues, Hutchinson trace, SLQ spectral density.
+
+All estimates run on `HessianOperator` (exact HVPs, one data pass per product, see `hvp.py`), in
+`mode="eval"` by default (BN running statistics, no dropout), over the parameters selected by
+`param_filter`, and leave the caller's model exactly as it was. Randomness comes from a local
+`torch.Generator(seed)` drawn on the CPU, so a seed gives the same result on any device.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ._core import Data, LossFn, ParamFilter, default_loss, preserved
+from .hvp import MODES, HessianOperator, check_choice, make_generator, rademacher
+
+EIG_METHODS = ("lanczos", "power")
+
+
+def _check_int(name: str, value: int, low: int, high: int | None = None) -> None:
+    if not isinstance(value, int) or value < low or (high is not None and value > high):
+        allowed = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{name}: got {value!r}; must be an integer {allowed}")
+
+
+def _tridiag(alphas: list[float], betas: list[float]) -> Tensor:
+    """The Lanczos tridiagonal matrix (float64) from diagonal `alphas` and off-diagonal `betas`."""
+    a = torch.tensor(alphas, dtype=torch.float64)
+    b = torch.tensor(betas[: len(alphas) - 1], dtype=torch.float64)
+    return torch.diag(a) + torch.diag(b, 1) + torch.diag(b, -1)
+
+
+def _orthogonalize(w: Tensor, Q: Tensor) -> Tensor:
+    """Remove from `w` its components along the orthonormal rows of `Q` (twice: enough in floating point)."""
+    for _ in range(2):
+        w = w - (Q @ w) @ Q
+    return w
+
+
+def _random_unit(dim: int, gen: torch.Generator, like: Tensor) -> Tensor:
+    v = torch.randn(dim, generator=gen, dtype=torch.float64).to(like.device, like.dtype)
+    return v / v.norm()
+
+
+def lanczos_top(op: HessianOperator, k: int, tol: float, max_iter: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Top-k (algebraic) Ritz pairs by Lanczos with full reorthogonalization.
+
+    Stops when every top-k Ritz residual `|beta_j s_ji|` is below `tol * max|theta|` (a bound on the
+    eigenvalue error relative to the spectral norm), or after `max_iter` products (warns). On an
+    invariant subspace (beta ~ 0) it restarts with a fresh random vector orthogonal to the basis, which
+    also finds repeated eigenvalues. Returns eigenvalues (float64, descending) and vectors `(k, dim)`.
+    """
+    steps = min(max_iter, op.dim)
+    Q = op.w.new_zeros(steps, op.dim)
+    q = _random_unit(op.dim, gen, op.w)
+    alphas: list[float] = []
+    betas: list[float] = []
+    converged = False
+    for j in range(steps):
+        Q[j] = q
+        w = op.matvec(q)
+        alphas.append(float(q @ w))
+        w = _orthogonalize(w, Q[: j + 1])
+        beta = float(w.norm())
+        theta, S = torch.linalg.eigh(_tridiag(alphas, betas))
+        scale = float(theta.abs().max())
+        if j + 1 >= k and beta > 1e-10 * max(scale, 1e-300):
+            converged = bool(((beta * S[-1, -k:]).abs() <= tol * scale).all())
+            if converged:
+                break
+        if j + 1 == steps:
+            converged = steps == op.dim
+            break
+        if beta <= 1e-10 * max(scale, 1e-300):  # invariant subspace found: restart orthogonally
+            w, beta = _orthogonalize(_random_unit(op.dim, gen, op.w), Q[: j + 1]), 0.0
+            q = w / w.norm()
+        else:
+            q = w / beta
+        betas.append(beta)
+    if not converged:
+        warnings.warn(
+            f"hessian_eigenvalues: Lanczos did not reach tol={tol} in max_iter={max_iter} products",
+            stacklevel=3,
+        )
+    m = len(alphas)
+    vals = theta.flip(0)[:k]
+    vecs = S.flip(1)[:, :k].T.to(Q.dtype) @ Q[:m]
+    return vals, vecs
+
+
+def power_top(op: HessianOperator, k: int, tol: float, max_iter: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Top-k eigenpairs by power iteration with deflation (largest *magnitude* each round, as PyHessian).
+
+    Each round iterates `(H - sum_j lambda_j u_j u_j^T) v` until the Rayleigh quotient changes by less
+    than `tol` relative, at most `max_iter` products. Returned sorted descending.
+    """
+    vals: list[float] = []
+    vecs: list[Tensor] = []
+    for _ in range(k):
+        v, lam, ok = _random_unit(op.dim, gen, op.w), None, False
+        for _ in range(max_iter):
+            w = op.matvec(v)
+            for lj, uj in zip(vals, vecs):
+                w = w - lj * (uj @ v) * uj
+            new = float(v @ w)
+            v = w / w.norm()
+            if lam is not None and abs(new - lam) <= tol * max(abs(new), 1e-300):
+                lam, ok = new, True
+                break
+            lam = new
+        if not ok:
+            warnings.warn(f"hessian_eigenvalues: power iteration did not reach tol={tol}", stacklevel=3)
+        vals.append(lam)
+        vecs.append(v)
+    order = sorted(range(k), key=lambda i: -vals[i])
+    return torch.tensor([vals[i] for i in order], dtype=torch.float64), torch.stack([vecs[i] for i in order])
+
+
+def hessian_eigenvalues(
+    model: nn.Module,
+    data: Data,
+    k: int = 1,
+    *,
+    method: str = "lanczos",
+    tol: float = 1e-4,
+    max_iter: int = 100,
+    seed: int = 0,
+    return_vectors: bool = False,
+    loss_fn: LossFn = default_loss,
+    param_filter: ParamFilter | None = None,
+    mode: str = "eval",
+    hvp_method: str = "rev-rev",
+) -> list[float] | tuple[list[float], Tensor]:
+    """Top-`k` eigenvalues (largest first, algebraic) of the Hessian of the mean loss over `data`.
+
+    `method="lanczos"` (default; full reorthogonalization, `max_iter` HVPs at most, one data pass each)
+    or `"power"` (power iteration with deflation; finds the largest-*magnitude* eigenvalues, `max_iter`
+    per eigenvalue). `tol`: Lanczos residual bound relative to the spectral norm / power relative change.
+    With `return_vectors=True` also returns the unit eigenvectors as a `(k, dim)` tensor over the
+    flattened selected parameters (`select_params` order).
+    """
+    check_choice("method", method, EIG_METHODS)
+    if not tol > 0:
+        raise ValueError(f"tol: got {tol!r}; must be > 0")
+    check_choice("mode", mode, MODES)
+    with preserved(model, mode):
+        op = HessianOperator(model, data, loss_fn, param_filter, hvp_method)
+        _check_int("k", k, 1, op.dim)
+        _check_int("max_iter", max_iter, k if method == "lanczos" else 1)
+        solver = lanczos_top if method == "lanczos" else power_top
+        vals, vecs = solver(op, k, tol, max_iter, make_generator(seed))
+    out = [float(v) for v in vals]
+    return (out, vecs.detach()) if return_vectors else out
+
+
+def hessian_trace(
+    model: nn.Module,
+    data: Data,
+    *,
+    num_probes: int = 100,
+    probes_per_pass: int = 10,
+    seed: int = 0,
+    loss_fn: LossFn = default_loss,
+    param_filter: ParamFilter | None = None,
+    mode: str = "eval",
+    hvp_method: str = "rev-rev",
+) -> tuple[float, float]:
+    """Hutchinson estimate of the Hessian trace: `(mean, stderr)` over `num_probes` Rademacher probes.
+
+    `probes_per_pass` probes share one data pass (their HVPs reuse each batch's gradient graph), so the
+    cost per probe falls; the probes drawn do not depend on it. stderr = sample std / sqrt(num_probes).
+    """
+    _check_int("num_probes", num_probes, 2)
+    _check_int("probes_per_pass", probes_per_pass, 1)
+    check_choice("mode", mode, MODES)
+    with preserved(model, mode):
+        op = HessianOperator(model, data, loss_fn, param_filter, hvp_method)
+        gen, samples = make_generator(seed), []
+        while len(samples) < num_probes:
+            V = rademacher((min(probes_per_pass, num_probes - len(samples)), op.dim), gen, op.w)
+            samples += (V * op.matmat(V)).sum(1).double().tolist()
+    s = torch.tensor(samples, dtype=torch.float64)
+    return float(s.mean()), float(s.std() / math.sqrt(num_probes))
+
+
+def slq_lanczos(op: HessianOperator, V: Tensor, steps: int) -> list[tuple[Tensor, Tensor]]:
+    """Lanczos from each unit row of `V` in lockstep (one data pass per step for all rows).
+
+    Returns per row the Gauss quadrature `(nodes, weights)` of its spectral measure `v^T f(H) v`: Ritz
+    values and squared first components of the Ritz vectors. A row whose Krylov space closes early
+    (beta ~ 0) stops there; its quadrature is then exact.
+    """
+    p, steps = V.shape[0], min(steps, op.dim)
+    Q = V.new_zeros(steps, p, op.dim)
+    A, B = torch.zeros(p, steps, dtype=torch.float64), torch.zeros(p, steps, dtype=torch.float64)
+    length = [steps] * p
+    q, scale = V, torch.zeros(p, dtype=torch.float64)
+    for j in range(steps):
+        Q[j] = q
+        w = op.matmat(q)
+        A[:, j] = (q * w).sum(1).double().cpu()
+        for _ in range(2):
+            w = w - torch.einsum("jp,jpd->pd", torch.einsum("jpd,pd->jp", Q[: j + 1], w), Q[: j + 1])
+        b = w.norm(dim=1)
+        B[:, j] = b.double().cpu()
+        scale = torch.maximum(scale, A[:, j].abs() + B[:, j])
+        for r in range(p):
+            if length[r] == steps and B[r, j] <= 1e-10 * scale[r]:
+                length[r] = j + 1
+        q = torch.where(b[:, None] > 0, w / b.clamp_min(1e-300)[:, None], torch.zeros_like(w))
+    out = []
+    for r in range(p):
+        m = length[r]
+        theta, S = torch.linalg.eigh(_tridiag(A[r, :m].tolist(), B[r, : m - 1].tolist()))
+        out.append((theta, S[0] ** 2))
+    return out
+
+
+def hessian_spectrum(
+    model: nn.Module,
+    data: Data,
+    *,
+    num_runs: int = 4,
+    num_steps: int = 64,
+    runs_per_pass: int = 4,
+    seed: int = 0,
+    loss_fn: LossFn = default_loss,
+    param_filter: ParamFilter | None = None,
+    mode: str = "eval",
+    hvp_method: str = "rev-rev",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hessian spectral density by stochastic Lanczos quadrature (Ghorbani et al. 2019).
+
+    Each of `num_runs` runs starts Lanczos (`num_steps` steps, full reorthogonalization) from a
+    normalized Rademacher vector; its Ritz values are quadrature nodes with weights summing to 1. Returns
+    all runs' `(nodes, weights)` concatenated, weights divided by `num_runs` (total 1), as float64 numpy
+    arrays. `runs_per_pass` runs share each data pass. Smooth for plotting with `spectral_density`.
+    """
+    _check_int("num_runs", num_runs, 1)
+    _check_int("num_steps", num_steps, 1)
+    _check_int("runs_per_pass", runs_per_pass, 1)
+    check_choice("mode", mode, MODES)
+    with preserved(model, mode):
+        op = HessianOperator(model, data, loss_fn, param_filter, hvp_method)
+        gen, quads = make_generator(seed), []
+        while len(quads) < num_runs:
+            V = rademacher((min(runs_per_pass, num_runs - len(quads)), op.dim), gen, op.w)
+            quads += slq_lanczos(op, V / math.sqrt(op.dim), num_steps)
+    nodes = torch.cat([t for t, _ in quads]).numpy()
+    weights = torch.cat([w for _, w in quads]).numpy() / num_runs
+    return nodes, weights
+
+
+def spectral_density(
+    nodes: np.ndarray | list[float],
+    weights: np.ndarray | list[float],
+    grid: np.ndarray | None = None,
+    sigma: float | None = None,
+    num_points: int = 1000,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian-kernel smoothing of SLQ `(nodes, weights)` for plotting: returns `(grid, density)`.
+
+    `sigma` defaults to 1% of the node range (or 1e-3 * max(1, |node|) when all nodes coincide); the
+    default grid spans the nodes +- 5 sigma with `num_points` points. Each kernel integrates to its weight.
+    """
+    x, w = np.asarray(nodes, dtype=np.float64).ravel(), np.asarray(weights, dtype=np.float64).ravel()
+    if x.size == 0 or x.shape != w.shape:
+        raise ValueError(f"nodes/weights: got sizes {x.size} and {w.size}; need equal, non-empty")
+    if sigma is None:
+        span = float(x.max() - x.min())
+        sigma = 0.01 * span if span > 0 else 1e-3 * max(1.0, float(np.abs(x).max()))
+    if not sigma > 0:
+        raise ValueError(f"sigma: got {sigma!r}; must be > 0")
+    if grid is None:
+        grid = np.linspace(x.min() - 5 * sigma, x.max() + 5 * sigma, num_points)
+    grid = np.asarray(grid, dtype=np.float64)
+    kernel = np.exp(-0.5 * ((grid[:, None] - x[None, :]) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
+    return grid, kernel @ w
