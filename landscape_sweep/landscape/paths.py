@@ -1,0 +1,229 @@
+"""Evaluate paths between minima: loss/accuracy along t, barriers and weight-space geometry.
+
+The cost centre of a sweep is evaluating many points of a path. Points are written as
+`coeffs @ controls` (P coefficient rows over K flat control vectors: a segment, a curve's control
+points, or a plane's origin and directions) and evaluated together: the point weights are stacked and
+`torch.func.vmap` runs `functional_call` over them, for the BN recompute pass (train-mode BN with
+per-point functional running-stat buffers, updated in place by batch_norm) and for evaluation. Each
+data batch is read once per chunk of points. Results equal a per-point loop (deepcopy, load, update
+BN, evaluate); `evaluate_points` falls back to that loop when vmap cannot run the model.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+from ._core import Data, LossFn, default_loss, evaluate, has_batchnorm, iter_batches, model_device, preserved
+from .curves import Curve, unflatten_points
+from .interpolation import _BN, bn_buffer_names, recompute_bn
+
+_CHUNK_FLOATS = 2**25  # stacked point weights per vmapped chunk (~128 MB in float32)
+
+
+def _vmapped(
+    model: nn.Module, params: dict[str, Tensor], datasets: Sequence[Data], bn_data: Data | None, loss_fn: LossFn
+) -> list[tuple[Tensor, Tensor]]:
+    c = next(iter(params.values())).shape[0]
+    device = model_device(model)
+    fixed = {k: v for k, v in model.state_dict().items() if k not in params}
+    bn: dict[str, Tensor] = {}
+
+    def f(p: dict[str, Tensor], b: dict[str, Tensor], x: Tensor) -> Tensor:
+        return functional_call(model, {**fixed, **p, **b}, (x,))
+
+    run = vmap(f, in_dims=(0, 0, None))
+    bns = [(n, m) for n, m in model.named_modules() if isinstance(m, _BN) and m.track_running_stats]
+    if bn_data is not None and bns:
+        momenta = [m.momentum for _, m in bns]
+        for n, m in bns:
+            pre = f"{n}." if n else ""
+            bn[pre + "running_mean"] = m.running_mean.new_zeros(c, *m.running_mean.shape)
+            bn[pre + "running_var"] = m.running_var.new_ones(c, *m.running_var.shape)
+            fixed[pre + "num_batches_tracked"] = m.num_batches_tracked.clone()
+            m.train()
+        try:
+            seen = 0
+            for x, _ in iter_batches(bn_data, device):
+                for _, m in bns:  # cumulative average, batches weighted by size (as recompute_bn)
+                    m.momentum = x.shape[0] / (seen + x.shape[0])
+                run(params, bn, x)
+                seen += x.shape[0]
+        finally:
+            for (_, m), mom in zip(bns, momenta):
+                m.momentum = mom
+            model.eval()
+    out = []
+    for data in datasets:
+        loss, correct = (torch.zeros(c, dtype=torch.float64, device=device) for _ in range(2))
+        n = 0
+        for x, y in iter_batches(data, device):
+            logits = run(params, bn, x)
+            loss += vmap(loss_fn, in_dims=(0, None))(logits, y).double() * y.shape[0]
+            correct += (logits.argmax(-1) == y).sum(-1)
+            n += y.shape[0]
+        out.append((loss / n, correct / n))
+    return out
+
+
+def _looped(
+    model: nn.Module, params: dict[str, Tensor], datasets: Sequence[Data], bn_data: Data | None, loss_fn: LossFn
+) -> list[tuple[Tensor, Tensor]]:
+    c = next(iter(params.values())).shape[0]
+    rows = []
+    for i in range(c):
+        model.load_state_dict({k: v[i] for k, v in params.items()}, strict=False)
+        if bn_data is not None:
+            recompute_bn(model, bn_data)
+        rows.append([evaluate(model.eval(), d, loss_fn) for d in datasets])
+    cols = [[r[j] for r in rows] for j in range(len(datasets))]
+    return [(torch.tensor([v[0] for v in col]), torch.tensor([v[1] for v in col])) for col in cols]
+
+
+@torch.no_grad()
+def evaluate_points(
+    model: nn.Module,
+    coeffs: Tensor,
+    controls: Tensor,
+    names: list[tuple[str, torch.Size]],
+    datasets: Sequence[Data],
+    bn_data: Data | None = None,
+    loss_fn: LossFn = default_loss,
+    vectorize: bool = True,
+) -> list[tuple[list[float], list[float]]]:
+    """(losses, accuracies) per dataset at the P points `coeffs @ controls` (varied state `names`).
+
+    `model` supplies the architecture and the non-varied state (left unchanged). With `bn_data` the BN
+    statistics are recomputed at every point; without, the model's own are used. `vectorize=False`
+    (or a model vmap cannot run) evaluates point by point.
+    """
+    num, dim = coeffs.shape[0], controls.shape[1]
+    chunk = max(1, min(num, _CHUNK_FLOATS // max(dim, 1)))
+    if not (bn_buffer_names(model) and bn_data is not None):
+        bn_data = None
+    parts: list[list[tuple[Tensor, Tensor]]] = []
+    with preserved(model, mode="eval"):
+        for s in range(0, num, chunk):
+            params = unflatten_points(coeffs[s : s + chunk] @ controls, names)
+            if vectorize:
+                try:
+                    parts.append(_vmapped(model, params, datasets, bn_data, loss_fn))
+                    continue
+                except Exception as e:  # vmap cannot run every model (data-dependent control flow, ...)
+                    warnings.warn(f"vmap failed ({type(e).__name__}: {e}); evaluating point by point", stacklevel=2)
+                    vectorize = False
+            parts.append(_looped(model, params, datasets, bn_data, loss_fn))
+    return [
+        (torch.cat([p[j][0].cpu() for p in parts]).tolist(), torch.cat([p[j][1].cpu() for p in parts]).tolist())
+        for j in range(len(datasets))
+    ]
+
+
+def barrier(t: Sequence[float], values: Sequence[float], kind: str = "linear") -> float:
+    """Barrier of a curve of `values` over `t` (t[0]=0, t[-1]=1; Entezari et al. 2022).
+
+    kind="linear": `max_t [v(t) - ((1 - t) v(0) + t v(1))]`; kind="mean": `max_t v(t) - (v(0) + v(1)) / 2`.
+    """
+    v0, v1 = values[0], values[-1]
+    if kind == "linear":
+        return max(v - ((1 - s) * v0 + s * v1) for s, v in zip(t, values))
+    if kind == "mean":
+        return max(values) - (v0 + v1) / 2
+    raise ValueError(f"kind: '{kind}' is not a barrier kind; choose 'linear' or 'mean'")
+
+
+@torch.no_grad()
+def path_geometry(coeffs: Tensor, controls: Tensor) -> dict[str, float | None]:
+    """Length, endpoint distance, total turning angle (rad) and arc/chord ratio of the polyline.
+
+    Computed in float64, one segment at a time (memory of two weight vectors).
+    """
+    ctrl = controls.double()
+    coeffs = coeffs.to(ctrl)
+    length, turning, prev = 0.0, 0.0, None
+    for i in range(coeffs.shape[0] - 1):
+        seg = (coeffs[i + 1] - coeffs[i]) @ ctrl
+        norm = float(seg.norm())
+        length += norm
+        if norm == 0.0:
+            continue
+        unit = seg / norm
+        if prev is not None:  # stable angle between unit vectors (no acos near 1)
+            turning += 2 * math.atan2(float((unit - prev).norm()), float((unit + prev).norm()))
+        prev = unit
+    chord = float(((coeffs[-1] - coeffs[0]) @ ctrl).norm())
+    return {
+        "path_length": length,
+        "endpoint_distance": chord,
+        "path_curvature": turning,
+        "arc_chord_ratio": length / chord if chord > 0 else None,
+    }
+
+
+def evaluate_path(
+    path: Curve | tuple[nn.Module, nn.Module],
+    train_data: Data,
+    test_data: Data | None = None,
+    num_points: int = 25,
+    bn_data: Data | None = None,
+    loss_fn: LossFn = default_loss,
+    sharpness_t: Sequence[float] | None = None,
+    vectorize: bool = True,
+) -> dict:
+    """Evaluate a curve (or the segment between a `(model_a, model_b)` pair) at `num_points` even t.
+
+    Returns a connectivity entry of results.json (without `pair`/`method`): `t`, train/test loss and
+    accuracy per t, barriers (`loss_barrier`, `error_barrier`, `test_...`, and `..._mean` variants),
+    `path_length`, `endpoint_distance`, `path_curvature`, `arc_chord_ratio`, and with `sharpness_t`
+    `sharpness_along_path` (top Hessian eigenvalue on train data). Test fields are None without
+    `test_data`. BN statistics are recomputed at each point over `bn_data` (default: `train_data`).
+    """
+    if isinstance(path, Curve):
+        curve = path
+    elif isinstance(path, (tuple, list)) and len(path) == 2:
+        curve = Curve(path[0], path[1], "polychain", 0)
+    else:
+        raise ValueError(f"path: got {type(path).__name__}; pass a Curve or a (model_a, model_b) pair")
+    if not isinstance(num_points, int) or num_points < 2:
+        raise ValueError(f"num_points: got {num_points!r}; need an integer >= 2")
+    if has_batchnorm(curve.model) and bn_data is None:
+        bn_data = train_data
+    t = torch.linspace(0, 1, num_points, dtype=torch.float64)
+    coeffs, controls = curve.coefficients(t), curve.controls().detach()
+    datasets = [train_data] + ([test_data] if test_data is not None else [])
+    evals = evaluate_points(curve.model, coeffs, controls, curve.names, datasets, bn_data, loss_fn, vectorize)
+    ts = t.tolist()
+    out: dict = {"t": ts}
+    for prefix, res in zip(("train", "test"), evals + [None] * (2 - len(evals))):
+        loss, acc = res if res is not None else (None, None)
+        err = None if acc is None else [1 - a for a in acc]
+        out[f"{prefix}_loss"], out[f"{prefix}_acc"] = loss, acc
+        key = "" if prefix == "train" else "test_"
+        for suffix, kind in (("", "linear"), ("_mean", "mean")):
+            out[f"{key}loss_barrier{suffix}"] = None if loss is None else barrier(ts, loss, kind)
+            out[f"{key}error_barrier{suffix}"] = None if err is None else barrier(ts, err, kind)
+    out.update(path_geometry(coeffs, controls))
+    if sharpness_t:
+        from .hessian import hessian_eigenvalues  # lazy: written by another module owner
+
+        eigs = [float(hessian_eigenvalues(curve.model_at(s, bn_data), train_data, k=1)[0]) for s in sharpness_t]
+        out["sharpness_along_path"] = {"t": [float(s) for s in sharpness_t], "hessian_top_eig": eigs}
+    return out
+
+
+def linear_path(
+    model_a: nn.Module,
+    model_b: nn.Module,
+    train_data: Data,
+    test_data: Data | None = None,
+    num_points: int = 25,
+    bn_data: Data | None = None,
+    **kwargs,
+) -> dict:
+    """`evaluate_path` on the straight segment from `model_a` to `model_b` (see there for the fields)."""
+    return evaluate_path(Curve(model_a, model_b, "polychain", 0), train_data, test_data, num_points, bn_data, **kwargs)
