@@ -19,7 +19,6 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
 
 import landscape_sweep
 from landscape_sweep.data import DataBundle, TensorLoader, load_data
@@ -94,6 +93,19 @@ def _trainer_kwargs(c: dict[str, Any]) -> dict[str, Any]:
     return kw
 
 
+def _resumable(path: Path) -> str | None:
+    """`path` if it holds a loadable checkpoint; a truncated one (killed mid-write) is removed."""
+    if not path.is_file():
+        return None
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        log.warning("ignoring unreadable checkpoint %s (%s): starting this endpoint afresh", path, one_line(e))
+        path.unlink()
+        return None
+    return str(path)
+
+
 def train_endpoint(
     c: dict[str, Any],
     data: DataBundle,
@@ -116,8 +128,7 @@ def train_endpoint(
     if stamp is None or stamp.get("train_hash") != train_hash:
         shutil.rmtree(ck, ignore_errors=True)  # stale checkpoints of another config: never resume from them
         write_json(ck / "train_hash.json", {"train_hash": train_hash})
-    last = ck / "last.ckpt"
-    resume = str(last) if last.is_file() else None
+    resume = _resumable(ck / "last.ckpt")
 
     pl.seed_everything(seed, workers=True, verbose=False)
     model = new_model(c, data)
@@ -128,7 +139,6 @@ def train_endpoint(
         model, c["optimizer"], max_epochs=epochs, steps_per_epoch=len(train), log_prefix=f"seed{seed}/"
     )
     callbacks: list[pl.Callback] = [
-        ModelCheckpoint(dirpath=ck, save_last=True, save_top_k=0, save_on_train_epoch_end=True),
         EpochCheckpoints(ck, c["landscape"]["checkpoint_epochs"]),
         *(extra_callbacks or []),
     ]
@@ -138,6 +148,7 @@ def train_endpoint(
         logger=tracker.lightning_logger(seed),
         default_root_dir=str(job_dir),
         limit_val_batches=None if val else 0,
+        enable_checkpointing=False,  # EpochCheckpoints writes last.ckpt / epoch<e>.ckpt itself
     )
     t0 = time.perf_counter()
     if resume:

@@ -118,7 +118,14 @@ def _validate_data(data: Mapping) -> None:
 def _validate_trainer(trainer: Mapping) -> None:
     import pytorch_lightning as pl
 
-    allowed = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self", "callbacks", "logger"}
+    allowed = set(inspect.signature(pl.Trainer.__init__).parameters) - {
+        "self",
+        "callbacks",
+        "logger",
+        "default_root_dir",
+        "enable_checkpointing",
+        "limit_val_batches",
+    }
     _check_keys(trainer, allowed, "trainer")
     check_int("trainer.max_epochs", trainer.get("max_epochs"))
     if trainer.get("gradient_clip_val") is not None:
@@ -149,13 +156,23 @@ def _validate_endpoints(endpoints: Mapping) -> None:
         _fail("endpoints.seeds", list(seeds), "must not contain duplicates")
 
 
+def resolved(cfg: DictConfig | Mapping) -> dict[str, Any]:
+    """The config as a plain resolved dict, without Hydra's own `hydra` node."""
+    if not isinstance(cfg, DictConfig):
+        return {k: v for k, v in dict(cfg).items() if k != "hydra"}
+    return {
+        k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+        for k, v in cfg.items_ex(resolve=True)
+        if k != "hydra"
+    }
+
+
 def validate(cfg: DictConfig | Mapping) -> dict[str, Any]:
     """Check a composed config; returns it resolved as a plain dict. Raises ConfigError (one line)."""
     from landscape_sweep.models import validate_model_args
     from landscape_sweep.training.optim import validate_optimizer_cfg
 
-    c = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
-    c.pop("hydra", None)
+    c = resolved(cfg)
     _check_keys(c, TOP_KEYS, "")
     if not _is_int(c.get("seed")):
         _fail("seed", c.get("seed"), "must be an integer")

@@ -9,10 +9,10 @@ import pytorch_lightning as pl
 
 
 class EpochCheckpoints(pl.Callback):
-    """Save a full checkpoint `epoch<e>.ckpt` after each listed epoch `e` (1-based count of finished epochs).
+    """Save `last.ckpt` after every epoch (for resuming) and `epoch<e>.ckpt` after each listed epoch `e`.
 
-    These are the points of the sharpness trajectory (`landscape.checkpoint_epochs`); `last.ckpt` for resuming
-    is ModelCheckpoint's job.
+    `e` counts finished epochs (1-based); the listed ones are the points of the sharpness trajectory
+    (`landscape.checkpoint_epochs`). Lightning writes checkpoints atomically (temp file, then move).
     """
 
     def __init__(self, dirpath: str | Path, epochs: Iterable[int]):
@@ -20,6 +20,9 @@ class EpochCheckpoints(pl.Callback):
         self.epochs = sorted(set(int(e) for e in epochs))
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
         epoch = trainer.current_epoch + 1
-        if epoch in self.epochs and not trainer.sanity_checking:
+        if epoch in self.epochs:
             trainer.save_checkpoint(self.dirpath / f"epoch{epoch}.ckpt")
+        trainer.save_checkpoint(self.dirpath / "last.ckpt")

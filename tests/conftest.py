@@ -1,0 +1,84 @@
+"""Shared test helpers: compose configs in-process, run the real CLI in a subprocess, read W&B offline files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+REPO = Path(__file__).resolve().parents[1]
+# a few seconds per cell on 2 CPU cores
+FAST = [
+    "trainer.max_epochs=2",
+    "data.train_size=512",
+    "model.width=16",
+    "logger=none",
+    "trainer.enable_progress_bar=false",
+]
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    """One dataset cache for the whole session (mnist1d is generated once)."""
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture
+def compose_cfg(data_dir):
+    """Compose the real config tree with overrides, as Hydra would for one job."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    from landscape_sweep.pipeline.config import CONF_DIR
+
+    def _compose(overrides: list[str] | tuple[str, ...] = ()):
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="test"):
+            cfg = compose("config", overrides=[f"paths.data_dir={data_dir}", *overrides], return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        return cfg
+
+    return _compose
+
+
+def cli_env(root: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        LANDSCAPE_SWEEP_ROOT=str(root),
+        WANDB_MODE="offline",
+        WANDB_SILENT="true",
+        HYDRA_FULL_ERROR="0",
+        PYTHONUNBUFFERED="1",
+    )
+    env.pop("SLURM_JOB_ID", None)
+    return env
+
+
+@pytest.fixture
+def run_cli(tmp_path, data_dir):
+    """Run `python -m <module> args` from tmp_path (outputs under tmp_path/logs); returns CompletedProcess."""
+
+    def _run(
+        args: list[str], module: str = "landscape_sweep", timeout: float = 600, check: bool = True, data: bool = True
+    ) -> subprocess.CompletedProcess:
+        extra = [f"paths.data_dir={data_dir}"] if data and module == "landscape_sweep" else []
+        proc = subprocess.run(
+            [sys.executable, "-m", module, *args, *extra],
+            cwd=tmp_path,
+            env=cli_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"exit {proc.returncode}\nSTDOUT:\n{proc.stdout[-4000:]}\nSTDERR:\n{proc.stderr[-4000:]}"
+            )
+        return proc
+
+    return _run
