@@ -118,14 +118,8 @@ def _validate_data(data: Mapping) -> None:
 def _validate_trainer(trainer: Mapping) -> None:
     import pytorch_lightning as pl
 
-    allowed = set(inspect.signature(pl.Trainer.__init__).parameters) - {
-        "self",
-        "callbacks",
-        "logger",
-        "default_root_dir",
-        "enable_checkpointing",
-        "limit_val_batches",
-    }
+    owned = {"self", "callbacks", "logger", "default_root_dir", "enable_checkpointing", "limit_val_batches"}
+    allowed = set(inspect.signature(pl.Trainer.__init__).parameters) - owned  # the cell sets these itself
     _check_keys(trainer, allowed, "trainer")
     check_int("trainer.max_epochs", trainer.get("max_epochs"))
     if trainer.get("gradient_clip_val") is not None:
