@@ -38,7 +38,7 @@ class DataBundle:
 
     `train`/`val`/`test` are `(x, y)` pairs: x float32 `(N, *in_shape)`, y int64 `(N,)`. `augment` names the
     augmentation a TensorLoader applies to training batches (None: none). `info` records how the bundle
-    was made (sizes, standardisation statistics, number of noisy labels).
+    was made (sizes, standardisation statistics, which train labels are noisy); JSON-serialisable.
     """
 
     name: str
@@ -181,7 +181,7 @@ def build_bundle(
         "mean": mean.tolist(),
         "std": std.tolist(),
         "num_noisy_labels": len(noisy),
-        "noisy_indices": noisy,
+        "noisy_indices": noisy.tolist(),
     }
     return DataBundle(
         name=name,
