@@ -14,6 +14,7 @@ import platform
 import shutil
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +25,30 @@ import landscape_sweep
 from landscape_sweep.data import DataBundle, TensorLoader, load_data
 from landscape_sweep.landscape._core import evaluate, preserved
 from landscape_sweep.models import build_model, num_params
+from landscape_sweep.pipeline.analysis import analysis_subset, analyze_cell, batched
+from landscape_sweep.pipeline.artifacts import write_cell_artifacts
 from landscape_sweep.pipeline.config import config_hash, validate
 from landscape_sweep.pipeline.tracking import Tracker
 from landscape_sweep.results import SCHEMA, read_json, results_path, write_json
 from landscape_sweep.training.callbacks import EpochCheckpoints
+from landscape_sweep.training.landscape_callback import SharpnessTrajectory
 from landscape_sweep.training.module import LitClassifier
 from landscape_sweep.training.optim import optimizer_label
 
 log = logging.getLogger(__name__)
+
+
+def quiet_lightning() -> None:
+    """Keep a sweep's console readable: no per-Trainer banners, tips or known-harmless warnings."""
+    for name in (
+        "pytorch_lightning.utilities.rank_zero",
+        "lightning_fabric.utilities.rank_zero",
+        "pytorch_lightning.trainer.connectors.checkpoint_connector",
+    ):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*`validation_step` but have no `val_dataloader`.*")
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated.*")
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
 
 
 class Diverged(RuntimeError):
@@ -93,6 +110,14 @@ def _trainer_kwargs(c: dict[str, Any]) -> dict[str, Any]:
     return kw
 
 
+def load_endpoint(c: dict[str, Any], data: DataBundle, path: Path) -> torch.nn.Module:
+    """A trained endpoint from its `final.pt` state dict (weights_only), on the data's device."""
+    device = data.train[0].device
+    model = new_model(c, data).to(device)
+    model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+    return model
+
+
 def _resumable(path: Path) -> str | None:
     """`path` if it holds a loadable checkpoint; a truncated one (killed mid-write) is removed."""
     if not path.is_file():
@@ -113,16 +138,13 @@ def train_endpoint(
     job_dir: Path,
     tracker: Tracker,
     train_hash: str,
-    extra_callbacks: list[pl.Callback] | None = None,
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Train (or resume, or reuse) the endpoint of `seed`; returns its final model and its results entry."""
     ck = endpoint_dir(job_dir, seed)
     meta = read_json(ck / "final.json")
     if meta and meta.get("train_hash") == train_hash and (ck / "final.pt").is_file():
         log.info("seed %d: reusing finished endpoint %s", seed, ck / "final.pt")
-        model = new_model(c, data).to(data.train[0].device)
-        model.load_state_dict(torch.load(ck / "final.pt", map_location=data.train[0].device, weights_only=True))
-        return model, meta["entry"]
+        return load_endpoint(c, data, ck / "final.pt"), meta["entry"]
 
     stamp = read_json(ck / "train_hash.json")
     if stamp is None or stamp.get("train_hash") != train_hash:
@@ -138,9 +160,20 @@ def train_endpoint(
     module = LitClassifier(
         model, c["optimizer"], max_epochs=epochs, steps_per_epoch=len(train), log_prefix=f"seed{seed}/"
     )
+    land = c["landscape"]
+    trajectory = SharpnessTrajectory(
+        batched(analysis_subset(data, land["analysis_size"], c["seed"]), d["eval_batch_size"]),
+        land["checkpoint_epochs"],
+        prefix=f"seed{seed}/",
+        tol=land["sharpness"]["tol"],
+        max_iter=land["sharpness"]["max_iter"],
+        trace_probes=max(2, land["sharpness"]["trace_probes"] // 5),
+        seed=c["seed"],
+    )
+    # the trajectory is measured before the epoch's checkpoint is written, so the checkpoint holds it
     callbacks: list[pl.Callback] = [
-        EpochCheckpoints(ck, c["landscape"]["checkpoint_epochs"]),
-        *(extra_callbacks or []),
+        trajectory,
+        EpochCheckpoints(ck, land["checkpoint_epochs"]),
     ]
     trainer = pl.Trainer(
         **_trainer_kwargs(c),
@@ -165,7 +198,7 @@ def train_endpoint(
         "train_time_s": time.perf_counter() - t0,
     }
     entry.update(endpoint_metrics(model, data, d["eval_batch_size"]))
-    entry.update({"sharpness": {}, "trajectory": []})
+    entry.update({"sharpness": {}, "trajectory": trajectory.trajectory})
     tracker.log({f"seed{seed}/final/{k}": entry[k] for k in ("train_loss", "train_acc", "test_loss", "test_acc")})
     tmp = ck / "final.pt.tmp"
     torch.save(model.state_dict(), tmp)
@@ -213,9 +246,25 @@ def _summary(entries: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
+def record_analysis(
+    c: dict[str, Any],
+    data: DataBundle,
+    models: list[torch.nn.Module],
+    result: dict[str, Any],
+    job_dir: Path,
+    tracker: Tracker,
+) -> None:
+    """Analyse the trained endpoints into `result` (sharpness, connectivity), write the cell's files, log them."""
+    t1 = time.perf_counter()
+    result["connectivity"] = analyze_cell(c, data, models, result["endpoints"])
+    result["timing_s"]["analysis"] = time.perf_counter() - t1
+    tracker.log_cell(result, write_cell_artifacts(job_dir, result))
+
+
 def run_cell(cfg: Any, job_dir: str | Path, *, group: str = "default") -> dict[str, Any]:
     """Run one cell end to end and return its results dict (also written to `<job_dir>/results.json`)."""
     job_dir = Path(job_dir)
+    quiet_lightning()
     c = validate(cfg)
     chash, thash = config_hash(c), config_hash(c, training_only=True)
     prev = read_json(results_path(job_dir))
@@ -254,6 +303,7 @@ def run_cell(cfg: Any, job_dir: str | Path, *, group: str = "default") -> dict[s
         result["cell"] = cell_info(c, data, models[0])
         result["timing_s"]["train"] = time.perf_counter() - t0
         tracker.summary({**_summary(result["endpoints"]), "num_params": result["cell"]["num_params"]})
+        record_analysis(c, data, models, result, job_dir, tracker)
         result["status"] = "completed"
     except Diverged as e:
         result.update(status="diverged", error=one_line(e))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import math
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -130,15 +131,68 @@ def _validate_trainer(trainer: Mapping) -> None:
         )
 
 
-LANDSCAPE_KEYS = {"name", "checkpoint_epochs"}
+LANDSCAPE_KEYS = {"name", "checkpoint_epochs", "analysis_size", "sharpness", "connectivity", "surface"}
+SHARPNESS_KEYS = {
+    "top_k",
+    "tol",
+    "max_iter",
+    "trace_probes",
+    "spectrum",
+    "kinds",
+    "rho",
+    "adaptive_rho",
+    "steps",
+    "num_samples",
+}
+CONNECTIVITY_KEYS = {"methods", "num_points", "sharpness_points", "curve"}
+CURVE_KEYS = {"num_bends", "epochs", "lr", "batch_size"}
+SURFACE_KEYS = {"enabled", "num_points", "span"}
+
+
+def check_positive(key: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        _fail(key, value, "must be a finite number > 0")
+
+
+def check_subset(key: str, values: Any, allowed: Iterable[str], non_empty: bool = False) -> None:
+    allowed = tuple(allowed)
+    if not isinstance(values, (list, tuple)) or (non_empty and not values) or any(v not in allowed for v in values):
+        _fail(key, values, f"must be a list drawn from: {', '.join(allowed)}")
 
 
 def _validate_landscape(land: Mapping, *, max_epochs: int) -> None:
+    from landscape_sweep.pipeline.analysis import METHODS, SHARPNESS_KINDS
+
     _check_keys(land, LANDSCAPE_KEYS, "landscape")
     epochs = land.get("checkpoint_epochs") or []
     if not isinstance(epochs, (list, tuple)) or not all(_is_int(e) and 1 <= e <= max_epochs for e in epochs):
         allowed = f"must be a list of epochs in 1..{max_epochs} (trainer.max_epochs)"
         _fail("landscape.checkpoint_epochs", epochs, allowed)
+    if land.get("analysis_size") is not None:
+        check_int("landscape.analysis_size", land["analysis_size"])
+    sharp, conn, surf = land.get("sharpness", {}), land.get("connectivity", {}), land.get("surface", {})
+    _check_keys(sharp, SHARPNESS_KEYS, "landscape.sharpness")
+    for key in ("top_k", "max_iter", "steps"):
+        check_int(f"landscape.sharpness.{key}", sharp.get(key))
+    for key in ("trace_probes", "num_samples"):
+        check_int(f"landscape.sharpness.{key}", sharp.get(key), low=2)
+    for key in ("tol", "rho", "adaptive_rho"):
+        check_positive(f"landscape.sharpness.{key}", sharp.get(key))
+    check_subset("landscape.sharpness.kinds", sharp.get("kinds"), SHARPNESS_KINDS)
+    _check_keys(conn, CONNECTIVITY_KEYS, "landscape.connectivity")
+    check_subset("landscape.connectivity.methods", conn.get("methods"), METHODS)
+    check_int("landscape.connectivity.num_points", conn.get("num_points"), low=2)
+    pts = conn.get("sharpness_points")
+    if not isinstance(pts, (list, tuple)) or not all(isinstance(t, (int, float)) and 0 <= t <= 1 for t in pts):
+        _fail("landscape.connectivity.sharpness_points", pts, "must be a list of t values in [0, 1]")
+    curve = conn.get("curve", {})
+    _check_keys(curve, CURVE_KEYS, "landscape.connectivity.curve")
+    for key in ("num_bends", "epochs", "batch_size"):
+        check_int(f"landscape.connectivity.curve.{key}", curve.get(key))
+    check_positive("landscape.connectivity.curve.lr", curve.get("lr"))
+    _check_keys(surf, SURFACE_KEYS, "landscape.surface")
+    check_int("landscape.surface.num_points", surf.get("num_points"), low=2)
+    check_positive("landscape.surface.span", surf.get("span"))
 
 
 def _validate_endpoints(endpoints: Mapping) -> None:

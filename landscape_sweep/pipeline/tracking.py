@@ -55,6 +55,13 @@ class Tracker:
         if self.run is not None:
             self.run.summary.update(metrics)
 
+    def log_cell(self, result: dict[str, Any], files: dict[str, Path]) -> None:
+        """The cell's landscape summaries, path tables, plots and PNGs (W&B only; CSV/none keep the files)."""
+        if self.run is not None:
+            from landscape_sweep.pipeline.artifacts import log_cell_to_wandb
+
+            log_cell_to_wandb(self.run, result, files)
+
     def close(self, exit_code: int = 0) -> None:
         if self.run is not None:
             self.run.finish(exit_code=exit_code)

@@ -24,5 +24,5 @@ class EpochCheckpoints(pl.Callback):
             return
         epoch = trainer.current_epoch + 1
         if epoch in self.epochs:
-            trainer.save_checkpoint(self.dirpath / f"epoch{epoch}.ckpt")
-        trainer.save_checkpoint(self.dirpath / "last.ckpt")
+            trainer.save_checkpoint(self.dirpath / f"epoch{epoch}.ckpt", weights_only=False)
+        trainer.save_checkpoint(self.dirpath / "last.ckpt", weights_only=False)
