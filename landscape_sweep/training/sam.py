@@ -60,7 +60,10 @@ class SAM(torch.optim.Optimizer):
 
     @torch.no_grad()
     def _ascent(self) -> list[tuple[Tensor, Tensor]]:
-        """Move every parameter with a gradient to w + e; return the (param, e) pairs."""
+        """Move every parameter with a gradient to w + e; return (param, copy of w) pairs.
+
+        w is restored by copy, not by subtracting e: `(w + e) - e != w` in floating point.
+        """
         scaled = []
         for group in self.param_groups:
             for p in group["params"]:
@@ -70,15 +73,16 @@ class SAM(torch.optim.Optimizer):
         if not scaled:
             return []
         norm = torch.stack(scaled).norm()
+        norm = norm.clamp_min(torch.finfo(norm.dtype).tiny)  # zero gradient: e = 0, not NaN
         moves = []
         for group in self.param_groups:
-            scale = group["rho"] / (norm + 1e-12)
+            scale = group["rho"] / norm
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 e = (p * p * p.grad if group["adaptive"] else p.grad) * scale.to(p.dtype)
+                moves.append((p, p.clone()))
                 p.add_(e)
-                moves.append((p, e))
         return moves
 
     @torch.no_grad()
@@ -95,8 +99,8 @@ class SAM(torch.optim.Optimizer):
         try:
             closure()
         finally:
-            for p, e in moves:
-                p.sub_(e)
+            for p, w in moves:
+                p.copy_(w)
         self.base.step()
         return loss
 
