@@ -105,7 +105,7 @@ class HessianOperator:
             with torch.enable_grad():
                 loss = self.batch_loss(p, x, y)
                 (gb,) = torch.autograd.grad(loss, p)
-            total += float(loss) * len(y)
+            total += float(loss.detach()) * len(y)
             g += gb * len(y)
             n += len(y)
         return total / n, g / n
