@@ -163,9 +163,12 @@ def test_fp16_with_sam_is_refused():
 )
 def test_resume_from_a_mid_training_checkpoint_is_exact(cfg, tmp_path):
     init = _model(bn=True)
-    ckpt = ModelCheckpoint(dirpath=tmp_path, filename="{epoch}", save_top_k=-1, every_n_epochs=1)
+    # saved at validation end, i.e. before the epoch-end hooks: the SWA snapshot must already be in
+    ckpt = ModelCheckpoint(tmp_path, "{epoch}", save_top_k=-1, every_n_epochs=1, save_on_train_epoch_end=False)
     full = _module(copy.deepcopy(init), cfg, max_epochs=4)
-    _trainer(max_epochs=4, enable_checkpointing=True, callbacks=[ckpt]).fit(full, _data())
+    _trainer(max_epochs=4, enable_checkpointing=True, callbacks=[ckpt]).fit(
+        full, _data(), _data()
+    )  # with validation: checkpoints are saved before epoch end
 
     path = tmp_path / "epoch=2.ckpt"
     saved = torch.load(path, weights_only=True)  # the pipeline's loading policy
@@ -173,7 +176,7 @@ def test_resume_from_a_mid_training_checkpoint_is_exact(cfg, tmp_path):
         assert int(saved["swa"]["average"]["n_averaged"]) == 1
     resumed = _module(copy.deepcopy(init), cfg, max_epochs=4)
     trainer = _trainer(max_epochs=4)
-    trainer.fit(resumed, _data(), ckpt_path=path)
+    trainer.fit(resumed, _data(), _data(), ckpt_path=path)
     assert trainer.global_step == 4 * STEPS
     final, again = full.model.state_dict(), resumed.model.state_dict()
     for k in final:
