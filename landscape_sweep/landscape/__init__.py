@@ -12,3 +12,10 @@ from .sharpness import sharpness
 __all__ = ["evaluate", "exclude_norm_and_bias"]
 __all__ += ["hessian_eigenvalues", "hessian_trace", "hessian_spectrum", "spectral_density", "sharpness"]
 __all__ += ["HessianOperator", "hvp"]
+from .alignment import align, apply_permutation
+from .curves import Curve, fit_curve
+from .interpolation import interpolate, recompute_bn
+from .paths import evaluate_path, linear_path
+
+__all__ += ["align", "apply_permutation", "Curve", "fit_curve", "interpolate", "recompute_bn"]
+__all__ += ["evaluate_path", "linear_path"]
