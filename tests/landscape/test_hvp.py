@@ -11,7 +11,16 @@ from torch.func import functional_call
 from landscape_sweep.landscape._core import exclude_norm_and_bias, select_params
 from landscape_sweep.landscape.hvp import HessianOperator, hvp
 
-SIZES = (7, 3, 13)  # batches of different sizes: the weighting by batch size matters
+SIZES = (7, 3, 13)
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    """Tiny ops on a shared 2-core machine run ~10x faster on one thread; restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)  # batches of different sizes: the weighting by batch size matters
 
 
 def make_model(kind: str, bn: bool, seed: int = 0) -> nn.Module:
@@ -52,6 +61,22 @@ def exact_hessian(model, data, param_filter=None, loss_fn=nn.functional.cross_en
         return loss_fn(functional_call(model, {**rest, **params}, (x,)), y)
 
     return torch.autograd.functional.hessian(f, w)
+
+
+class Quadratic(nn.Module):
+    """L(w) = 0.5 (w - c)^T A (w - c) on any data (via `quadratic_loss(A, c)`): known Hessian A."""
+
+    def __init__(self, w0: torch.Tensor) -> None:
+        super().__init__()
+        self.w = nn.Parameter(w0.clone().double())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w
+
+
+def quadratic_loss(A: torch.Tensor, c: torch.Tensor | None = None):
+    c = torch.zeros(A.shape[0], dtype=A.dtype) if c is None else c
+    return lambda w, y: 0.5 * (w - c) @ A @ (w - c)
 
 
 def snapshot(model: nn.Module):

@@ -1,0 +1,162 @@
+"""Eigenvalues, trace and SLQ spectrum against dense Hessians (float64, tiny models) and known spectra."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from landscape_sweep.landscape.hessian import (
+    hessian_eigenvalues,
+    hessian_spectrum,
+    hessian_trace,
+    spectral_density,
+)
+from landscape_sweep.landscape.hvp import make_generator, rademacher
+from tests.landscape.test_hvp import (
+    Quadratic,
+    assert_unchanged,
+    dirty,
+    exact_hessian,
+    make_data,
+    make_model,
+    quadratic_loss,
+    single_thread,  # noqa: F401 (autouse fixture)
+    snapshot,
+)
+
+DATA = [(torch.zeros(2, 1), torch.zeros(2)), (torch.zeros(5, 1), torch.zeros(5))]  # for quadratics
+
+
+def known_matrix(eigs, seed=0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(len(eigs), len(eigs), generator=g, dtype=torch.float64))
+    return q @ torch.diag(torch.tensor(eigs, dtype=torch.float64)) @ q.T
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+@pytest.mark.parametrize("bn", [False, True])
+def test_top_eigenvalues_match_exact(kind, bn):
+    model, data = make_model(kind, bn), make_data()
+    exact = torch.linalg.eigvalsh(exact_hessian(model, data)).flip(0)
+    got = hessian_eigenvalues(model, data, k=3, tol=1e-10, max_iter=200)
+    assert got == pytest.approx(exact[:3].tolist(), rel=1e-6)
+
+
+def test_eigenvectors_and_power_method():
+    model, data = make_model("mlp", bn=True), make_data()
+    H = exact_hessian(model, data)
+    exact = torch.linalg.eigvalsh(H)
+    vals, vecs = hessian_eigenvalues(model, data, k=2, tol=1e-10, max_iter=200, return_vectors=True)
+    assert vecs.shape == (2, H.shape[0])
+    for lam, u in zip(vals, vecs):
+        assert float(u.norm()) == pytest.approx(1.0, abs=1e-10)
+        assert float((H @ u - lam * u).norm()) < 1e-8
+    top_mag = exact[exact.abs().argmax()]
+    power = hessian_eigenvalues(model, data, k=1, method="power", tol=1e-12, max_iter=2000)
+    assert power[0] == pytest.approx(float(top_mag), rel=1e-6)
+
+
+def test_quadratic_spectrum_is_exact_including_repeated_and_negative():
+    eigs = [4.0, 3.0, 3.0, 1.0, 0.5, -1.0, -2.0]
+    A = known_matrix(eigs)
+    model, loss = Quadratic(torch.randn(7)), quadratic_loss(A)
+    got = hessian_eigenvalues(model, DATA, k=4, loss_fn=loss, tol=1e-12)
+    assert got == pytest.approx(eigs[:4], rel=1e-10)
+    # power iteration: largest magnitude first (5, then -4), reported descending
+    B = known_matrix([5.0, -4.0, 2.0, 1.0], seed=1)
+    got = hessian_eigenvalues(
+        Quadratic(torch.zeros(4)), DATA, k=2, method="power", loss_fn=quadratic_loss(B), tol=1e-14, max_iter=500
+    )
+    assert got == pytest.approx([5.0, -4.0], rel=1e-6)
+
+
+def test_trace_within_three_stderr_and_stderr_scaling():
+    model, data = make_model("cnn", bn=True), make_data()
+    H = exact_hessian(model, data)
+    exact = float(torch.trace(H))
+    theory = math.sqrt(2 * (float((H**2).sum()) - float((H.diagonal() ** 2).sum())))  # std of one probe
+    m16, s16 = hessian_trace(model, data, num_probes=16, seed=3)
+    m256, s256 = hessian_trace(model, data, num_probes=256, probes_per_pass=32, seed=3)
+    assert abs(m256 - exact) < 3 * s256 and abs(m16 - exact) < 3 * s16
+    assert s256 == pytest.approx(theory / 16, rel=0.15)
+    assert 3.0 < s16 / s256 < 5.3
+
+
+def test_trace_exact_for_diagonal_and_reproducible():
+    A = torch.diag(torch.tensor([3.0, -1.0, 0.25, 7.0], dtype=torch.float64))
+    model, loss = Quadratic(torch.randn(4)), quadratic_loss(A)
+    assert hessian_trace(model, DATA, num_probes=5, loss_fn=loss) == pytest.approx((9.25, 0.0), abs=1e-12)
+    model, data = make_model("mlp", bn=False), make_data()
+    a = hessian_trace(model, data, num_probes=12, probes_per_pass=1, seed=7)
+    b = hessian_trace(model, data, num_probes=12, probes_per_pass=5, seed=7)
+    c = hessian_trace(model, data, num_probes=12, probes_per_pass=5, seed=8)
+    assert a == pytest.approx(b, rel=1e-12) and a != c
+
+
+def test_slq_moments_equal_exact_moments_of_the_same_probes():
+    model, data = make_model("mlp", bn=True), make_data()
+    H = exact_hessian(model, data)
+    d = H.shape[0]
+    nodes, weights = hessian_spectrum(model, data, num_runs=5, num_steps=d, runs_per_pass=2, seed=4)
+    assert weights.sum() == pytest.approx(1.0, abs=1e-12) and (weights >= 0).all()
+    gen = make_generator(4)
+    V = torch.cat([rademacher((p, d), gen, H) for p in (2, 2, 1)]) / math.sqrt(d)  # same draws
+    for power in (1, 2, 3):  # Gauss quadrature with >= 2 nodes is exact for these
+        exact = float(torch.einsum("rd,de,re->", V, torch.linalg.matrix_power(H, power), V)) / 5
+        assert float((weights * nodes**power).sum()) == pytest.approx(exact, rel=1e-9)
+    # a full-length run recovers the exact eigenvalues (all distinct here)
+    exact_eigs = torch.linalg.eigvalsh(H).numpy()
+    one = hessian_spectrum(model, data, num_runs=1, num_steps=d, seed=0)[0]
+    assert np.allclose(np.sort(one)[-3:], exact_eigs[-3:], rtol=1e-8)
+
+
+def test_spectral_density_smoothing():
+    grid, dens = spectral_density([1.0, 3.0], [0.25, 0.75], sigma=0.1)
+    assert np.trapezoid(dens, grid) == pytest.approx(1.0, abs=1e-6)
+    assert grid[dens.argmax()] == pytest.approx(3.0, abs=0.01)
+    g = np.array([1.0])
+    assert spectral_density([1.0], [1.0], grid=g, sigma=0.5)[1][0] == pytest.approx(1 / (0.5 * math.sqrt(2 * math.pi)))
+    with pytest.raises(ValueError, match="sigma: got -1"):
+        spectral_density([1.0], [1.0], sigma=-1)
+    with pytest.raises(ValueError, match="nodes/weights"):
+        spectral_density([1.0, 2.0], [1.0])
+
+
+def test_every_function_leaves_the_model_unchanged():
+    model, data = dirty(make_model("cnn", bn=True)), make_data()
+    snap = snapshot(model)
+    hessian_eigenvalues(model, data, k=2, max_iter=10)
+    assert_unchanged(model, snap)
+    hessian_eigenvalues(model, data, k=1, method="power", max_iter=5, mode="train")
+    assert_unchanged(model, snap)
+    hessian_trace(model, data, num_probes=4)
+    assert_unchanged(model, snap)
+    hessian_spectrum(model, data, num_runs=2, num_steps=4)
+    assert_unchanged(model, snap)
+
+
+def test_bad_input():
+    model, data = make_model("mlp", bn=False), make_data()
+    with pytest.raises(ValueError, match="k: got 0"):
+        hessian_eigenvalues(model, data, k=0)
+    with pytest.raises(ValueError, match=r"k: got 54; must be an integer in \[1, 53\]"):
+        hessian_eigenvalues(model, data, k=54)
+    with pytest.raises(ValueError, match="method: got 'arnoldi'; allowed: 'lanczos', 'power'"):
+        hessian_eigenvalues(model, data, method="arnoldi")
+    with pytest.raises(ValueError, match="tol: got 0"):
+        hessian_eigenvalues(model, data, tol=0)
+    with pytest.raises(ValueError, match="max_iter: got 2"):
+        hessian_eigenvalues(model, data, k=3, max_iter=2)
+    with pytest.raises(ValueError, match="mode: got 'test'"):
+        hessian_trace(model, data, mode="test")
+    with pytest.raises(ValueError, match="num_probes: got 1"):
+        hessian_trace(model, data, num_probes=1)
+    with pytest.raises(ValueError, match="num_steps: got 0"):
+        hessian_spectrum(model, data, num_steps=0)
+    with pytest.raises(ValueError, match="data"):
+        hessian_trace(model, [])
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        hessian_eigenvalues(make_model("mlp", bn=False).requires_grad_(False), data)
+    with pytest.raises(ValueError, match="non-finite"):
+        hessian_spectrum(model, [(x * math.nan, y) for x, y in data])
