@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +17,7 @@ class SweepReport(Callback):
 
         sweep_dir = str(config.hydra.sweep.dir)
         try:
-            paths = build_report(sweep_dir)
+            paths = build_report(sweep_dir, wandb=bool(OmegaConf.select(config, "report.wandb", default=False)))
         except Exception as e:  # a report problem must not hide the sweep's own results
             log.error("sweep report failed for %s: %s", sweep_dir, e)
             return

@@ -1,4 +1,4 @@
-"""`python -m landscape_sweep.report <sweep_dir>`: (re)build the sweep report from results.json files."""
+"""`python -m landscape_sweep.report <sweep_dir> [--wandb]`: (re)build the sweep report from results.json files."""
 
 from __future__ import annotations
 
@@ -6,38 +6,46 @@ import argparse
 import sys
 from pathlib import Path
 
-from landscape_sweep.report import build_report, load_results, sweep_table
+from landscape_sweep.report import build_report
+from landscape_sweep.report.table import TABLE_NAME, job_dirs
+
+PRINTED = [
+    "job",
+    "status",
+    "arch",
+    "depth",
+    "width",
+    "optimizer",
+    "num_params",
+    "test_acc_mean",
+    "gen_gap_mean",
+    "linear/loss_barrier_mean",
+    "linear_aligned/loss_barrier_mean",
+    "hessian_top_eig_mean",
+]
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m landscape_sweep.report", description=__doc__)
     ap.add_argument("sweep_dir", help="a Hydra multirun directory (or a single run directory)")
+    ap.add_argument("--wandb", action="store_true", help="also log the report as one W&B run (job_type=report)")
     args = ap.parse_args(argv)
     sweep = Path(args.sweep_dir)
     if not sweep.is_dir():
         print(f"landscape_sweep.report: sweep_dir={str(sweep)!r}: not a directory", file=sys.stderr)
         return 2
-    if not load_results(sweep):
+    if not job_dirs(sweep):
         print(
             f"landscape_sweep.report: sweep_dir={str(sweep)!r}: no job directories (no results.json or .hydra/)",
             file=sys.stderr,
         )
         return 2
-    paths = build_report(str(sweep))
-    cols = [
-        "job",
-        "status",
-        "arch",
-        "depth",
-        "width",
-        "optimizer",
-        "num_params",
-        "train_acc_mean",
-        "test_acc_mean",
-        "gen_gap_mean",
-    ]
-    table = sweep_table(load_results(sweep))
-    print(table[[c for c in cols if c in table]].to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+    import pandas as pd
+
+    paths = build_report(sweep, wandb=args.wandb)
+    table = pd.read_csv(sweep / TABLE_NAME)
+    with pd.option_context("display.width", 200, "display.max_columns", None):
+        print(table[[c for c in PRINTED if c in table]].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     for name, p in paths.items():
         print(f"{name}: {p}")
     return 0
