@@ -5,17 +5,17 @@ the caller's model unchanged (parameters, buffers, grads, train/eval mode).
 """
 
 from ._core import evaluate, exclude_norm_and_bias
+from .alignment import align, apply_permutation
+from .curves import Curve, fit_curve
 from .hessian import hessian_eigenvalues, hessian_spectrum, hessian_trace, spectral_density
 from .hvp import HessianOperator, hvp
+from .interpolation import interpolate, recompute_bn
+from .paths import evaluate_path, linear_path
 from .sharpness import sharpness
+from .surface import loss_surface, plane_surface
 
 __all__ = ["evaluate", "exclude_norm_and_bias"]
 __all__ += ["hessian_eigenvalues", "hessian_trace", "hessian_spectrum", "spectral_density", "sharpness"]
 __all__ += ["HessianOperator", "hvp"]
-from .alignment import align, apply_permutation
-from .curves import Curve, fit_curve
-from .interpolation import interpolate, recompute_bn
-from .paths import evaluate_path, linear_path
-
 __all__ += ["align", "apply_permutation", "Curve", "fit_curve", "interpolate", "recompute_bn"]
-__all__ += ["evaluate_path", "linear_path"]
+__all__ += ["evaluate_path", "linear_path", "loss_surface", "plane_surface"]
