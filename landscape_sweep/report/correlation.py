@@ -13,7 +13,6 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy.stats import kendalltau
 
 from landscape_sweep.report.table import CELL_KEYS, SHARPNESS_METRICS
 
@@ -26,6 +25,8 @@ TAU_NAME = "kendall_tau.csv"
 
 def kendall(x: pd.Series | np.ndarray, y: pd.Series | np.ndarray, min_n: int = 3) -> tuple[float, int]:
     """(τ_b, n) over the pairs where both values are finite; τ is NaN for n < min_n or a constant side."""
+    from scipy.stats import kendalltau  # deferred: scipy.stats costs ~1 s of import time
+
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     ok = np.isfinite(x) & np.isfinite(y)
     n = int(ok.sum())

@@ -94,7 +94,7 @@ def mean_std(values: Iterable[float | None]) -> tuple[float, float]:
     v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
     if not v:
         return math.nan, math.nan
-    return statistics.fmean(v), statistics.pstdev(v)  # pstdev is exact: 0.0 for equal values
+    return statistics.mean(v), statistics.pstdev(v)  # exact (rational) sums: equal values give std 0.0
 
 
 def methods_of(results: Iterable[dict[str, Any]]) -> list[str]:

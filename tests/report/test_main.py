@@ -1,0 +1,61 @@
+"""`python -m landscape_sweep.report`: exit codes, printed table, --wandb offline run holding the table."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests._support.wandb_offline import offline_runs, read_run
+
+
+def run(args: list[str], cwd) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    return subprocess.run(
+        [sys.executable, "-m", "landscape_sweep.report", *args], cwd=cwd, env=env, capture_output=True, text=True
+    )
+
+
+@pytest.mark.slow  # ~6 s: a fresh interpreter renders every figure
+def test_cli_prints_table(sweep):
+    proc = run([str(sweep)], sweep.parent)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].split()[:6] == ["job", "status", "arch", "depth", "width", "optimizer"]
+    assert lines[1].split()[:7] == ["0", "completed", "mlp", "1", "16", "sgd", "800"]
+    assert any(line.split()[:2] == ["8", "failed"] for line in lines)
+    assert f"report: {sweep / 'report.md'}" in lines
+    assert (sweep / "sweep_results.csv").is_file() and not offline_runs(sweep)
+
+
+@pytest.mark.parametrize("make", [False, True])
+def test_cli_bad_dir(tmp_path, make):
+    target = tmp_path / "nope"
+    if make:
+        target.mkdir()  # exists but holds no job
+    proc = run([str(target)], tmp_path)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1 and "sweep_dir=" in proc.stderr
+
+
+@pytest.mark.slow
+def test_cli_wandb_offline_run(sweep):
+    proc = run([str(sweep), "--wandb"], sweep.parent)
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = offline_runs(sweep)
+    rec = read_run(run_dir)
+    assert rec["run"]["job_type"] == "report" and rec["run"]["group"] == "sweep"
+    assert rec["run"]["project"] == "fake_proj" and rec["exit_code"] == 0
+    (row,) = rec["history"]
+    assert row["sweep_results/_type"] == "table-file" and row["sweep_results/nrows"] == 11
+    assert row["kendall_tau/nrows"] == 7 and row["figures/curves_grid/_type"] == "image-file"
+    assert rec["summary"]["cells/completed"] == 8 and rec["summary"]["cells/missing"] == 1
+    table = json.loads((run_dir / "files" / row["sweep_results/path"]).read_text())
+    cols = table["columns"]
+    assert cols[:3] == ["job", "status", "error"] and "linear/loss_barrier_mean" in cols
+    first = dict(zip(cols, table["data"][0]))
+    assert first["optimizer"] == "sgd" and first["gen_gap_mean"] == pytest.approx(0.10)
+    assert dict(zip(cols, table["data"][10]))["status"] == "missing"

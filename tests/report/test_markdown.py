@@ -1,0 +1,81 @@
+"""report.md written by build_report: counts, cell table, τ table with hand-computed values, failures, figures."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from landscape_sweep.report import build_report
+from tests.report.conftest import make_sweep
+
+
+def section(text: str, title: str) -> str:
+    return text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_report_sections(built):
+    root, paths = built
+    text = Path(paths["report"]).read_text()
+    assert paths["report"] == str(root / "report.md")
+    assert text.startswith("# Sweep report: sweep\n")
+    status = section(text, "Status")
+    for s, n in (("completed", 8), ("failed", 1), ("diverged", 1), ("missing", 1)):
+        assert f"| {s} | {n} |" in status
+    cells = section(text, "Cells")
+    assert "| job | status | arch | depth | width | optimizer | params | test acc | gen gap |" in cells
+    assert "| 0 | completed | mlp | 1 | 16 | sgd | 800 | 0.89 | 0.1 ± 0.0082 | 1 ± 0.082 | 0.05 | 1 ± 0.41 |" in cells
+    assert "| 8 | failed | mlp | 4 | 16 | sgd |" in cells
+
+
+def test_tau_table(built):
+    text = Path(built[1]["report"]).read_text()
+    tau = section(text, "Landscape measures vs generalization gap")
+    assert "| measure | n | τ (all cells) | ψ depth | ψ width | ψ optimizer | Ψ |" in tau
+    assert "| hessian_top_eig | 8 | +0.500 | +0.500 (4) | +0.500 (4) | +1.000 (4) | +0.667 |" in tau
+    assert "| linear/loss_barrier | 8 | +1.000 | +1.000 (4) | +1.000 (4) | +1.000 (4) | +1.000 |" in tau
+    assert "| linear_aligned/loss_barrier | 8 | n/a | n/a (0) | n/a (0) | n/a (0) | n/a |" in tau
+    assert "Not varied (no ψ): label_noise, train_size, arch." in tau
+
+
+def test_failures_listed_with_errors(built):
+    text = Path(built[1]["report"]).read_text()
+    problems = section(text, "Failed, diverged and missing cells").strip().splitlines()
+    assert problems == [
+        "- `8` **failed** (arch=mlp, depth=4, width=16, optimizer=sgd): RuntimeError: out of memory",
+        "- `9` **diverged** (arch=mlp, depth=4, width=64, optimizer=sam): non-finite training loss at epoch 3 (seed 0)",
+        "- `10` **missing**: no results.json (job killed, timed out or still running); "
+        "overrides: model.depth=8 optimizer=sgd",
+    ]
+
+
+def test_figures_linked_relatively(built):
+    root, paths = built
+    text = Path(paths["report"]).read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert sorted(links) == sorted(
+        f"figures/{n}.png"
+        for n in (
+            "heatmap_loss_barrier_linear",
+            "heatmap_loss_barrier_linear_aligned",
+            "heatmap_hessian_top_eig",
+            "heatmap_test_acc",
+            "heatmap_gen_gap",
+            "barrier_vs_params",
+            "curves_grid",
+        )
+    )
+    assert all((root / link).is_file() for link in links)
+    assert "`linear/loss_barrier`" not in text or "## Columns of sweep_results.csv" in text
+
+
+def test_no_connectivity(tmp_path):
+    root = make_sweep(tmp_path / "s", connectivity=False)
+    paths = build_report(root)
+    text = Path(paths["report"]).read_text()
+    assert set(paths) == {
+        "table", "correlations", "report", "heatmap_hessian_top_eig", "heatmap_test_acc", "heatmap_gen_gap",
+    }  # fmt: skip
+    assert "No cell has connectivity results" in text
+    assert "`barrier_vs_params` skipped" in text and "`curves_grid` skipped" in text
+    assert "| hessian_top_eig | 8 | +0.500 |" in text and "barrier linear" not in section(text, "Cells")
+    assert not (root / "figures" / "barrier_vs_params.png").exists()

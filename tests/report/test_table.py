@@ -1,0 +1,80 @@
+"""sweep_results.csv: one row per job dir, means/stds computed by hand from the synthetic sweep (conftest)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from landscape_sweep.report import load_results, sweep_table, write_table
+from landscape_sweep.report.table import mean_std
+
+S23 = math.sqrt(2 / 3)  # population std of (-1, 0, 1)
+
+
+@pytest.fixture
+def table(sweep) -> pd.DataFrame:
+    path, _ = write_table(sweep)
+    assert path == sweep / "sweep_results.csv"
+    return pd.read_csv(path)
+
+
+def test_rows_status_and_errors(table):
+    assert list(table["job"]) == list(range(11))
+    assert list(table["status"]) == ["completed"] * 8 + ["failed", "diverged", "missing"]
+    assert table.loc[8, "error"] == "RuntimeError: out of memory"
+    assert table.loc[9, "error"] == "non-finite training loss at epoch 3 (seed 0)"
+    assert table.loc[10, "error"].endswith("overrides: model.depth=8 optimizer=sgd")
+    assert list(table.loc[:7, "optimizer"]) == ["sgd"] * 4 + ["sam"] * 4
+    assert list(table.loc[:3, "num_params"]) == [800, 3200, 1056, 7296]
+
+
+def test_columns(table):
+    cols = set(table.columns)
+    for stem in ("train_acc", "test_acc", "gen_gap", "hessian_top_eig", "hessian_trace", "worst_case", "average_case"):
+        assert {f"{stem}_mean", f"{stem}_std"} <= cols
+    for m in ("linear", "linear_aligned"):
+        assert f"{m}/num_pairs" in cols
+        for k in ("loss_barrier", "error_barrier", "test_loss_barrier", "test_error_barrier", "path_length"):
+            assert {f"{m}/{k}_mean", f"{m}/{k}_std"} <= cols
+    assert not any(c.startswith(("bezier/", "polychain/")) for c in cols)  # only methods present in the sweep
+
+
+def test_values_by_hand(table):
+    r = table.loc[0]  # sgd, depth 1, width 16: gap 0.10, X 1
+    assert r["num_endpoints"] == 3
+    assert r["train_acc_mean"] == pytest.approx(0.99) and r["train_acc_std"] == pytest.approx(0.01 * S23)
+    assert r["test_acc_mean"] == pytest.approx(0.89) and r["test_acc_std"] == pytest.approx(0.0, abs=1e-12)
+    assert r["gen_gap_mean"] == pytest.approx(0.10) and r["gen_gap_std"] == pytest.approx(0.01 * S23)
+    assert r["hessian_top_eig_mean"] == pytest.approx(1.0) and r["hessian_top_eig_std"] == pytest.approx(0.5 * S23)
+    assert r["hessian_trace_mean"] == pytest.approx(101.0) and r["hessian_trace_std"] == 0.0
+    assert r["worst_case_mean"] == pytest.approx(0.3) and r["worst_case_std"] == pytest.approx(0.1)  # None skipped
+    assert math.isnan(r["average_case_mean"]) and math.isnan(r["adaptive_worst_case_mean"])
+    assert r["linear/num_pairs"] == 3
+    assert r["linear/loss_barrier_mean"] == pytest.approx(1.0)
+    assert r["linear/loss_barrier_std"] == pytest.approx(0.1 * S23)
+    assert r["linear_aligned/loss_barrier_mean"] == pytest.approx(0.05) and r["linear_aligned/loss_barrier_std"] == 0
+    assert r["linear/path_length_mean"] == pytest.approx(10 / 3)
+    assert r["linear/path_length_std"] == pytest.approx(math.sqrt(2) / 3)
+    assert math.isnan(r["linear/error_barrier_mean"])
+    assert (r["train_time_s"], r["analysis_time_s"], r["total_time_s"]) == (1.0, 2.0, 3.0)
+    assert table.loc[7, "gen_gap_mean"] == pytest.approx(0.17)
+    assert table.loc[7, "hessian_top_eig_mean"] == pytest.approx(7.0)
+    d = table.loc[9]  # diverged: what it has is kept, non-finite (null) values are NaN
+    assert d["train_acc_mean"] == 0.1 and d["gen_gap_mean"] == 0.0 and math.isnan(d["train_loss_mean"])
+    assert d["linear/num_pairs"] == 0 and math.isnan(d["linear/loss_barrier_mean"])
+
+
+def test_mean_std_skips_non_finite():
+    assert mean_std([1.0, None, float("nan"), 3.0]) == (2.0, 1.0)
+    assert mean_std([0.05] * 3) == (0.05, 0.0)
+    m, s = mean_std([None])
+    assert math.isnan(m) and math.isnan(s)
+
+
+def test_no_connectivity_has_no_method_columns(tmp_path):
+    from tests.report.conftest import make_sweep
+
+    t = sweep_table(load_results(make_sweep(tmp_path / "s", connectivity=False)))
+    assert len(t) == 11 and not any("/" in c for c in t.columns)
