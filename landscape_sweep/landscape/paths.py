@@ -82,7 +82,10 @@ def _looped(
             recompute_bn(model, bn_data)
         rows.append([evaluate(model.eval(), d, loss_fn) for d in datasets])
     cols = [[r[j] for r in rows] for j in range(len(datasets))]
-    return [(torch.tensor([v[0] for v in col]), torch.tensor([v[1] for v in col])) for col in cols]
+    return [
+        (torch.tensor([v[0] for v in col], dtype=torch.float64), torch.tensor([v[1] for v in col], dtype=torch.float64))
+        for col in cols
+    ]
 
 
 @torch.no_grad()
