@@ -5,8 +5,13 @@ The cost centre of a sweep is evaluating many points of a path. Points are writt
 points, or a plane's origin and directions) and evaluated together: the point weights are stacked and
 `torch.func.vmap` runs `functional_call` over them, for the BN recompute pass (train-mode BN with
 per-point functional running-stat buffers, updated in place by batch_norm) and for evaluation. Each
-data batch is read once per chunk of points. Results equal a per-point loop (deepcopy, load, update
-BN, evaluate); `evaluate_points` falls back to that loop when vmap cannot run the model.
+data batch is read once per chunk of points. Results equal a per-point loop (load, update BN,
+evaluate on one reused copy); `evaluate_points` falls back to that loop when vmap cannot run the model.
+
+When to vectorise (`vectorize=None` = auto): on accelerators, where a per-point loop is bound by kernel
+launches, vmap. On CPU the loop: there each op is already compute/bandwidth bound, and measured vmap
+was no faster at eval batches >= 128 (2.4x faster at batch 32 for an MLP, but slower for conv nets,
+whose vmapped max-pool/BatchNorm take slow paths); see benchmarks/connectivity.py.
 """
 
 from __future__ import annotations
@@ -97,14 +102,17 @@ def evaluate_points(
     datasets: Sequence[Data],
     bn_data: Data | None = None,
     loss_fn: LossFn = default_loss,
-    vectorize: bool = True,
+    vectorize: bool | None = None,
 ) -> list[tuple[list[float], list[float]]]:
     """(losses, accuracies) per dataset at the P points `coeffs @ controls` (varied state `names`).
 
     `model` supplies the architecture and the non-varied state (left unchanged). With `bn_data` the BN
-    statistics are recomputed at every point; without, the model's own are used. `vectorize=False`
-    (or a model vmap cannot run) evaluates point by point.
+    statistics are recomputed at every point; without, the model's own are used. `vectorize`: True =
+    vmap over points, False = point by point, None = vmap off CPU only (see module doc); a model vmap
+    cannot run falls back to the loop with a warning.
     """
+    if vectorize is None:
+        vectorize = model_device(model).type != "cpu"
     num, dim = coeffs.shape[0], controls.shape[1]
     chunk = max(1, min(num, _CHUNK_FLOATS // max(dim, 1)))
     if not (bn_buffer_names(model) and bn_data is not None):
@@ -176,7 +184,7 @@ def evaluate_path(
     bn_data: Data | None = None,
     loss_fn: LossFn = default_loss,
     sharpness_t: Sequence[float] | None = None,
-    vectorize: bool = True,
+    vectorize: bool | None = None,
 ) -> dict:
     """Evaluate a curve (or the segment between a `(model_a, model_b)` pair) at `num_points` even t.
 
@@ -185,6 +193,7 @@ def evaluate_path(
     `path_length`, `endpoint_distance`, `path_curvature`, `arc_chord_ratio`, and with `sharpness_t`
     `sharpness_along_path` (top Hessian eigenvalue on train data). Test fields are None without
     `test_data`. BN statistics are recomputed at each point over `bn_data` (default: `train_data`).
+    `vectorize`: see `evaluate_points`.
     """
     if isinstance(path, Curve):
         curve = path

@@ -73,7 +73,7 @@ def loss_surface(
     seed: int = 0,
     bn_data: Data | None = None,
     loss_fn: LossFn = default_loss,
-    vectorize: bool = True,
+    vectorize: bool | None = None,
 ) -> dict:
     """Loss and accuracy on a line (dims=1) or grid (dims=2) around `model` along `directions`.
 
@@ -111,7 +111,7 @@ def plane_surface(
     margin: float = 0.2,
     bn_data: Data | None = None,
     loss_fn: LossFn = default_loss,
-    vectorize: bool = True,
+    vectorize: bool | None = None,
 ) -> dict:
     """Loss/accuracy on the plane through three models (e.g. two endpoints and a curve's bend).
 

@@ -52,7 +52,7 @@ def test_grid_with_given_directions_and_bn_recompute():
     m, d = model(0, bn=True), data()
     d1 = {n: torch.randn_like(p) for n, p in m.named_parameters()}
     d2 = {"0.weight": torch.randn_like(m[0].weight)}
-    res = loss_surface(m, d, dims=2, directions=[d1, d2], num_points=3, bn_data=d)
+    res = loss_surface(m, d, dims=2, directions=[d1, d2], num_points=3, bn_data=d, vectorize=True)
     assert len(res["loss"]) == 3 and len(res["loss"][0]) == 3
     i, j = 0, 2
     ref = recompute_bn(shifted(m, [(res["x"][i], d1), (res["y"][j], d2)]), d)
