@@ -49,8 +49,9 @@ def _random_unit(dim: int, gen: torch.Generator, like: Tensor) -> Tensor:
 def lanczos_top(op: HessianOperator, k: int, tol: float, max_iter: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
     """Top-k (algebraic) Ritz pairs by Lanczos with full reorthogonalization.
 
-    Stops when every top-k Ritz residual `|beta_j s_ji|` is below `tol * max|theta|` (a bound on the
-    eigenvalue error relative to the spectral norm), or after `max_iter` products (warns). On an
+    Stops when every top-k Ritz value's error bound `min(r, r^2 / gap)` (residual `r = |beta_j s_ji|`,
+    gap to the nearest other Ritz value) is below `tol * max|theta|`, i.e. relative to the spectral
+    norm, or after `max_iter` products (warns). On an
     invariant subspace (beta ~ 0) it restarts with a fresh random vector orthogonal to the basis, which
     also finds repeated eigenvalues. Returns eigenvalues (float64, descending) and vectors `(k, dim)`.
     """
@@ -69,7 +70,11 @@ def lanczos_top(op: HessianOperator, k: int, tol: float, max_iter: int, gen: tor
         theta, S = torch.linalg.eigh(_tridiag(alphas, betas))
         scale = float(theta.abs().max())
         if j + 1 >= k and beta > 1e-10 * max(scale, 1e-300):
-            converged = bool(((beta * S[-1, -k:]).abs() <= tol * scale).all())
+            res = (beta * S[-1]).abs()  # ||H y_i - theta_i y_i|| of each Ritz pair
+            gap = (theta[:, None] - theta[None, :]).abs().fill_diagonal_(math.inf).min(1).values
+            gap = torch.where(gap.isfinite(), gap, 0.0)  # one Ritz value: no gap yet, plain residual
+            err = torch.minimum(res, res**2 / gap)  # eigenvalue error bound (refined by the gap, Parlett)
+            converged = bool((err[-k:] <= tol * scale).all())
             if converged:
                 break
         if j + 1 == steps:
