@@ -34,9 +34,10 @@ def cell_name(num: int, overrides: Sequence[str], job_id: str) -> str:
     return f"cell #{num} ({shown}) SLURM job {job_id}"
 
 
-def _first_line(text: str) -> str:
-    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
-    return lines[0] if lines else ""
+def _summary(text: object, limit: int = 400) -> str:
+    """An error message on one line: submitit's text before its dumped error stream, whitespace collapsed."""
+    msg = " ".join(str(text).split("Error stream produced:")[0].split())
+    return msg if len(msg) <= limit else msg[: limit - 3] + "..."
 
 
 def collect(job: Any, num: int, overrides: Sequence[str]) -> JobReturn:
@@ -46,13 +47,13 @@ def collect(job: Any, num: int, overrides: Sequence[str]) -> JobReturn:
     except Exception as e:  # UncompletedJobError (no output), FailedJobError (raised outside Hydra's run_job)
         state = getattr(job, "state", "UNKNOWN")
         logs = getattr(getattr(job, "paths", None), "stderr", None)
-        msg = f"{cell_name(num, overrides, job.job_id)} ended without a result (state {state}): {_first_line(e)}"
+        msg = f"{cell_name(num, overrides, job.job_id)} ended without a result (state {state}): {_summary(e)}"
         if logs is not None:
             msg += f"; log: {logs}"
         return JobReturn(overrides=list(overrides), status=JobStatus.FAILED, _return_value=CellJobError(msg))
     if ret.status == JobStatus.FAILED:  # the task function raised (the cell itself records its own errors)
         err = ret._return_value
-        msg = f"{cell_name(num, overrides, job.job_id)} failed: {type(err).__name__}: {_first_line(err)}"
+        msg = f"{cell_name(num, overrides, job.job_id)} failed: {type(err).__name__}: {_summary(err)}"
         new = CellJobError(msg)
         new.__cause__ = err if isinstance(err, BaseException) else None
         ret._return_value = new

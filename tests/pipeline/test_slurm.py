@@ -1,0 +1,265 @@
+"""SLURM: launcher presets, the collect-every-cell launcher, and real sweeps on a single-node localhost cluster.
+
+The cluster tests start `scripts/slurm-localhost.sh` when no cluster answers (CI starts it before the suite) and
+are skipped, with the reason, only when it cannot start.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+from hydra.core.utils import JobReturn, JobStatus
+
+from landscape_sweep.pipeline.launchers import CellJobError, collect
+from tests.conftest import REPO, cli_env
+
+SCRIPT = REPO / "scripts" / "slurm-localhost.sh"
+SLURM_TMP = Path(os.environ.get("SLURM_TMP", "/tmp/slurm"))
+TARGET = "hydra_plugins.landscape_sweep_launchers.SlurmLauncher"
+# one CPU and 1 GB per cell, so two cells run side by side on a 2-core node
+LAUNCH = [
+    "hydra/launcher=slurm",
+    "hydra.launcher.cpus_per_task=1",
+    "hydra.launcher.mem_gb=1",
+    "hydra.launcher.timeout_min=10",
+]
+CELL = ["data.train_size=512", "model.width=16", "trainer.enable_progress_bar=false"]
+# ~0.15 s per epoch (125 steps) on one core: slow enough to act on a cell between its checkpoints
+LONG = ["data.train_size=2000", "data.batch_size=16", "trainer.max_epochs=30", "logger=none"]
+METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
+
+
+# --- presets and the launcher's bookkeeping (no cluster) ---
+
+
+def test_presets_compose(compose_cfg, tmp_path):
+    cpu = compose_cfg(["hydra/launcher=slurm"]).hydra.launcher
+    assert cpu._target_ == TARGET and cpu.gpus_per_node is None and cpu.cpus_per_task == 4
+    assert cpu.max_num_timeout > 0 and cpu.setup == [] and cpu.partition is None
+    gpu = compose_cfg(["hydra/launcher=slurm_gpu", "hydra.launcher.partition=gpu", "hydra.launcher.qos=high"])
+    assert gpu.hydra.launcher._target_ == TARGET and gpu.hydra.launcher.gpus_per_node == 1
+    assert (gpu.hydra.launcher.partition, gpu.hydra.launcher.qos) == ("gpu", "high")
+    local = compose_cfg(["hydra/launcher=submitit_local"]).hydra.launcher
+    assert local._target_.startswith("hydra_plugins.hydra_submitit_launcher")
+    # site settings from conf/local/slurm.yaml (here: a search-path copy) land in the launcher node
+    (tmp_path / "local").mkdir()
+    (tmp_path / "local" / "slurm.yaml").write_text("partition: cpu_long\naccount: lab\nsetup: [module load x]\n")
+    site = compose_cfg(["hydra/launcher=slurm", f"hydra.searchpath=[file://{tmp_path}]"]).hydra.launcher
+    assert (site.partition, site.account, list(site.setup), site.cpus_per_task) == (
+        "cpu_long",
+        "lab",
+        ["module load x"],
+        4,
+    )
+
+
+def test_launcher_is_a_discovered_hydra_plugin():
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.launcher import Launcher
+
+    names = {f"{c.__module__}.{c.__name__}" for c in Plugins.instance().discover(Launcher)}
+    assert TARGET in names
+
+
+class _Job:
+    def __init__(self, job_id: str, result=None, error: Exception | None = None):
+        self.job_id, self._result, self._error = job_id, result, error
+        self.state = "FAILED"
+        self.paths = SimpleNamespace(stderr=Path(f"/sweep/.submitit/{job_id}/{job_id}_0_log.err"))
+
+    def results(self):
+        if self._error is not None:
+            raise self._error
+        return [self._result]
+
+
+def test_collect_names_the_cell_of_a_job_without_result():
+    err = RuntimeError(
+        "Job 7_3 (task: 0) with path /p/7_3_0_result.pkl\nhas not produced any output (state: FAILED)\n"
+        "Error stream produced:\n----------------------------------------\nsrun: error: task 0: Killed"
+    )
+    overrides = ["model.depth=2", "hydra.launcher.mem_gb=1", "optimizer=sam"]
+    ret = collect(_Job("7_3", error=err), 3, overrides)
+    assert ret.status == JobStatus.FAILED and ret.overrides == overrides
+    with pytest.raises(CellJobError) as e:
+        _ = ret.return_value
+    assert str(e.value) == (
+        "cell #3 (model.depth=2 optimizer=sam) SLURM job 7_3 ended without a result (state FAILED): "
+        "Job 7_3 (task: 0) with path /p/7_3_0_result.pkl has not produced any output (state: FAILED); "
+        "log: /sweep/.submitit/7_3/7_3_0_log.err"
+    )
+
+
+def test_collect_wraps_a_task_error_and_passes_successes_through():
+    bad = JobReturn(overrides=["seed=1"], status=JobStatus.FAILED, _return_value=ValueError("boom\n  more"))
+    ret = collect(_Job("9_0", result=bad), 0, ["seed=1"])
+    with pytest.raises(CellJobError, match=r"^cell #0 \(seed=1\) SLURM job 9_0 failed: ValueError: boom more$") as e:
+        _ = ret.return_value
+    assert isinstance(e.value.__cause__, ValueError)
+    ok = JobReturn(overrides=["seed=2"], status=JobStatus.COMPLETED, _return_value=None)
+    assert collect(_Job("9_1", result=ok), 1, ["seed=2"]) is ok
+
+
+# --- a real single-node cluster ---
+
+
+def _sh(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    """A running localhost cluster (started here when none answers; stopped again if started here)."""
+    if _sh("bash", str(SCRIPT), "status").returncode == 0:
+        yield
+        return
+    try:
+        p = _sh("bash", str(SCRIPT), "start", timeout=600)
+    except subprocess.TimeoutExpired:
+        pytest.skip("SLURM cluster did not start within 600 s")
+    if p.returncode != 0:
+        reason = (p.stderr.strip().splitlines() or ["no output"])[-1]
+        pytest.skip(f"SLURM cluster cannot start: {reason}")
+    yield
+    _sh("bash", str(SCRIPT), "stop")
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = cli_env(tmp_path)
+    env["PATH"] = f"{SLURM_TMP / 'bin'}{os.pathsep}{env['PATH']}"  # the sacct stand-in (no accounting database)
+    return env
+
+
+def _sweep(tmp_path: Path, data_dir: Path, args: list[str]) -> subprocess.Popen:
+    argv = [sys.executable, "-m", "landscape_sweep", "-m", *LAUNCH, *CELL, *args, f"paths.data_dir={data_dir}"]
+    return subprocess.Popen(
+        argv, cwd=tmp_path, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def _wait_for(pattern: str, root: Path, proc: subprocess.Popen, timeout: float = 120) -> Path:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        hits = sorted(root.glob(pattern))
+        if hits:
+            return hits[0]
+        if proc.poll() is not None:
+            raise AssertionError(f"sweep ended before {pattern} appeared:\n{proc.stdout.read()[-4000:]}")
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError(f"{pattern} did not appear within {timeout} s")
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 180) -> str:
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    return out
+
+
+def _job_field(job: str, key: str) -> str:
+    fields = dict(f.split("=", 1) for f in _sh("scontrol", "-o", "show", "job", job).stdout.split() if "=" in f)
+    return fields.get(key, "")
+
+
+def _sweep_dir(tmp_path: Path) -> Path:
+    return next((tmp_path / "logs" / "landscape_sweep" / "multiruns").iterdir())
+
+
+def _results(job_dir: Path) -> dict:
+    return json.loads((job_dir / "results.json").read_text())
+
+
+@pytest.mark.slow
+def test_two_cell_sweep_on_slurm(slurm, tmp_path, data_dir):
+    proc = _sweep(tmp_path, data_dir, ["trainer.max_epochs=2", "model.depth=1,2"])
+    out = _finish(proc)
+    assert proc.returncode == 0, out[-4000:]
+    sweep = _sweep_dir(tmp_path)
+    for i in (0, 1):
+        r = _results(sweep / str(i))
+        assert r["status"] == "completed" and r["cell"]["depth"] == i + 1, r.get("error")
+        assert list((sweep / str(i) / "wandb").glob("offline-run-*")), "W&B must log offline into the job dir"
+    table = pd.read_csv(sweep / "sweep_results.csv")
+    assert sorted(table["depth"]) == [1, 2] and set(table["status"]) == {"completed"}
+    assert (sweep / "report.md").is_file()
+    # the jobs ran the submitting interpreter (the venv), one SLURM array task per cell, one CPU each
+    sbatch = next((sweep / ".submitit").glob(".submission_file_*.sh")).read_text()
+    assert f"{sys.executable} -u -m submitit.core._submit" in sbatch and "#SBATCH --array=0-1" in sbatch
+    assert "#SBATCH --cpus-per-task=1" in sbatch
+    # the report can be rebuilt after the fact from the login node
+    (sweep / "sweep_results.csv").unlink()
+    rebuilt = subprocess.run(
+        [sys.executable, "-m", "landscape_sweep.report", str(sweep)], env=_env(tmp_path), capture_output=True, text=True
+    )
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert pd.read_csv(sweep / "sweep_results.csv").equals(table)
+
+
+@pytest.mark.slow
+def test_requeued_cell_resumes_to_the_same_result(slurm, tmp_path, data_dir):
+    # two cells that differ only in a run-only key: cell 1 is requeued mid-training, cell 0 is the reference
+    proc = _sweep(tmp_path, data_dir, [*LONG, "trainer.enable_model_summary=false,true"])
+    ckpt = _wait_for("logs/landscape_sweep/multiruns/*/1/checkpoints/seed0/last.ckpt", tmp_path, proc)
+    sweep = ckpt.parents[3]
+    job = _wait_for(".submitit/*_1", sweep, proc).name
+    assert _sh("scontrol", "requeue", job).returncode == 0
+    end = time.monotonic() + 60
+    while time.monotonic() < end:  # SLURM holds a requeued job for ~2 min (BeginTime); release it now
+        state = _job_field(job, "JobState")
+        if state == "PENDING":
+            _sh("scontrol", "update", f"JobId={job}", "StartTime=now")
+        elif state in ("RUNNING", "COMPLETED") and _job_field(job, "Restarts") == "1":
+            break
+        time.sleep(0.2)
+    out = _finish(proc)
+    assert proc.returncode == 0, out[-4000:]
+    assert _job_field(job, "Restarts") == "1"
+    logs = "".join(p.read_text() for p in (sweep / ".submitit" / job).glob("*_log.*"))
+    assert f"seed 0: resuming from {ckpt}" in logs, logs[-4000:]
+    ref, requeued = _results(sweep / "0"), _results(sweep / "1")
+    assert requeued["status"] == "completed" and requeued["config_hash"] == ref["config_hash"]
+    for a, b in zip(ref["endpoints"], requeued["endpoints"]):
+        assert {k: a[k] for k in METRICS} == {k: b[k] for k in METRICS}
+        assert a["epochs"] == b["epochs"] == 30
+    assert [c["loss_barrier"] for c in ref["connectivity"]] == [c["loss_barrier"] for c in requeued["connectivity"]]
+
+
+def _step_pid(job: str) -> int:
+    """PID of the cell's Python process: task 0 of step 0 of the (array task's) SLURM job."""
+    rows = [r.split() for r in _sh("scontrol", "listpids", _job_field(job, "JobId")).stdout.splitlines()[1:]]
+    pids = [int(r[0]) for r in rows if len(r) >= 4 and r[2] == "0" and r[3] == "0"]
+    assert pids, rows
+    return pids[0]
+
+
+@pytest.mark.slow
+def test_killed_cell_fails_the_sweep_without_hanging(slurm, tmp_path, data_dir):
+    proc = _sweep(tmp_path, data_dir, [*LONG, "model.depth=1,2"])
+    ckpt = _wait_for("logs/landscape_sweep/multiruns/*/1/checkpoints/seed0/last.ckpt", tmp_path, proc)
+    sweep = ckpt.parents[3]
+    job = _wait_for(".submitit/*_1", sweep, proc).name
+    os.kill(_step_pid(job), signal.SIGKILL)  # no Python exception, no result pickle: as the OOM killer would
+    killed = time.monotonic()
+    out = _finish(proc, timeout=120)
+    assert time.monotonic() - killed < 60, "the sweep must end within a minute of the kill"
+    assert proc.returncode != 0
+    assert f"SLURM job {job} ended without a result (state FAILED)" in out, out[-4000:]
+    assert "has not produced any output" in out
+    assert "model.depth=2" in out.split(f"SLURM job {job}")[0].rsplit("cell #1", 1)[1]
+    assert _results(sweep / "0")["status"] == "completed"
+    assert not (sweep / "1" / "results.json").exists()
+    table = pd.read_csv(sweep / "sweep_results.csv").set_index("job")
+    assert table.loc[0, "status"] == "completed" and table.loc[1, "status"] == "missing"
+    assert (sweep / "report.md").is_file()
