@@ -16,7 +16,8 @@ PIDS="$S/started.pids"  # "<name> <pid>" of each daemon this script started
 
 say() { echo "slurm-localhost: $*" >&2; }
 
-up() { sinfo -h -o %T 2>/dev/null | grep -Eqx 'idle|mixed|allocated|completing'; }
+# the node answers (sinfo alone retries for ~9 s when no controller listens)
+up() { timeout 3 sinfo -h -o %T 2>/dev/null | grep -Eqx 'idle|mixed|allocated|completing'; }
 
 install() {
   command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v sinfo >/dev/null \
@@ -123,10 +124,8 @@ start() {
   fi
   /usr/sbin/slurmctld  # daemonizes
   /usr/sbin/slurmd -N localhost  # -N: the node is called localhost whatever the hostname
-  for _ in $(seq 1 120); do
-    up && break
-    sleep 0.5
-  done
+  local deadline=$((SECONDS + 60))
+  until up || [ "$SECONDS" -ge "$deadline" ]; do sleep 0.5; done
   for d in slurmctld slurmd; do
     [ -s "$S/$d.pid" ] && echo "$d $(cat "$S/$d.pid")" >>"$PIDS"
   done
