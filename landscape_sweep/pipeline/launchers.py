@@ -45,7 +45,10 @@ def collect(job: Any, num: int, overrides: Sequence[str]) -> JobReturn:
     try:
         ret = job.results()[0]
     except Exception as e:  # UncompletedJobError (no output), FailedJobError (raised outside Hydra's run_job)
-        state = getattr(job, "state", "UNKNOWN")
+        try:
+            state = job.state  # asks the scheduler (sacct)
+        except Exception:
+            state = "UNKNOWN"
         logs = getattr(getattr(job, "paths", None), "stderr", None)
         msg = f"{cell_name(num, overrides, job.job_id)} ended without a result (state {state}): {_summary(e)}"
         if logs is not None:
