@@ -49,6 +49,7 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*`validation_step` but have no `val_dataloader`.*")
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated.*")
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=r".*The `srun` command is available.*")
 
 
 class Diverged(RuntimeError):

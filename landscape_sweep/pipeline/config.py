@@ -234,7 +234,9 @@ def validate(cfg: DictConfig | Mapping) -> dict[str, Any]:
     _validate_data(c["data"])
     _validate_trainer(c["trainer"])
     try:
-        validate_optimizer_cfg(c["optimizer"], max_epochs=c["trainer"]["max_epochs"])
+        validate_optimizer_cfg(
+            c["optimizer"], max_epochs=c["trainer"]["max_epochs"], precision=c["trainer"].get("precision")
+        )
     except ValueError as e:
         raise ConfigError(str(e)) from None
     _validate_landscape(c["landscape"], max_epochs=c["trainer"]["max_epochs"])
