@@ -110,6 +110,11 @@ def pair_connectivity(
                 seed=seed,
             )
         entry = L.evaluate_path(path, train, test, num_points=conn["num_points"], bn_data=train)
+        surf = land["surface"]
+        if surf["enabled"] and isinstance(path, L.Curve):  # the plane through both endpoints and the first bend
+            entry["plane_surface"] = L.plane_surface(
+                a, b, path.control_model(1), train, num_points=surf["num_points"], bn_data=train
+            )
         if conn["sharpness_points"]:
             entry["sharpness_along_path"] = sharpness_along(
                 path, conn["sharpness_points"], hess_data, train, land["sharpness"], seed
@@ -145,6 +150,17 @@ def analyze_cell(
     for model, entry in zip(models, endpoints):
         t0 = time.perf_counter()
         entry["sharpness"] = endpoint_sharpness(model, hess_data, land["sharpness"], seed)
+        surf = land["surface"]
+        if surf["enabled"]:  # 2-D filter-normalised loss surface around the endpoint (Li et al. 2018)
+            entry["loss_surface"] = L.loss_surface(
+                model,
+                hess_data,
+                dims=2,
+                span=(-surf["span"], surf["span"]),
+                num_points=surf["num_points"],
+                seed=seed,
+                bn_data=train,
+            )
         final = {
             "epoch": entry.get("epochs"),
             "hessian_top_eig": entry["sharpness"]["hessian_top_eigs"][0],
