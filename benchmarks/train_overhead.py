@@ -15,27 +15,16 @@ import warnings
 
 import pytorch_lightning as pl
 import torch
+from omegaconf import OmegaConf
 
 from landscape_sweep.data import TensorLoader, load_data
 from landscape_sweep.models import build_model
+from landscape_sweep.pipeline.config import CONF_DIR
 from landscape_sweep.training.module import LitClassifier
 from landscape_sweep.training.optim import build_optimizer, build_scheduler
 
-OPT = {
-    "name": "sgd",
-    "base": "sgd",
-    "lr": 0.05,
-    "momentum": 0.9,
-    "nesterov": False,
-    "weight_decay": 5e-4,
-    "betas": [0.9, 0.999],
-    "eps": 1e-8,
-    "rho": None,
-    "adaptive": False,
-    "grad_clip": None,
-    "schedule": {"name": "cosine", "warmup_epochs": 0, "step_epochs": [], "gamma": 0.1, "min_lr": 0.0},
-    "swa": {"enabled": False, "start": 0.75, "lr": 0.01, "anneal_epochs": 1, "anneal_strategy": "cos"},
-}
+# the sgd preset exactly as a cell uses it
+OPT = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "optimizer" / "sgd.yaml"), resolve=True)
 
 
 def lightning_run(data, epochs: int) -> float:

@@ -38,14 +38,10 @@ def landscape_config(overrides: list[str]) -> dict[str, Any]:
 
 
 def cell_dirs(path: str | Path) -> list[Path]:
-    """`path` itself when it is a job dir, else every job dir below it holding results.json."""
-    root = Path(path)
-    if (root / RESULTS_NAME).is_file():
-        return [root]
-    return sorted(
-        (p.parent for p in root.rglob(RESULTS_NAME) if "checkpoints" not in p.parts),
-        key=lambda d: [int(x) if x.isdigit() else x for x in d.relative_to(root).parts],
-    )
+    """`path` itself when it is a job dir, else every job dir below it holding results.json (in job order)."""
+    from landscape_sweep.report.table import job_dirs
+
+    return [d for d in job_dirs(path) if (d / RESULTS_NAME).is_file()]
 
 
 def reanalyze_cell(job_dir: Path, landscape: dict[str, Any]) -> dict[str, Any]:
