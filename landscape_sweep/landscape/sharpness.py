@@ -4,8 +4,17 @@ Worst case: projected gradient ascent on `delta` inside the ball `||delta|| <= r
 full-batch over `data`, keeping the highest loss seen (a lower bound on the true maximum). Adaptive
 (Kwon et al. 2021 ASAM; Andriushchenko et al. 2023): `delta = |w| * u` element-wise with `||u|| <= rho`,
 so the ball scales with each weight and is invariant to layer rescaling (weights at exactly 0 are not
-perturbed). Average case: `delta ~ N(0, rho^2 I)` (l2) or uniform in `[-rho, rho]^d` (linf), times `|w|`
-if adaptive, averaged over `num_samples`.
+perturbed).
+
+Average case: `delta = sigma * z` with `z ~ N(0, I)` (l2) or uniform in `[-1, 1]^d` (linf), where the
+per-coordinate scale `sigma` is `rho` (plain) or `rho * |w|` element-wise (adaptive, as in Andriushchenko
+et al. 2023). By default each sample is an antithetic pair `(L(w + delta) + L(w - delta)) / 2 - L(w)`:
+the first-order term `g . delta`, which has mean 0 but dominates the spread of one-sided samples at a
+trained point (a non-zero gradient), cancels exactly, so what remains is the second-order signal,
+`E = rho^2 tr(H) / 2 + O(rho^4)` for plain Gaussian `delta` (`tr(D H D)` with `D = diag|w|` if adaptive;
+times 1/3 for the linf box). On a quadratic loss every pair equals `delta^T H delta / 2`, so it is >= 0
+wherever `H` is PSD. `antithetic=False` gives the one-sided `L(w + delta) - L(w)` (same expectation for a
+quadratic, far noisier) for comparison. A pair costs two data passes.
 
 Scales: a Gaussian with std `rho` has norm about `rho * sqrt(d)`, so at an equal radius compare the l2
 worst case at `rho` with the average case at `rho / sqrt(d)`; the linf box is the linf ball itself.
@@ -18,8 +27,10 @@ import math
 import torch
 from torch import Tensor, nn
 
+from landscape_sweep.checks import check_choice, check_int, check_positive, fail
+
 from ._core import Data, LossFn, ParamFilter, default_loss, preserved
-from .hvp import MODES, HessianOperator, check_choice, make_generator
+from .hvp import MODES, HessianOperator, make_generator
 
 KINDS = ("worst", "average")
 NORMS = ("l2", "linf")
@@ -50,16 +61,43 @@ def _worst(op: HessianOperator, scale: Tensor, rho, norm, steps, step_size, rand
     return max(best, op.loss(op.w + scale * u))
 
 
-def _average(op: HessianOperator, scale: Tensor, rho, norm, num_samples, gen) -> Tensor:
-    """`L(w + delta) - L(w)` for `num_samples` random perturbations (float64)."""
+def average_samples(
+    op: HessianOperator,
+    scale: Tensor,
+    rho: float,
+    norm: str,
+    num_samples: int,
+    gen: torch.Generator,
+    antithetic: bool = True,
+) -> Tensor:
+    """Per-sample values (float64) of average-case sharpness at `op.w`, perturbation `scale * rho * z`.
+
+    Antithetic: `(L(w + delta) + L(w - delta)) / 2 - L(w)` per pair (two passes); else `L(w + delta) - L(w)`.
+    `z` is drawn in float64 on the CPU from `gen`, so a seed gives the same draws on any device.
+    """
     out = []
     for _ in range(num_samples):
         if norm == "l2":
-            d = torch.randn(op.dim, generator=gen, dtype=torch.float64) * rho
+            z = torch.randn(op.dim, generator=gen, dtype=torch.float64)
         else:
-            d = (torch.rand(op.dim, generator=gen, dtype=torch.float64) * 2 - 1) * rho
-        out.append(op.loss(op.w + scale * d.to(op.w)) - op.loss0)
+            z = torch.rand(op.dim, generator=gen, dtype=torch.float64) * 2 - 1
+        delta = scale * (rho * z).to(op.w)
+        up = op.loss(op.w + delta)
+        out.append((up + op.loss(op.w - delta)) / 2 - op.loss0 if antithetic else up - op.loss0)
     return torch.tensor(out, dtype=torch.float64)
+
+
+def _check_args(kind: str, rho: float, norm: str, steps: int, num_samples: int, stderr: bool, mode: str) -> None:
+    check_choice("kind", kind, KINDS)
+    check_choice("norm", norm, NORMS)
+    check_choice("mode", mode, MODES)
+    check_positive("rho", rho)
+    if kind == "worst":
+        check_int("steps", steps)
+    else:
+        check_int("num_samples", num_samples, low=2)
+    if stderr and kind != "average":
+        fail("return_stderr", stderr, f"only for kind='average' (got kind={kind!r})")
 
 
 def sharpness(
@@ -74,6 +112,7 @@ def sharpness(
     step_size: float | None = None,
     random_start: bool = True,
     num_samples: int = 32,
+    antithetic: bool = True,
     seed: int = 0,
     return_stderr: bool = False,
     loss_fn: LossFn = default_loss,
@@ -84,29 +123,20 @@ def sharpness(
 
     `kind="worst"`: `steps` ascent steps of size `step_size` (default `2.5 * rho / steps`; normalized
     gradient for l2, sign for linf) from a random point of the ball (`random_start`, default) or from 0;
-    `steps + 1` data passes. `kind="average"`: mean over `num_samples` perturbations; with
-    `return_stderr=True` returns `(mean, stderr)` (average only). Seeded by `seed` (local generator).
+    `steps + 1` data passes. `kind="average"`: `rho` is the per-coordinate std (times `|w|` if adaptive);
+    mean over `num_samples` antithetic pairs (`2 * num_samples + 1` passes; `antithetic=False`: one-sided
+    samples); with `return_stderr=True` returns `(mean, stderr)`, stderr over samples (average only).
+    Seeded by `seed` (local generator).
     """
-    check_choice("kind", kind, KINDS)
-    check_choice("norm", norm, NORMS)
-    check_choice("mode", mode, MODES)
-    if not (isinstance(rho, (int, float)) and rho > 0 and math.isfinite(rho)):
-        raise ValueError(f"rho: got {rho!r}; must be a finite number > 0")
-    if kind == "worst" and (not isinstance(steps, int) or steps < 1):
-        raise ValueError(f"steps: got {steps!r}; must be an integer >= 1")
-    if kind == "average" and (not isinstance(num_samples, int) or num_samples < 2):
-        raise ValueError(f"num_samples: got {num_samples!r}; must be an integer >= 2")
-    if return_stderr and kind != "average":
-        raise ValueError(f"return_stderr: only for kind='average' (got kind={kind!r})")
-    step_size = 2.5 * rho / steps if step_size is None else step_size
-    if not step_size > 0:
-        raise ValueError(f"step_size: got {step_size!r}; must be > 0")
+    _check_args(kind, rho, norm, steps, num_samples, return_stderr, mode)
+    if kind == "worst":
+        step_size = check_positive("step_size", 2.5 * rho / steps if step_size is None else step_size)
     with preserved(model, mode), torch.no_grad():
         op = HessianOperator(model, data, loss_fn, param_filter)
         scale = op.w.abs() if adaptive else torch.ones_like(op.w)
         gen = make_generator(seed)
         if kind == "worst":
             return _worst(op, scale, rho, norm, steps, step_size, random_start, gen) - op.loss0
-        diffs = _average(op, scale, rho, norm, num_samples, gen)
+        diffs = average_samples(op, scale, rho, norm, num_samples, gen, antithetic)
     mean, stderr = float(diffs.mean()), float(diffs.std() / math.sqrt(num_samples))
     return (mean, stderr) if return_stderr else mean

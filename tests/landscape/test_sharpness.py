@@ -1,18 +1,21 @@
 """Worst/average sharpness: closed forms on quadratics, ordering at a minimum, model safety, bad input."""
 
 import math
+import re
 
 import pytest
 import torch
 from torch import nn
 
 from landscape_sweep.landscape.hessian import hessian_eigenvalues
-from landscape_sweep.landscape.sharpness import sharpness
+from landscape_sweep.landscape.hvp import HessianOperator, make_generator
+from landscape_sweep.landscape.sharpness import average_samples, sharpness
 from tests.landscape.test_hessian import DATA, known_matrix
 from tests.landscape.test_hvp import (
     Quadratic,
     assert_unchanged,
     dirty,
+    exact_hessian,
     make_data,
     make_model,
     quadratic_loss,
@@ -58,17 +61,45 @@ def test_average_on_quadratic_matches_expectation(norm, adaptive):
     assert abs(mean - expected) < 3 * se and 0 < se < 0.2 * abs(expected)
 
 
-def test_worst_ge_average_ge_zero_at_a_minimum():
+def regression(at_minimum: bool) -> tuple[nn.Module, list, object]:
+    """Linear least squares (MSE: an exact quadratic in the weights), at its minimum or at a random point."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(40, 4, generator=g, dtype=torch.float64)
     y = x @ torch.tensor([1.0, -1.0, 2.0, 0.5], dtype=torch.float64) + 0.3 * torch.randn(40, generator=g).double()
+    torch.manual_seed(0)
     model = nn.Linear(4, 1).double()
-    sol = torch.linalg.lstsq(torch.cat([x, torch.ones(40, 1, dtype=torch.float64)], 1), y[:, None]).solution
-    with torch.no_grad():
-        model.weight.copy_(sol[:4].T)
-        model.bias.copy_(sol[4])
+    if at_minimum:
+        sol = torch.linalg.lstsq(torch.cat([x, torch.ones(40, 1, dtype=torch.float64)], 1), y[:, None]).solution
+        with torch.no_grad():
+            model.weight.copy_(sol[:4].T)
+            model.bias.copy_(sol[4])
     data = list(zip(x.split([15, 25]), y.split([15, 25])))
     mse = lambda out, t: ((out.squeeze(-1) - t) ** 2).mean()  # noqa: E731
+    return model, data, mse
+
+
+def test_antithetic_average_cancels_the_gradient_term():
+    """Away from the minimum `g . delta` swamps one-sided samples; antithetic pairs are `delta^T H delta / 2`."""
+    model, data, mse = regression(at_minimum=False)
+    H = exact_hessian(model, data, loss_fn=mse)
+    sigma, n = 0.05, 64
+    expected = 0.5 * sigma**2 * float(torch.trace(H))
+    mean, se = sharpness(model, data, "average", sigma, num_samples=n, loss_fn=mse, return_stderr=True)
+    assert abs(mean - expected) < 3 * se and se < 0.2 * expected
+    op = HessianOperator(model.eval(), data, mse)
+    assert float(op.loss_and_grad()[1].norm()) > 1.0  # a point with a large gradient
+    pairs = average_samples(op, torch.ones_like(op.w), sigma, "l2", n, make_generator(0))
+    assert float(pairs.mean()) == pytest.approx(mean, rel=1e-12) and bool((pairs >= 0).all())
+    one_sided = average_samples(op, torch.ones_like(op.w), sigma, "l2", n, make_generator(0), antithetic=False)
+    old_mean, old_se = sharpness(
+        model, data, "average", sigma, num_samples=n, antithetic=False, loss_fn=mse, return_stderr=True
+    )
+    assert float(one_sided.mean()) == pytest.approx(old_mean, rel=1e-12)
+    assert bool((one_sided < 0).any()) and old_se > 3 * se and old_se > expected  # the signal is lost in noise
+
+
+def test_worst_ge_average_ge_zero_at_a_minimum():
+    model, data, mse = regression(at_minimum=True)
     lam = hessian_eigenvalues(model, data, loss_fn=mse, tol=1e-10)[0]
     rho, d = 0.2, 5
     worst = sharpness(model, data, "worst", rho, steps=100, step_size=100 * rho, loss_fn=mse)
@@ -106,20 +137,20 @@ def test_model_unchanged_and_float32():
 
 def test_bad_input():
     model, data = make_model("mlp", bn=False), make_data()
-    with pytest.raises(ValueError, match="kind: got 'best'; allowed: 'worst', 'average'"):
+    with pytest.raises(ValueError, match="^kind='best': must be one of worst, average$"):
         sharpness(model, data, "best")
-    with pytest.raises(ValueError, match="norm: got 'l1'; allowed: 'l2', 'linf'"):
+    with pytest.raises(ValueError, match="^norm='l1': must be one of l2, linf$"):
         sharpness(model, data, norm="l1")
     for rho in (0, -1.0, math.nan):
-        with pytest.raises(ValueError, match="rho: got"):
+        with pytest.raises(ValueError, match=re.escape(f"rho={rho!r}: must be a finite number > 0")):
             sharpness(model, data, rho=rho)
-    with pytest.raises(ValueError, match="steps: got 0"):
+    with pytest.raises(ValueError, match="^steps=0: must be an integer >= 1$"):
         sharpness(model, data, steps=0)
-    with pytest.raises(ValueError, match="num_samples: got 1"):
+    with pytest.raises(ValueError, match="^num_samples=1: must be an integer >= 2$"):
         sharpness(model, data, "average", num_samples=1)
-    with pytest.raises(ValueError, match="return_stderr: only for kind='average'"):
+    with pytest.raises(ValueError, match="^return_stderr=True: only for kind='average'"):
         sharpness(model, data, return_stderr=True)
-    with pytest.raises(ValueError, match="step_size: got -0.1"):
+    with pytest.raises(ValueError, match="^step_size=-0.1: must be a finite number > 0$"):
         sharpness(model, data, step_size=-0.1)
     with pytest.raises(ValueError, match="data"):
         sharpness(model, [])
