@@ -16,15 +16,14 @@ from torch import Tensor, nn
 from ._layers import (
     Classifier,
     Spec,
+    chain_groups,
     conv_dim,
     global_avg_pool,
-    in_axes,
     init_weights,
     make_act,
     make_conv,
     make_maxpool,
     make_norm,
-    out_axes,
 )
 
 MAX_STAGES = 4
@@ -65,25 +64,20 @@ class CNN(Classifier):
         stages = num_stages(depth, min(in_shape[1:]))
         per_stage = [depth // stages + (i >= stages - depth % stages) for i in range(stages)]
         layers: list[nn.Module] = []
-        c_in = in_shape[0]
-        for i, n in enumerate(per_stage):
-            for _ in range(n):
-                layers.append(ConvBlock(dim, c_in, width * 2**i, norm, activation))
-                c_in = width * 2**i
-            if i < stages - 1:
+        channels = in_shape[0]
+        for stage, count in enumerate(per_stage):
+            for _ in range(count):
+                layers.append(ConvBlock(dim, channels, width * 2**stage, norm, activation))
+                channels = width * 2**stage
+            if stage < stages - 1:
                 layers.append(make_maxpool(dim))
         self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(c_in, num_classes)
+        self.head = nn.Linear(channels, num_classes)
         init_weights(self, activation)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(global_avg_pool(self.features(x)))
 
     def permutation_spec(self) -> Spec:
-        names = self._names()
-        blocks = [m for m in self.features if isinstance(m, ConvBlock)]
-        readers = [b.conv for b in blocks[1:]] + [self.head]
-        return {
-            names[b]: out_axes(names[b.conv], b.conv) + out_axes(names[b.norm], b.norm) + in_axes(names[r], r)
-            for b, r in zip(blocks, readers)
-        }
+        blocks = [module for module in self.features if isinstance(module, ConvBlock)]
+        return chain_groups(self._names(), blocks, [block.conv for block in blocks], self.head)

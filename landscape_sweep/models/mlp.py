@@ -11,7 +11,7 @@ import math
 
 from torch import Tensor, nn
 
-from ._layers import Classifier, Spec, in_axes, init_weights, make_act, make_norm, out_axes
+from ._layers import Classifier, Spec, chain_groups, init_weights, make_act, make_norm
 
 
 class MLPBlock(nn.Module):
@@ -37,7 +37,7 @@ class MLP(Classifier):
     ) -> None:
         super().__init__("mlp", in_shape, num_classes, depth, width, norm, activation)
         dims = [math.prod(in_shape)] + [width] * depth
-        self.hidden = nn.ModuleList(MLPBlock(a, b, norm, activation) for a, b in zip(dims[:-1], dims[1:]))
+        self.hidden = nn.ModuleList(MLPBlock(d_in, d_out, norm, activation) for d_in, d_out in zip(dims[:-1], dims[1:]))
         self.head = nn.Linear(width, num_classes)
         init_weights(self, activation)
 
@@ -48,9 +48,4 @@ class MLP(Classifier):
         return self.head(x)
 
     def permutation_spec(self) -> Spec:
-        names = self._names()
-        readers = [b.fc for b in self.hidden[1:]] + [self.head]
-        return {
-            names[b]: out_axes(names[b.fc], b.fc) + out_axes(names[b.norm], b.norm) + in_axes(names[r], r)
-            for b, r in zip(self.hidden, readers)
-        }
+        return chain_groups(self._names(), self.hidden, [block.fc for block in self.hidden], self.head)

@@ -12,19 +12,25 @@ for its inner channels (conv1/norm1 outputs, conv2 in-axis).
 
 from __future__ import annotations
 
+from functools import partial
+
 from torch import Tensor, nn
 
 from ._layers import (
+    Axes,
     Classifier,
     Spec,
     conv_dim,
     global_avg_pool,
+    hidden_group,
     in_axes,
     init_weights,
     make_act,
     make_conv,
     make_norm,
     out_axes,
+    residual_groups,
+    residual_stages,
 )
 
 
@@ -47,19 +53,15 @@ class BasicBlock(nn.Module):
         h = self.norm2(self.conv2(h))
         return self.act(h + (x if self.shortcut is None else self.shortcut(x)))
 
-    def spec(self, names: dict[nn.Module, str], stream: list, new_stream: list) -> list[tuple[str, int]]:
-        """Add this block's axes to the incoming/outgoing stream groups; return its inner group."""
+    def spec(self, names: dict[nn.Module, str], stream: Axes, next_stream: Axes) -> Axes:
+        """Add this block's axes to the stream segments it reads and writes; return its inner group."""
         stream += in_axes(names[self.conv1], self.conv1)
         if self.shortcut is not None:
             conv, norm = self.shortcut
             stream += in_axes(names[conv], conv)
-            new_stream += out_axes(names[conv], conv) + out_axes(names[norm], norm)
-        new_stream += out_axes(names[self.conv2], self.conv2) + out_axes(names[self.norm2], self.norm2)
-        return (
-            out_axes(names[self.conv1], self.conv1)
-            + out_axes(names[self.norm1], self.norm1)
-            + in_axes(names[self.conv2], self.conv2)
-        )
+            next_stream += out_axes(names[conv], conv) + out_axes(names[norm], norm)
+        next_stream += out_axes(names[self.conv2], self.conv2) + out_axes(names[self.norm2], self.norm2)
+        return hidden_group(names, self.conv1, self.norm1, self.conv2)
 
 
 class ResNet(Classifier):
@@ -76,14 +78,9 @@ class ResNet(Classifier):
         dim = conv_dim(in_shape)
         stem_conv = make_conv(dim, in_shape[0], width, 3, bias=norm == "none")
         self.stem = nn.Sequential(stem_conv, make_norm(norm, width, dim), make_act(activation))
-        blocks, c_in = [], width
-        for stage, c_out in enumerate((width, 2 * width, 4 * width)):
-            for i in range(depth):
-                stride = 2 if stage > 0 and i == 0 else 1
-                blocks.append(BasicBlock(dim, c_in, c_out, stride, norm, activation))
-                c_in = c_out
-        self.blocks = nn.Sequential(*blocks)
-        self.head = nn.Linear(c_in, num_classes)
+        make_block = partial(BasicBlock, dim, norm=norm, activation=activation)
+        self.blocks, channels = residual_stages(make_block, width, (width, 2 * width, 4 * width), depth)
+        self.head = nn.Linear(channels, num_classes)
         init_weights(self, activation)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -92,14 +89,5 @@ class ResNet(Classifier):
     def permutation_spec(self) -> Spec:
         names = self._names()
         conv, norm = self.stem[0], self.stem[1]
-        stream = out_axes(names[conv], conv) + out_axes(names[norm], norm)
-        groups: Spec = {"stream0": stream}
-        for block in self.blocks:
-            if block.shortcut is not None:  # a projection starts a new segment of the residual stream
-                new_stream = groups[f"stream{sum(k.startswith('stream') for k in groups)}"] = []
-            else:
-                new_stream = stream
-            groups[f"{names[block]}.inner"] = block.spec(names, stream, new_stream)
-            stream = new_stream
-        stream += in_axes(names[self.head], self.head)
-        return groups
+        stem = out_axes(names[conv], conv) + out_axes(names[norm], norm)
+        return residual_groups(names, self.blocks, stem, in_axes(names[self.head], self.head))

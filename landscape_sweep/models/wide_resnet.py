@@ -13,19 +13,26 @@ in-axes of conv1s / projections / the head, and the final norm; one per block fo
 
 from __future__ import annotations
 
+from functools import partial
+
 from torch import Tensor, nn
 
+from ..checks import fail
 from ._layers import (
+    Axes,
     Classifier,
     Spec,
     conv_dim,
     global_avg_pool,
+    hidden_group,
     in_axes,
     init_weights,
     make_act,
     make_conv,
     make_norm,
     out_axes,
+    residual_groups,
+    residual_stages,
 )
 
 STEM_CHANNELS = 16
@@ -33,8 +40,16 @@ STEM_CHANNELS = 16
 
 def blocks_per_stage(depth: int) -> int | None:
     """n for a WRN of total depth 6n + 4, or None if `depth` is not of that form."""
-    n, r = divmod(depth - 4, 6)
-    return n if r == 0 and n >= 1 else None
+    blocks, rest = divmod(depth - 4, 6)
+    return blocks if rest == 0 and blocks >= 1 else None
+
+
+def check_wrn_depth(depth: int) -> int:
+    """Blocks per stage of a WRN of total depth `depth`; one-line ValueError if it is not 6n + 4."""
+    blocks = blocks_per_stage(depth)
+    if blocks is None:
+        fail("model.depth", depth, "wide_resnet depth must be 6n+4 (10, 16, 22, 28, ...)")
+    return blocks
 
 
 class WideBlock(nn.Module):
@@ -49,22 +64,18 @@ class WideBlock(nn.Module):
         self.shortcut = make_conv(dim, c_in, c_out, 1, stride, bias) if stride != 1 or c_in != c_out else None
 
     def forward(self, x: Tensor) -> Tensor:
-        o = self.act(self.norm1(x))
-        h = self.conv2(self.act(self.norm2(self.conv1(o))))
-        return h + (x if self.shortcut is None else self.shortcut(o))
+        pre = self.act(self.norm1(x))
+        h = self.conv2(self.act(self.norm2(self.conv1(pre))))
+        return h + (x if self.shortcut is None else self.shortcut(pre))
 
-    def spec(self, names: dict[nn.Module, str], stream: list, new_stream: list) -> list[tuple[str, int]]:
-        """Add this block's axes to the incoming/outgoing stream groups; return its inner group."""
+    def spec(self, names: dict[nn.Module, str], stream: Axes, next_stream: Axes) -> Axes:
+        """Add this block's axes to the stream segments it reads and writes; return its inner group."""
         stream += out_axes(names[self.norm1], self.norm1) + in_axes(names[self.conv1], self.conv1)
         if self.shortcut is not None:
             stream += in_axes(names[self.shortcut], self.shortcut)
-            new_stream += out_axes(names[self.shortcut], self.shortcut)
-        new_stream += out_axes(names[self.conv2], self.conv2)
-        return (
-            out_axes(names[self.conv1], self.conv1)
-            + out_axes(names[self.norm2], self.norm2)
-            + in_axes(names[self.conv2], self.conv2)
-        )
+            next_stream += out_axes(names[self.shortcut], self.shortcut)
+        next_stream += out_axes(names[self.conv2], self.conv2)
+        return hidden_group(names, self.conv1, self.norm2, self.conv2)
 
 
 class WideResNet(Classifier):
@@ -78,21 +89,15 @@ class WideResNet(Classifier):
         activation: str = "relu",
     ) -> None:
         super().__init__("wide_resnet", in_shape, num_classes, depth, width, norm, activation)
-        n = blocks_per_stage(depth)
-        if n is None:
-            raise ValueError(f"model.depth={depth!r}: wide_resnet depth must be 6n+4 (10, 16, 22, 28, ...)")
+        per_stage = check_wrn_depth(depth)
         dim = conv_dim(in_shape)
         self.stem = make_conv(dim, in_shape[0], STEM_CHANNELS, 3, bias=norm == "none")
-        blocks, c_in = [], STEM_CHANNELS
-        for stage, c_out in enumerate((16 * width, 32 * width, 64 * width)):
-            for i in range(n):
-                stride = 2 if stage > 0 and i == 0 else 1
-                blocks.append(WideBlock(dim, c_in, c_out, stride, norm, activation))
-                c_in = c_out
-        self.blocks = nn.Sequential(*blocks)
-        self.final_norm = make_norm(norm, c_in, dim)
+        make_block = partial(WideBlock, dim, norm=norm, activation=activation)
+        widths = (16 * width, 32 * width, 64 * width)
+        self.blocks, channels = residual_stages(make_block, STEM_CHANNELS, widths, per_stage)
+        self.final_norm = make_norm(norm, channels, dim)
         self.final_act = make_act(activation)
-        self.head = nn.Linear(c_in, num_classes)
+        self.head = nn.Linear(channels, num_classes)
         init_weights(self, activation)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -100,14 +105,5 @@ class WideResNet(Classifier):
 
     def permutation_spec(self) -> Spec:
         names = self._names()
-        stream = out_axes(names[self.stem], self.stem)
-        groups: Spec = {"stream0": stream}
-        for block in self.blocks:
-            if block.shortcut is not None:  # a projection starts a new segment of the residual stream
-                new_stream = groups[f"stream{sum(k.startswith('stream') for k in groups)}"] = []
-            else:
-                new_stream = stream
-            groups[f"{names[block]}.inner"] = block.spec(names, stream, new_stream)
-            stream = new_stream
-        stream += out_axes(names[self.final_norm], self.final_norm) + in_axes(names[self.head], self.head)
-        return groups
+        readers = out_axes(names[self.final_norm], self.final_norm) + in_axes(names[self.head], self.head)
+        return residual_groups(names, self.blocks, out_axes(names[self.stem], self.stem), readers)

@@ -67,7 +67,7 @@ def test_deterministic_given_seed(arch):
     [
         (
             ("vgg", 2, 8, "batchnorm", "relu"),
-            "model.arch='vgg': unknown architecture; allowed: mlp, cnn, resnet, wide_resnet",
+            "model.arch='vgg': must be one of mlp, cnn, resnet, wide_resnet",
         ),
         (("mlp", 0, 8, "batchnorm", "relu"), "model.depth=0: must be an integer >= 1"),
         (("mlp", True, 8, "batchnorm", "relu"), "model.depth=True: must be an integer >= 1"),
@@ -82,11 +82,11 @@ def test_deterministic_given_seed(arch):
         ),
         (
             ("mlp", 2, 8, "groupnorm", "relu"),
-            "model.norm='groupnorm': unknown norm; allowed: batchnorm, layernorm, none",
+            "model.norm='groupnorm': must be one of batchnorm, layernorm, none",
         ),
         (
             ("mlp", 2, 8, "none", "elu"),
-            "model.activation='elu': unknown activation; allowed: relu, gelu, tanh, silu, leaky_relu",
+            "model.activation='elu': must be one of relu, gelu, tanh, silu, leaky_relu",
         ),
     ],
 )
