@@ -14,15 +14,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..checks import check_fraction, check_int, fail, is_int
+
 Split = tuple[Tensor, Tensor]
+Raw = tuple[Split, Split, int]  # (train, test, num_classes) as a dataset's reader returns them
 
 _TAGS = {"val": 1, "subset": 2, "noise": 3, "synthetic": 4, "shuffle": 5, "augment": 6}
 
 
 def mix_seed(*parts: int) -> int:
     """A well-mixed 63-bit seed from integers (e.g. (seed, epoch)); a pure function of its arguments."""
-    if any(p < 0 for p in parts):
-        raise ValueError(f"seed: got {parts}; seeds and epochs must be >= 0")
+    if not all(is_int(part) and part >= 0 for part in parts):
+        fail("seed", parts, "seeds and epochs must be integers >= 0")
     lo, hi = np.random.SeedSequence(list(parts)).generate_state(2)
     return (int(hi) << 31) ^ int(lo)
 
@@ -58,50 +61,28 @@ class DataBundle:
 
         return dataclasses.replace(self, train=move(self.train), val=move(self.val), test=move(self.test))
 
-    def loader(self, split: str = "train", batch_size: int = 128, *, seed: int = 0, drop_last: bool = False):
-        """A TensorLoader over `split`: shuffled and augmented for "train", in order for "val"/"test"."""
-        from .loader import TensorLoader
 
-        if split not in ("train", "val", "test") or getattr(self, split) is None:
-            raise ValueError(f"split: got {split!r}; allowed: 'train', 'test' and 'val' (when val_size > 0)")
-        x, y = getattr(self, split)
-        train = split == "train"
-        return TensorLoader(
-            x, y, batch_size, shuffle=train, seed=seed, drop_last=drop_last and train,
-            augment=self.augment if train else None,
-        )  # fmt: skip
-
-
-def check_int(key: str, value: Any, low: int, high: int | None = None) -> int:
-    """`value` as an int in [low, high], else a one-line ValueError naming `key`."""
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-    if not ok or value < low or (high is not None and value > high):
-        allowed = f"an integer in [{low}, {high}]" if high is not None else f"an integer >= {low}"
-        raise ValueError(f"{key}: got {value!r}; allowed: {allowed}")
-    return int(value)
-
-
-def val_count(val_size: int | float, n: int) -> int:
-    """Number of validation samples: an int count or a float fraction of the `n` train samples."""
+def val_count(val_size: int | float, num_train: int) -> int:
+    """Number of validation samples: an int count or a float fraction of the `num_train` train samples."""
     if isinstance(val_size, float):
-        allowed = f"a fraction in [0, 1) or a count in [0, {n - 1}]"
+        allowed = f"must be a fraction in [0, 1) or a count in [0, {num_train - 1}]"
         if not 0.0 <= val_size < 1.0:
-            raise ValueError(f"data.val_size: got {val_size!r}; allowed: {allowed}")
-        count = round(val_size * n)
+            fail("data.val_size", val_size, allowed)
+        count = round(val_size * num_train)
         if val_size > 0 and count == 0:
-            raise ValueError(f"data.val_size: got {val_size!r}, 0 of {n} train samples; allowed: {allowed}")
-        return min(count, n - 1)
-    return check_int("data.val_size", val_size, 0, n - 1)
+            fail("data.val_size", val_size, f"is 0 of {num_train} train samples; {allowed}")
+        return min(count, num_train - 1)
+    return check_int("data.val_size", val_size, 0, num_train - 1)
 
 
 def split_val(train: Split, val_size: int | float, seed: int) -> tuple[Split, Split | None]:
     """Hold out a seeded random validation set from `train`; the rest keeps its original order."""
     x, y = train
-    v = val_count(val_size, len(y))
-    if v == 0:
+    num_val = val_count(val_size, len(y))
+    if num_val == 0:
         return train, None
     perm = torch.randperm(len(y), generator=generator(seed, "val"))
-    val_idx, rest = perm[:v], perm[v:].sort().values
+    val_idx, rest = perm[:num_val], perm[num_val:].sort().values
     return (x[rest], y[rest]), (x[val_idx], y[val_idx])
 
 
@@ -109,9 +90,9 @@ def subset(train: Split, train_size: int | None, seed: int) -> Split:
     """A seeded random subset of `train_size` samples (None: all). Subsets for growing sizes are nested."""
     if train_size is None:
         return train
-    n = len(train[1])
-    k = check_int("data.train_size", train_size, 1, n)
-    idx = torch.randperm(n, generator=generator(seed, "subset"))[:k]
+    pool_size = len(train[1])
+    size = check_int("data.train_size", train_size, 1, pool_size)
+    idx = torch.randperm(pool_size, generator=generator(seed, "subset"))[:size]
     return train[0][idx], train[1][idx]
 
 
@@ -120,14 +101,12 @@ def add_label_noise(y: Tensor, fraction: float, num_classes: int, seed: int) -> 
 
     Returns the new labels and the indices that were changed.
     """
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"data.label_noise: got {fraction!r}; allowed: a fraction in [0, 1]")
-    k = round(fraction * len(y))
-    if k and num_classes < 2:
-        raise ValueError(f"data.label_noise: got {fraction!r} but there is {num_classes} class; need >= 2")
-    g = generator(seed, "noise")
-    idx = torch.randperm(len(y), generator=g)[:k]
-    shift = torch.randint(1, max(num_classes, 2), (k,), generator=g)
+    num_noisy = round(check_fraction("data.label_noise", fraction) * len(y))
+    if num_noisy and num_classes < 2:
+        fail("data.label_noise", fraction, f"must be 0 with {num_classes} class (noise needs >= 2 classes)")
+    gen = generator(seed, "noise")
+    idx = torch.randperm(len(y), generator=gen)[:num_noisy]
+    shift = torch.randint(1, max(num_classes, 2), (num_noisy,), generator=gen)
     y = y.clone()
     y[idx] = (y[idx] + shift) % num_classes
     return y, idx.sort().values

@@ -6,7 +6,8 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from .core import DataBundle, build_bundle, check_int
+from ..checks import check_choice, check_int, fail
+from .core import DataBundle, build_bundle
 from .tabular import raw_digits, raw_mnist1d, raw_synthetic
 from .vision import VISION, raw_vision
 
@@ -42,16 +43,15 @@ def load_data(
     reject it. options: dataset-specific (mnist1d: num_train, num_test, shuffle_seq, gen_seed; synthetic:
     kind, num_train, num_test, dim, num_classes, hidden, spread).
     """
-    if name not in DATASETS:
-        raise ValueError(f"data.name: got {name!r}; allowed: {', '.join(DATASETS)}")
+    check_choice("data.name", name, DATASETS)
     unknown = sorted(set(options) - set(_OPTIONS[name]))
     if unknown:
-        allowed = ", ".join(_OPTIONS[name]) or "none"
-        raise ValueError(f"data.options: {name} does not take {', '.join(unknown)}; allowed: {allowed}")
+        allowed = ", ".join(_OPTIONS[name])
+        fail("data.options", unknown, f"{name} takes only {allowed}" if allowed else f"{name} takes no options")
     seed = check_int("data.seed", seed, 0)
     kind = VISION[name][2] if name in VISION else None
     if augment and kind is None:
-        raise ValueError(f"data.augment: got {augment!r} but {name} has no standard augmentation; use false")
+        fail("data.augment", augment, f"must be false: {name} has no standard augmentation")
 
     if name == "mnist1d":
         train, test, num_classes = raw_mnist1d(root, **options)

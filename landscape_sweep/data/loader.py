@@ -15,34 +15,35 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..checks import check_choice, check_int, fail
 from .core import generator
 
 AUGMENTATIONS = ("crop_flip", "crop")  # crop_flip: CIFAR (pad 4 + h-flip); crop: SVHN (pad 4)
 PAD = 4
 
 
-def random_crop(x: Tensor, g: torch.Generator, pad: int = PAD) -> Tensor:
+def random_crop(x: Tensor, gen: torch.Generator, pad: int = PAD) -> Tensor:
     """Per-sample random crop of a zero-padded batch (N, C, H, W): every sample gets its own offset."""
-    n, c, h, w = x.shape
+    batch, channels, height, width = x.shape
     padded = F.pad(x, (pad, pad, pad, pad))
-    dy, dx = (torch.randint(0, 2 * pad + 1, (2, n), generator=g)).to(x.device)
-    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
-    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
-    b = torch.arange(n, device=x.device)[:, None, None, None]
-    ch = torch.arange(c, device=x.device)[None, :, None, None]
-    return padded[b, ch, rows, cols]
+    dy, dx = (torch.randint(0, 2 * pad + 1, (2, batch), generator=gen)).to(x.device)
+    rows = (dy[:, None] + torch.arange(height, device=x.device))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(width, device=x.device))[:, None, None, :]
+    samples = torch.arange(batch, device=x.device)[:, None, None, None]
+    chans = torch.arange(channels, device=x.device)[None, :, None, None]
+    return padded[samples, chans, rows, cols]
 
 
-def random_hflip(x: Tensor, g: torch.Generator) -> Tensor:
+def random_hflip(x: Tensor, gen: torch.Generator) -> Tensor:
     """Flip each sample horizontally with probability 1/2."""
-    flip = (torch.rand(x.shape[0], generator=g) < 0.5).to(x.device)
+    flip = (torch.rand(x.shape[0], generator=gen) < 0.5).to(x.device)
     return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
 
-def augment_batch(x: Tensor, kind: str, g: torch.Generator) -> Tensor:
-    """Apply augmentation `kind` to one image batch, drawing randomness from `g`."""
-    x = random_crop(x, g)
-    return random_hflip(x, g) if kind == "crop_flip" else x
+def augment_batch(x: Tensor, kind: str, gen: torch.Generator) -> Tensor:
+    """Apply augmentation `kind` to one image batch, drawing randomness from `gen`."""
+    x = random_crop(x, gen)
+    return random_hflip(x, gen) if kind == "crop_flip" else x
 
 
 class _EpochSampler:
@@ -81,15 +82,12 @@ class TensorLoader:
         augment: str | None = None,
     ):
         if len(x) != len(y):
-            raise ValueError(f"x, y: got {len(x)} inputs and {len(y)} labels; they must match")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size: got {batch_size!r}; allowed: an integer >= 1")
-        if augment is not None and augment not in AUGMENTATIONS:
-            raise ValueError(f"augment: got {augment!r}; allowed: None, {', '.join(AUGMENTATIONS)}")
+            fail("len(x), len(y)", (len(x), len(y)), "inputs and labels must match")
+        batch_size = check_int("batch_size", batch_size)
+        check_choice("augment", augment, (None, *AUGMENTATIONS))
         if augment is not None and x.ndim != 4:
-            raise ValueError(f"augment: {augment!r} needs images (N, C, H, W); got x of shape {tuple(x.shape)}")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed: got {seed!r}; allowed: an integer >= 0")
+            fail("augment", augment, f"needs images (N, C, H, W), not x of shape {tuple(x.shape)}")
+        seed = check_int("seed", seed, 0)
         self.x, self.y = x, y
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.drop_last, self.augment = drop_last, augment
@@ -103,9 +101,7 @@ class TensorLoader:
 
     def set_epoch(self, epoch: int) -> None:
         """Select epoch `epoch`'s order and augmentation (a pure function of `(seed, epoch)`)."""
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise ValueError(f"epoch: got {epoch!r}; allowed: an integer >= 0")
-        self.epoch = epoch
+        self.epoch = check_int("epoch", epoch, 0)
 
     def order(self) -> Tensor:
         """Sample indices of the current epoch, on the CPU."""
@@ -114,18 +110,18 @@ class TensorLoader:
         return torch.randperm(self.num_samples, generator=generator(self.seed, "shuffle", self.epoch))
 
     def __len__(self) -> int:
-        n, b = self.num_samples, self.batch_size
-        return n // b if self.drop_last else -(-n // b)
+        full, rest = divmod(self.num_samples, self.batch_size)
+        return full + int(rest > 0 and not self.drop_last)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        idx = self.order().to(self.x.device) if self.shuffle else None
-        g = generator(self.seed, "augment", self.epoch) if self.augment else None
-        for i in range(len(self)):
-            sl = slice(i * self.batch_size, (i + 1) * self.batch_size)
-            if idx is None:
-                x, y = self.x[sl], self.y[sl]
+        order = self.order().to(self.x.device) if self.shuffle else None
+        gen = generator(self.seed, "augment", self.epoch) if self.augment else None
+        for index in range(len(self)):
+            batch = slice(index * self.batch_size, (index + 1) * self.batch_size)
+            if order is None:
+                x, y = self.x[batch], self.y[batch]
             else:
-                x, y = self.x[idx[sl]], self.y[idx[sl]]
-            if g is not None:
-                x = augment_batch(x, self.augment, g)
+                x, y = self.x[order[batch]], self.y[order[batch]]
+            if gen is not None:
+                x = augment_batch(x, self.augment, gen)
             yield x, y

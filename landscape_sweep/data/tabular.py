@@ -16,9 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .core import Split, check_int, generator
-
-Raw = tuple[Split, Split, int]
+from ..checks import check_choice, check_int, check_positive, fail
+from .core import Raw, generator
 
 
 def _atomic_save(obj: object, path: Path) -> None:
@@ -42,7 +41,7 @@ def mnist1d_args(num_train: int = 4000, num_test: int = 1000, shuffle_seq: bool 
     check_int("data.options.num_test", num_test, 1)
     total = num_train + num_test
     if total % 10:
-        raise ValueError(f"data.options.num_train+num_test: got {total}; allowed: a multiple of 10 (balanced)")
+        fail("data.options.num_train+num_test", total, "must be a multiple of 10 (balanced classes)")
     check_int("data.options.gen_seed", gen_seed, 0)
     args = get_dataset_args(as_dict=True)
     args.update(num_samples=total, train_split=num_train / total, shuffle_seq=bool(shuffle_seq))
@@ -61,11 +60,11 @@ def raw_mnist1d(root: str | Path, **options) -> Raw:
     args = mnist1d_args(**options)
     path = mnist1d_cache_path(root, args)
     if path.exists():
-        d = torch.load(path, weights_only=True)
+        tensors = torch.load(path, weights_only=True)
     else:
-        d = _generate_mnist1d(args)
-        _atomic_save(d, path)
-    return (d["x"], d["y"]), (d["x_test"], d["y_test"]), 10
+        tensors = _generate_mnist1d(args)
+        _atomic_save(tensors, path)
+    return (tensors["x"], tensors["y"]), (tensors["x_test"], tensors["y_test"]), 10
 
 
 def _generate_mnist1d(args: dict) -> dict[str, Tensor]:
@@ -74,14 +73,15 @@ def _generate_mnist1d(args: dict) -> dict[str, Tensor]:
 
     py_state, np_state = random.getstate(), np.random.get_state()  # make_dataset reseeds the global RNGs
     try:
-        d = make_dataset(ObjectView(dict(args, train_split=1.0)))
+        data = make_dataset(ObjectView(dict(args, train_split=1.0)))
     finally:
         random.setstate(py_state)
         np.random.set_state(np_state)
-    x = torch.from_numpy(d["x"]).float().unsqueeze(1)
-    y = torch.from_numpy(d["y"]).long()
-    k = round(args["train_split"] * args["num_samples"])
-    return {"x": x[:k].clone(), "y": y[:k].clone(), "x_test": x[k:].clone(), "y_test": y[k:].clone()}
+    x = torch.from_numpy(data["x"]).float().unsqueeze(1)
+    y = torch.from_numpy(data["y"]).long()
+    num_train = round(args["train_split"] * args["num_samples"])
+    train, test = slice(None, num_train), slice(num_train, None)
+    return {"x": x[train].clone(), "y": y[train].clone(), "x_test": x[test].clone(), "y_test": y[test].clone()}
 
 
 DIGITS_TEST = 360
@@ -96,11 +96,11 @@ def raw_digits(root: str | Path | None = None) -> Raw:
     data = load_digits()
     x = torch.from_numpy(data.data / 16.0).float().view(-1, 1, 8, 8)
     y = torch.from_numpy(data.target).long()
-    tr, te = train_test_split(
+    train_idx, test_idx = train_test_split(
         np.arange(len(y)), test_size=DIGITS_TEST, stratify=data.target, random_state=DIGITS_SPLIT_SEED
     )
-    tr, te = torch.from_numpy(tr), torch.from_numpy(te)
-    return (x[tr], y[tr]), (x[te], y[te]), 10
+    train_idx, test_idx = torch.from_numpy(train_idx), torch.from_numpy(test_idx)
+    return (x[train_idx], y[train_idx]), (x[test_idx], y[test_idx]), 10
 
 
 SYNTHETIC_KINDS = ("teacher", "gmm")
@@ -121,8 +121,7 @@ def raw_synthetic(
     teacher: x ~ N(0, I), labelled by argmax of a random tanh MLP (dim -> hidden -> num_classes).
     gmm: y uniform, x ~ N(mu_y, I) with class means mu ~ N(0, spread^2 I).
     """
-    if kind not in SYNTHETIC_KINDS:
-        raise ValueError(f"data.options.kind: got {kind!r}; allowed: {', '.join(SYNTHETIC_KINDS)}")
+    check_choice("data.options.kind", kind, SYNTHETIC_KINDS)
     for key, value, low in [
         ("num_train", num_train, 1),
         ("num_test", num_test, 1),
@@ -131,18 +130,17 @@ def raw_synthetic(
         ("hidden", hidden, 1),
     ]:
         check_int(f"data.options.{key}", value, low)
-    if not isinstance(spread, (int, float)) or spread <= 0:
-        raise ValueError(f"data.options.spread: got {spread!r}; allowed: a number > 0")
-    g = generator(seed, "synthetic")
-    n = num_train + num_test
+    check_positive("data.options.spread", spread)
+    gen = generator(seed, "synthetic")
+    total = num_train + num_test
     if kind == "teacher":
-        x = torch.randn(n, dim, generator=g, dtype=torch.float64)
-        w1 = torch.randn(dim, hidden, generator=g, dtype=torch.float64) / dim**0.5
-        w2 = torch.randn(hidden, num_classes, generator=g, dtype=torch.float64) / hidden**0.5
+        x = torch.randn(total, dim, generator=gen, dtype=torch.float64)
+        w1 = torch.randn(dim, hidden, generator=gen, dtype=torch.float64) / dim**0.5
+        w2 = torch.randn(hidden, num_classes, generator=gen, dtype=torch.float64) / hidden**0.5
         y = (torch.tanh(x @ w1) @ w2).argmax(1)
     else:
-        means = spread * torch.randn(num_classes, dim, generator=g, dtype=torch.float64)
-        y = torch.randint(0, num_classes, (n,), generator=g)
-        x = means[y] + torch.randn(n, dim, generator=g, dtype=torch.float64)
+        means = spread * torch.randn(num_classes, dim, generator=gen, dtype=torch.float64)
+        y = torch.randint(0, num_classes, (total,), generator=gen)
+        x = means[y] + torch.randn(total, dim, generator=gen, dtype=torch.float64)
     x = x.float()
     return (x[:num_train], y[:num_train]), (x[num_train:], y[num_train:]), num_classes

@@ -10,9 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .core import Split
-
-Raw = tuple[Split, Split, int]
+from .core import Raw, Split
 
 # name -> (torchvision class name, num_classes, standard augmentation)
 VISION = {

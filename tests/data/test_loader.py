@@ -104,11 +104,11 @@ def test_augmentation_is_seeded_per_epoch_and_leaves_order_alone():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(batch_size=0), r"batch_size: got 0; allowed: an integer >= 1"),
-        (dict(batch_size=2.0), r"batch_size: got 2.0"),
-        (dict(batch_size=2, augment="cutout"), r"augment: got 'cutout'; allowed: None, crop_flip, crop"),
-        (dict(batch_size=2, augment="crop"), r"augment: 'crop' needs images \(N, C, H, W\); got x of shape \(10, 1\)"),
-        (dict(batch_size=2, seed=-1), r"seed: got -1; allowed: an integer >= 0"),
+        (dict(batch_size=0), r"batch_size=0: must be an integer >= 1"),
+        (dict(batch_size=2.0), r"batch_size=2.0: "),
+        (dict(batch_size=2, augment="cutout"), r"augment='cutout': must be one of None, crop_flip, crop"),
+        (dict(batch_size=2, augment="crop"), r"augment='crop': needs images \(N, C, H, W\), not x of shape \(10, 1\)"),
+        (dict(batch_size=2, seed=-1), r"seed=-1: must be an integer >= 0"),
     ],
 )
 def test_bad_arguments(kwargs, match):
@@ -119,9 +119,9 @@ def test_bad_arguments(kwargs, match):
 
 def test_bad_lengths_and_epoch():
     x, y = _ids(10)
-    with pytest.raises(ValueError, match="x, y: got 10 inputs and 9 labels"):
+    with pytest.raises(ValueError, match=r"len\(x\), len\(y\)=\(10, 9\): inputs and labels must match"):
         TensorLoader(x, y[:9], 2)
-    with pytest.raises(ValueError, match="epoch: got -1"):
+    with pytest.raises(ValueError, match="epoch=-1: "):
         TensorLoader(x, y, 2).set_epoch(-1)
 
 

@@ -72,13 +72,13 @@ def test_mnist1d_write_is_atomic_and_keeps_global_rng(tmp_path, monkeypatch):
 
 
 def test_mnist1d_bad_sizes(tmp_path):
-    with pytest.raises(ValueError, match=r"data.options.num_train\+num_test: got 55; allowed: a multiple of 10"):
+    with pytest.raises(ValueError, match=r"data.options.num_train\+num_test=55: must be a multiple of 10"):
         load_data("mnist1d", tmp_path, num_train=50, num_test=5)
-    with pytest.raises(ValueError, match=r"data.options.num_train: got 0; allowed: an integer >= 1"):
+    with pytest.raises(ValueError, match=r"data.options.num_train=0: must be an integer >= 1"):
         load_data("mnist1d", tmp_path, num_train=0)
-    with pytest.raises(ValueError, match=r"data.options: mnist1d does not take dim; allowed: num_train"):
+    with pytest.raises(ValueError, match=r"data.options=\['dim'\]: mnist1d takes only num_train"):
         load_data("mnist1d", tmp_path, dim=3)
-    with pytest.raises(ValueError, match=r"data.augment: got True but mnist1d has no standard augmentation"):
+    with pytest.raises(ValueError, match=r"data.augment=True: must be false: mnist1d has no standard augmentation"):
         load_data("mnist1d", tmp_path, augment=True)
     assert not (tmp_path / "mnist1d").exists()
 
@@ -118,11 +118,11 @@ def test_synthetic_labels_follow_their_generator():
 @pytest.mark.parametrize(
     "opts, match",
     [
-        (dict(kind="blobs"), r"data.options.kind: got 'blobs'; allowed: teacher, gmm"),
-        (dict(num_classes=1), r"data.options.num_classes: got 1; allowed: an integer >= 2"),
-        (dict(dim=0), r"data.options.dim: got 0"),
-        (dict(spread=0), r"data.options.spread: got 0; allowed: a number > 0"),
-        (dict(width=3), r"data.options: synthetic does not take width; allowed: kind, num_train"),
+        (dict(kind="blobs"), r"data.options.kind='blobs': must be one of teacher, gmm"),
+        (dict(num_classes=1), r"data.options.num_classes=1: must be an integer >= 2"),
+        (dict(dim=0), r"data.options.dim=0: "),
+        (dict(spread=0), r"data.options.spread=0: must be a finite number > 0"),
+        (dict(width=3), r"data.options=\['width'\]: synthetic takes only kind, num_train"),
     ],
 )
 def test_synthetic_bad_options(opts, match):
@@ -131,5 +131,5 @@ def test_synthetic_bad_options(opts, match):
 
 
 def test_unknown_dataset():
-    with pytest.raises(ValueError, match=r"data.name: got 'imagenet'; allowed: mnist1d, digits, synthetic, cifar10"):
+    with pytest.raises(ValueError, match=r"data.name='imagenet': must be one of mnist1d, digits, synthetic, cifar10"):
         load_data("imagenet", "unused")

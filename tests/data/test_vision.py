@@ -121,7 +121,7 @@ def test_mnist_family_from_idx_files(tmp_path, name, cls_name):
     assert sy.tolist() == yt.tolist()
     b = load_data(name, tmp_path, train_size=3)
     assert b.in_shape == (1, 28, 28) and len(b.train[1]) == 3 and b.augment is None
-    with pytest.raises(ValueError, match=f"data.augment: got True but {name} has no standard augmentation"):
+    with pytest.raises(ValueError, match=f"data.augment=True: must be false: {name} has no standard augmentation"):
         load_data(name, tmp_path, augment=True)
 
 
