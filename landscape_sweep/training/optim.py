@@ -1,9 +1,9 @@
 """Optimizer config: validation, the torch optimizer, the per-step LR schedule and the cell's optimizer label.
 
 The config is the flat mapping of `conf/optimizer/<name>.yaml` (a dict or an OmegaConf DictConfig).
-Missing keys take the `sgd` preset's values, unknown keys are refused. Every schedule here is *per
-optimizer step*: the LightningModule calls `scheduler.step()` after each step, so the LR used by step
-`s` is `lr * factor(s)`.
+Missing keys take the values of `conf/optimizer/sgd.yaml` (`DEFAULTS`, read from that file: the one full
+preset, the others inherit it), unknown keys are refused. Every schedule here is *per optimizer step*: the
+LightningModule calls `scheduler.step()` after each step, so the LR used by step `s` is `lr * factor(s)`.
 """
 
 from __future__ import annotations
@@ -13,28 +13,28 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
+
+from landscape_sweep.checks import check_choice, check_int, check_number, check_positive, fail, is_int, is_number
+from landscape_sweep.pipeline.config import CONF_DIR
 
 BASES = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
 ANNEAL_STRATEGIES = ("cos", "linear")
 FP16_PRECISIONS = ("16", "16-mixed")  # GradScaler steps without a closure: SAM cannot run under it
+DEFAULTS_FILE = CONF_DIR / "optimizer" / "sgd.yaml"
 
-DEFAULTS: dict[str, Any] = {
-    "name": "sgd",
-    "base": "sgd",
-    "lr": 0.05,
-    "momentum": 0.9,
-    "nesterov": False,
-    "weight_decay": 5.0e-4,
-    "betas": [0.9, 0.999],
-    "eps": 1.0e-8,
-    "rho": None,
-    "adaptive": False,
-    "grad_clip": None,
-    "schedule": {"name": "cosine", "warmup_epochs": 0, "step_epochs": [], "gamma": 0.1, "min_lr": 0.0},
-    "swa": {"enabled": False, "start": 0.75, "lr": 0.01, "anneal_epochs": 1, "anneal_strategy": "cos"},
-}
+
+def _load_defaults() -> dict[str, Any]:
+    """Every optimizer key with its default: the `sgd` preset, which has no defaults list of its own."""
+    cfg = OmegaConf.to_container(OmegaConf.load(DEFAULTS_FILE), resolve=True)
+    if not isinstance(cfg, dict) or "defaults" in cfg:
+        raise RuntimeError(f"{DEFAULTS_FILE}: must be the one full optimizer preset (no defaults list)")
+    return cfg
+
+
+DEFAULTS: dict[str, Any] = _load_defaults()
 
 
 def _plain(x: Any) -> Any:
@@ -46,43 +46,35 @@ def _plain(x: Any) -> Any:
     return x
 
 
+def _check_known(cfg: Mapping[str, Any], allowed: Mapping[str, Any], prefix: str) -> None:
+    for key in cfg:
+        if key not in allowed:
+            raise ValueError(f"{prefix}{key}: unknown key; allowed: {', '.join(allowed)}")
+
+
 def resolve_cfg(optim_cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The config as a plain dict with every key present (defaults from the `sgd` preset)."""
     if not isinstance(optim_cfg, Mapping):
-        raise ValueError(f"optimizer={optim_cfg!r}: must be a mapping of optimizer settings")
+        fail("optimizer", optim_cfg, "must be a mapping of optimizer settings")
     cfg = _plain(optim_cfg)
-    for key in cfg:
-        if key not in DEFAULTS:
-            raise ValueError(f"optimizer.{key}: unknown key; allowed: {', '.join(DEFAULTS)}")
+    _check_known(cfg, DEFAULTS, "optimizer.")
     out = {**DEFAULTS, **cfg}
     for sub in ("schedule", "swa"):
         if not isinstance(out[sub], Mapping):
-            raise ValueError(f"optimizer.{sub}={out[sub]!r}: must be a mapping")
-        for key in out[sub]:
-            if key not in DEFAULTS[sub]:
-                raise ValueError(f"optimizer.{sub}.{key}: unknown key; allowed: {', '.join(DEFAULTS[sub])}")
+            fail(f"optimizer.{sub}", out[sub], "must be a mapping")
+        _check_known(out[sub], DEFAULTS[sub], f"optimizer.{sub}.")
         out[sub] = {**DEFAULTS[sub], **out[sub]}
     return out
 
 
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
+def _flag(key: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        fail(key, value, "must be true or false")
 
 
-def _is_num(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def _fail(key: str, value: Any, allowed: str) -> None:
-    raise ValueError(f"optimizer.{key}={value!r}: {allowed}")
-
-
-def _positive(cfg: Mapping[str, Any], key: str, prefix: str = "", optional: bool = False) -> None:
-    v = cfg[key]
-    if optional and v is None:
-        return
-    if not (_is_num(v) and v > 0):
-        _fail(prefix + key, v, "must be a finite number > 0" + (" or null" if optional else ""))
+def _positive_or_null(key: str, value: Any) -> None:
+    if value is not None and not (is_number(value) and value > 0):
+        fail(key, value, "must be a finite number > 0 or null")
 
 
 def validate_optimizer_cfg(
@@ -93,64 +85,69 @@ def validate_optimizer_cfg(
     `precision` (the Trainer's) is optional: SAM is refused under fp16 mixed precision (its GradScaler
     steps the optimizer without a closure, SAM needs two closure evaluations per step).
     """
-    if not (_is_int(max_epochs) and max_epochs >= 1):
-        raise ValueError(f"max_epochs={max_epochs!r}: must be an integer >= 1")
+    check_int("max_epochs", max_epochs)
     cfg = resolve_cfg(optim_cfg)
+    _check_base(cfg)
+    _check_sam(cfg, precision)
+    _check_schedule(cfg["schedule"], lr=cfg["lr"], max_epochs=max_epochs)
+    _check_swa(cfg["swa"], max_epochs=max_epochs)
+
+
+def _check_base(cfg: Mapping[str, Any]) -> None:
+    """The base optimizer's settings (name, base, lr, momentum, betas, ..., grad_clip)."""
     if not (isinstance(cfg["name"], str) and cfg["name"]):
-        _fail("name", cfg["name"], "must be a non-empty string (the preset's name)")
-    if cfg["base"] not in BASES:
-        _fail("base", cfg["base"], f"must be one of {', '.join(BASES)}")
-    _positive(cfg, "lr")
-    if not (_is_num(cfg["momentum"]) and 0 <= cfg["momentum"] < 1):
-        _fail("momentum", cfg["momentum"], "must be a number in [0, 1)")
-    for key in ("nesterov", "adaptive"):
-        if not isinstance(cfg[key], bool):
-            _fail(key, cfg[key], "must be true or false")
+        fail("optimizer.name", cfg["name"], "must be a non-empty string (the preset's name)")
+    check_choice("optimizer.base", cfg["base"], BASES)
+    check_positive("optimizer.lr", cfg["lr"])
+    if not (is_number(cfg["momentum"]) and 0 <= cfg["momentum"] < 1):
+        fail("optimizer.momentum", cfg["momentum"], "must be a number in [0, 1)")
+    _flag("optimizer.nesterov", cfg["nesterov"])
+    _flag("optimizer.adaptive", cfg["adaptive"])
     if cfg["nesterov"] and cfg["base"] == "sgd" and cfg["momentum"] == 0:
-        _fail("nesterov", True, "needs optimizer.momentum > 0")
-    if not (_is_num(cfg["weight_decay"]) and cfg["weight_decay"] >= 0):
-        _fail("weight_decay", cfg["weight_decay"], "must be a finite number >= 0")
+        fail("optimizer.nesterov", True, "needs optimizer.momentum > 0")
+    check_number("optimizer.weight_decay", cfg["weight_decay"], 0)
     betas = cfg["betas"]
-    if not (isinstance(betas, list) and len(betas) == 2 and all(_is_num(b) and 0 <= b < 1 for b in betas)):
-        _fail("betas", betas, "must be two numbers in [0, 1)")
-    _positive(cfg, "eps")
-    _positive(cfg, "rho", optional=True)
-    if cfg["adaptive"] and cfg["rho"] is None:
-        _fail("adaptive", True, "ASAM needs optimizer.rho set (e.g. 0.5)")
-    _positive(cfg, "grad_clip", optional=True)
-    if cfg["rho"] is not None and precision is not None and str(precision) in FP16_PRECISIONS:
-        _fail(
-            "rho",
-            cfg["rho"],
-            f"SAM/ASAM cannot run with trainer precision={precision} (fp16 GradScaler); use bf16-mixed or 32",
-        )
+    if not (isinstance(betas, list) and len(betas) == 2 and all(is_number(b) and 0 <= b < 1 for b in betas)):
+        fail("optimizer.betas", betas, "must be two numbers in [0, 1)")
+    check_positive("optimizer.eps", cfg["eps"])
+    _positive_or_null("optimizer.grad_clip", cfg["grad_clip"])
 
-    s = cfg["schedule"]
-    if s["name"] not in SCHEDULES:
-        _fail("schedule.name", s["name"], f"must be one of {', '.join(SCHEDULES)}")
-    if not (_is_int(s["warmup_epochs"]) and 0 <= s["warmup_epochs"] <= max_epochs):
-        _fail("schedule.warmup_epochs", s["warmup_epochs"], f"must be an integer in [0, {max_epochs}]")
+
+def _check_sam(cfg: Mapping[str, Any], precision: str | int | None) -> None:
+    """SAM/ASAM: rho, adaptive, and no fp16 GradScaler."""
+    rho = cfg["rho"]
+    _positive_or_null("optimizer.rho", rho)
+    if cfg["adaptive"] and rho is None:
+        fail("optimizer.adaptive", True, "ASAM needs optimizer.rho set (e.g. 0.5)")
+    if rho is not None and precision is not None and str(precision) in FP16_PRECISIONS:
+        allowed = f"SAM/ASAM cannot run with trainer precision={precision} (fp16 GradScaler); use bf16-mixed or 32"
+        fail("optimizer.rho", rho, allowed)
+
+
+def _check_schedule(s: Mapping[str, Any], *, lr: float, max_epochs: int) -> None:
+    """`optimizer.schedule.*` against the run's length and the base LR."""
+    check_choice("optimizer.schedule.name", s["name"], SCHEDULES)
+    check_int("optimizer.schedule.warmup_epochs", s["warmup_epochs"], 0, max_epochs)
     steps = s["step_epochs"]
-    if not (isinstance(steps, list) and all(_is_int(e) and 0 < e < max_epochs for e in steps)):
-        _fail("schedule.step_epochs", steps, f"must be a list of epochs in [1, {max_epochs - 1}]")
-    _positive(s, "gamma", "schedule.")
-    if not (_is_num(s["min_lr"]) and 0 <= s["min_lr"] <= cfg["lr"]):
-        _fail("schedule.min_lr", s["min_lr"], f"must be a number in [0, optimizer.lr={cfg['lr']}]")
+    if not (isinstance(steps, list) and all(is_int(e) and 0 < e < max_epochs for e in steps)):
+        fail("optimizer.schedule.step_epochs", steps, f"must be a list of epochs in [1, {max_epochs - 1}]")
+    check_positive("optimizer.schedule.gamma", s["gamma"])
+    if not (is_number(s["min_lr"]) and 0 <= s["min_lr"] <= lr):
+        fail("optimizer.schedule.min_lr", s["min_lr"], f"must be a number in [0, optimizer.lr={lr}]")
 
-    w = cfg["swa"]
-    if not isinstance(w["enabled"], bool):
-        _fail("swa.enabled", w["enabled"], "must be true or false")
+
+def _check_swa(w: Mapping[str, Any], *, max_epochs: int) -> None:
+    """`optimizer.swa.*`: start as an epoch or a fraction of the run, SWALR settings."""
+    _flag("optimizer.swa.enabled", w["enabled"])
     start = w["start"]
-    if _is_int(start):
+    if is_int(start):
         if not 0 <= start < max_epochs:
-            _fail("swa.start", start, f"must be an epoch in [0, {max_epochs - 1}] (max_epochs={max_epochs})")
-    elif not (_is_num(start) and 0 <= start < 1):
-        _fail("swa.start", start, "must be an epoch (int) < max_epochs or a fraction of max_epochs in [0, 1)")
-    _positive(w, "lr", "swa.")
-    if not (_is_int(w["anneal_epochs"]) and w["anneal_epochs"] >= 0):
-        _fail("swa.anneal_epochs", w["anneal_epochs"], "must be an integer >= 0")
-    if w["anneal_strategy"] not in ANNEAL_STRATEGIES:
-        _fail("swa.anneal_strategy", w["anneal_strategy"], f"must be one of {', '.join(ANNEAL_STRATEGIES)}")
+            fail("optimizer.swa.start", start, f"must be an epoch in [0, {max_epochs - 1}] (max_epochs={max_epochs})")
+    elif not (is_number(start) and 0 <= start < 1):
+        fail("optimizer.swa.start", start, "must be an epoch (int) < max_epochs or a fraction of max_epochs in [0, 1)")
+    check_positive("optimizer.swa.lr", w["lr"])
+    check_int("optimizer.swa.anneal_epochs", w["anneal_epochs"], 0)
+    check_choice("optimizer.swa.anneal_strategy", w["anneal_strategy"], ANNEAL_STRATEGIES)
 
 
 def swa_start_epoch(optim_cfg: Mapping[str, Any], *, max_epochs: int) -> int | None:
@@ -162,7 +159,7 @@ def swa_start_epoch(optim_cfg: Mapping[str, Any], *, max_epochs: int) -> int | N
     if not w["enabled"]:
         return None
     start = w["start"]
-    return start if _is_int(start) else int(math.floor(start * max_epochs))
+    return start if is_int(start) else int(math.floor(start * max_epochs))
 
 
 def optimizer_label(optim_cfg: Mapping[str, Any]) -> str:
@@ -204,8 +201,7 @@ class LRFactor:
     """
 
     def __init__(self, optim_cfg: Mapping[str, Any], *, max_epochs: int, steps_per_epoch: int) -> None:
-        if not (_is_int(steps_per_epoch) and steps_per_epoch >= 1):
-            raise ValueError(f"steps_per_epoch={steps_per_epoch!r}: must be an integer >= 1")
+        check_int("steps_per_epoch", steps_per_epoch)
         cfg = resolve_cfg(optim_cfg)
         s = cfg["schedule"]
         self.kind = s["name"]

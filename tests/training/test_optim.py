@@ -1,11 +1,12 @@
 import math
-from pathlib import Path
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 
+from landscape_sweep.pipeline.config import CONF_DIR, validate
 from landscape_sweep.training.optim import (
+    DEFAULTS,
     LRFactor,
     build_optimizer,
     build_scheduler,
@@ -16,7 +17,7 @@ from landscape_sweep.training.optim import (
 )
 from landscape_sweep.training.sam import SAM
 
-CONF = Path(__file__).resolve().parents[2] / "conf" / "optimizer"
+CONF = CONF_DIR / "optimizer"
 
 
 @pytest.mark.parametrize(
@@ -65,24 +66,56 @@ def test_bad_max_epochs_and_steps():
         LRFactor({}, max_epochs=2, steps_per_epoch=0)
 
 
-def test_presets_are_complete_valid_and_labelled():
-    labels = {}
-    for path in sorted(CONF.glob("*.yaml")):
-        raw = OmegaConf.to_container(OmegaConf.load(path))
-        assert set(raw) == set(resolve_cfg({})), path.name  # every file has every key
-        assert set(raw["schedule"]) == set(resolve_cfg({})["schedule"])
-        assert set(raw["swa"]) == set(resolve_cfg({})["swa"])
-        validate_optimizer_cfg(OmegaConf.load(path), max_epochs=4)
-        labels[path.stem] = optimizer_label(OmegaConf.load(path))
-    assert labels == {
-        "adam": "adam",
-        "adamw": "adamw",
-        "asam": "asam",
-        "sam": "sam",
-        "sam_swa": "sam+swa",
-        "sgd": "sgd",
-        "swa": "swa",
-    }
+# conf/optimizer/sgd.yaml as it composes: every key, in this order
+SGD = {
+    "name": "sgd",
+    "base": "sgd",
+    "lr": 0.05,
+    "momentum": 0.9,
+    "nesterov": False,
+    "weight_decay": 5.0e-4,
+    "betas": [0.9, 0.999],
+    "eps": 1.0e-8,
+    "rho": None,
+    "adaptive": False,
+    "grad_clip": None,
+    "schedule": {"name": "cosine", "warmup_epochs": 0, "step_epochs": [], "gamma": 0.1, "min_lr": 0.0},
+    "swa": {"enabled": False, "start": 0.75, "lr": 0.01, "anneal_epochs": 1, "anneal_strategy": "cos"},
+}
+# every preset is sgd plus these settings (the values each preset had when it was a full file), and its label
+PRESETS = {
+    "sgd": ({}, "sgd"),
+    "adam": ({"name": "adam", "base": "adam", "lr": 1.0e-3, "weight_decay": 0.0}, "adam"),
+    "adamw": ({"name": "adamw", "base": "adamw", "lr": 1.0e-3, "weight_decay": 1.0e-2}, "adamw"),
+    "sam": ({"name": "sam", "rho": 0.05}, "sam"),
+    "asam": ({"name": "asam", "rho": 0.5, "adaptive": True}, "asam"),
+    "swa": ({"name": "swa", "swa": {**SGD["swa"], "enabled": True}}, "swa"),
+    "sam_swa": ({"name": "sam_swa", "rho": 0.05, "swa": {**SGD["swa"], "enabled": True}}, "sam+swa"),
+}
+
+
+def test_defaults_are_the_sgd_preset_file():
+    assert DEFAULTS == SGD and list(DEFAULTS) == list(SGD)
+    assert OmegaConf.to_container(OmegaConf.load(CONF / "sgd.yaml")) == DEFAULTS
+    assert resolve_cfg({}) == SGD
+
+
+def test_every_preset_file_is_listed_and_inherits_sgd():
+    assert sorted(p.stem for p in CONF.glob("*.yaml")) == sorted(PRESETS)
+    for name in set(PRESETS) - {"sgd"}:
+        raw = OmegaConf.load(CONF / f"{name}.yaml")
+        assert raw.defaults[-1] == "_self_" and raw.defaults[0] in PRESETS, name
+        assert len(raw) < 6, f"{name}.yaml: only the differences from its parent preset"
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_preset_composes_to_sgd_plus_its_differences(compose_cfg, name):
+    cfg = compose_cfg([f"optimizer={name}"])
+    composed = OmegaConf.to_container(cfg.optimizer)
+    diff, label = PRESETS[name]
+    assert composed == {**SGD, **diff} and list(composed) == list(SGD)
+    validate(cfg)
+    assert optimizer_label(cfg.optimizer) == label
 
 
 def test_labels_of_combinations():
