@@ -1,8 +1,7 @@
-"""Shared test helpers: compose configs in-process, run the real CLI in a subprocess, read W&B offline files."""
+"""Shared fixtures: compose configs in-process, run the real CLI in a subprocess (helpers: tests/_support)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,17 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+pytest.register_assert_rewrite("tests._support")  # detailed assert messages in the helpers, as in test modules
 
-REPO = Path(__file__).resolve().parents[1]
-# a few seconds per cell on 2 CPU cores
-FAST = [
-    "trainer.max_epochs=2",
-    "data.train_size=512",
-    "model.width=16",
-    "logger=none",
-    "trainer.enable_progress_bar=false",
-]
+from tests._support.cli import cli_env  # noqa: E402 (after the rewrite hook)
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
 @pytest.fixture(scope="session")
@@ -44,19 +37,6 @@ def compose_cfg(data_dir):
         return cfg
 
     return _compose
-
-
-def cli_env(root: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        LANDSCAPE_SWEEP_ROOT=str(root),
-        WANDB_MODE="offline",
-        WANDB_SILENT="true",
-        HYDRA_FULL_ERROR="0",
-        PYTHONUNBUFFERED="1",
-    )
-    env.pop("SLURM_JOB_ID", None)
-    return env
 
 
 @pytest.fixture

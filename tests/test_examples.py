@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 
 from landscape_sweep.pipeline.app import cell_overrides, precheck
 from landscape_sweep.pipeline.config import CONF_DIR
-from tests.conftest import REPO
+from tests._support.cli import REPO
 
 EXAMPLES = REPO / "multirun_examples"
 SCRIPTS = sorted(EXAMPLES.glob("*.sh"))

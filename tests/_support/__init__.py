@@ -1,0 +1,7 @@
+"""Helpers shared by test modules: import them from here, never from another test module or a conftest.
+
+cli: the repo root, fast overrides, the CLI's environment and checks of a finished cell.
+hessian: tiny float64 models, data and references for the HVP, Hessian and sharpness tests.
+sweep: a synthetic sweep of results.json files with known relations, for the report tests.
+wandb_offline: read back what reached an offline W&B run.
+"""

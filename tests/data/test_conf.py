@@ -1,4 +1,4 @@
-"""conf/data/*.yaml: one file per dataset, the common keys, and options that load_data accepts."""
+"""conf/data/*.yaml: one preset per dataset, the common keys as composed, and options that load_data accepts."""
 
 import inspect
 from pathlib import Path
@@ -17,7 +17,10 @@ COMMON = [
 
 
 def _cfg(name):
-    return OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml"), resolve=False)
+    """The preset as it composes: the presets in its `defaults` list first, then its own keys."""
+    raw = OmegaConf.load(CONF / f"{name}.yaml")
+    parents = [OmegaConf.create(_cfg(p)) for p in raw.pop("defaults", []) if p != "_self_"]
+    return OmegaConf.to_container(OmegaConf.merge(*parents, raw), resolve=False)
 
 
 def test_one_file_per_dataset():

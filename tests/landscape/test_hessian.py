@@ -13,7 +13,7 @@ from landscape_sweep.landscape.hessian import (
     spectral_density,
 )
 from landscape_sweep.landscape.hvp import make_generator, rademacher
-from tests.landscape.test_hvp import (
+from tests._support.hessian import (
     Quadratic,
     assert_unchanged,
     dirty,

@@ -10,12 +10,13 @@ from torch import nn
 from landscape_sweep.landscape.hessian import hessian_eigenvalues
 from landscape_sweep.landscape.hvp import HessianOperator, make_generator
 from landscape_sweep.landscape.sharpness import average_samples, sharpness
-from tests.landscape.test_hessian import DATA, known_matrix
-from tests.landscape.test_hvp import (
+from tests._support.hessian import (
+    DATA,
     Quadratic,
     assert_unchanged,
     dirty,
     exact_hessian,
+    known_matrix,
     make_data,
     make_model,
     quadratic_loss,

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 import torch
 
+from tests._support.cli import FAST, cli_env
 from tests._support.wandb_offline import offline_runs, read_run
-from tests.conftest import FAST, cli_env
 
 pytestmark = pytest.mark.slow
 

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
+from tests._support.cli import check_completed, only
 from tests._support.wandb_offline import offline_runs, read_run
-from tests.pipeline.test_cli import check_completed, only
 
 pytestmark = pytest.mark.slow
 

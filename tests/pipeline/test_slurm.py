@@ -20,7 +20,7 @@ import pytest
 from hydra.core.utils import JobReturn, JobStatus
 
 from landscape_sweep.pipeline.launchers import CellJobError, collect
-from tests.conftest import REPO, cli_env
+from tests._support.cli import REPO, cli_env
 
 SCRIPT = REPO / "scripts" / "slurm-localhost.sh"
 SLURM_TMP = Path(os.environ.get("SLURM_TMP", "/tmp/slurm"))

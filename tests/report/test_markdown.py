@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from landscape_sweep.report import build_report
-from tests.report.conftest import make_sweep
+from tests._support.sweep import make_sweep
 
 
 def section(text: str, title: str) -> str:

@@ -74,7 +74,7 @@ def test_mean_std_skips_non_finite():
 
 
 def test_no_connectivity_has_no_method_columns(tmp_path):
-    from tests.report.conftest import make_sweep
+    from tests._support.sweep import make_sweep
 
     t = sweep_table(load_results(make_sweep(tmp_path / "s", connectivity=False)))
     assert len(t) == 11 and not any("/" in c for c in t.columns)
