@@ -6,16 +6,24 @@ group of jointly permuted units, every state axis it acts on (weights, biases, n
 buffers). Weight matching maximises `sum_key <theta_a[key], pi(theta_b)[key]>` by coordinate descent:
 each group in turn (random order) solves a linear assignment problem on the similarity summed over its
 axes, with the other groups' current permutations applied, until no group improves.
+
+The similarity is built from the *parameters* only, as Ainsworth et al. do (`cost_keys`; `align` passes
+the model's parameter names): BatchNorm running statistics are data statistics, not weights, and their
+scale (a running_var can be orders of magnitude above any weight) would otherwise decide the matching.
+They are still permuted with their units, so the aligned model computes the same function.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
+
+from landscape_sweep.checks import check_choice, check_int
 
 from .interpolation import check_pair
 
@@ -65,10 +73,20 @@ def apply_permutation(
 
 
 def weight_matching(
-    state_a: dict[str, Tensor], state_b: dict[str, Tensor], spec: Spec, max_iter: int = 100, seed: int = 0
+    state_a: dict[str, Tensor],
+    state_b: dict[str, Tensor],
+    spec: Spec,
+    max_iter: int = 100,
+    seed: int = 0,
+    cost_keys: Iterable[str] | None = None,
 ) -> dict[str, Tensor]:
-    """Permutations `{group: LongTensor}` that bring `state_b` closest to `state_a` (see module doc)."""
+    """Permutations `{group: LongTensor}` that bring `state_b` closest to `state_a` (see module doc).
+
+    Only the state keys in `cost_keys` enter the similarity (None: every key of `spec`); a group none of
+    whose keys count keeps the identity.
+    """
     axes, sizes = _axes_by_key(spec, state_a)
+    cost = set(axes) if cost_keys is None else set(cost_keys) & set(axes)
     sa = {k: v.detach().cpu().double() for k, v in state_a.items() if k in axes}
     sb = {k: v.detach().cpu().double() for k, v in state_b.items() if k in axes}
     perms = {g: torch.arange(n) for g, n in sizes.items()}
@@ -79,7 +97,7 @@ def weight_matching(
         for gi in range(len(groups)) if it == 0 else rng.permutation(len(groups)):
             g = groups[gi]
             sim = torch.zeros(sizes[g], sizes[g], dtype=torch.float64)
-            for key, axis in spec[g]:
+            for key, axis in (e for e in spec[g] if e[0] in cost):
                 wa = sa[key].movedim(axis, 0).reshape(sizes[g], -1)
                 wb = _permute(sb[key], key, axes, perms, skip=axis).movedim(axis, 0).reshape(sizes[g], -1)
                 sim += wa @ wb.T
@@ -102,24 +120,25 @@ def align(
     max_iter: int = 100,
     seed: int = 0,
     return_perms: bool = False,
+    cost_keys: Iterable[str] | None = None,
 ) -> nn.Module | tuple[nn.Module, dict[str, Tensor]]:
     """A permuted copy of `model_b` computing the same function, with weights closest to `model_a`.
 
-    Weight matching (Ainsworth et al. 2023) over `spec`, by default `model_a.permutation_spec()`.
-    With `return_perms=True` also returns `{group: LongTensor}` (new unit i = old unit perms[g][i]).
-    The inputs are not modified.
+    Weight matching (Ainsworth et al. 2023) over `spec`, by default `model_a.permutation_spec()`, with
+    a similarity over the state keys `cost_keys` (default: the parameter names, no BN statistics; every
+    key of `spec` is permuted all the same). With `return_perms=True` also returns `{group: LongTensor}`
+    (new unit i = old unit perms[g][i]). The inputs are not modified.
     """
-    if method != "weights":
-        raise ValueError(f"method: '{method}' is not offered; only 'weights' (weight matching)")
+    check_choice("method", method, ("weights",))
     check_pair(model_a, model_b)
     if spec is None:
         if not hasattr(model_a, "permutation_spec"):
             raise ValueError(f"spec: {type(model_a).__name__} has no permutation_spec(); pass spec explicitly")
         spec = model_a.permutation_spec()
-    if not isinstance(max_iter, int) or max_iter < 1:
-        raise ValueError(f"max_iter: got {max_iter!r}; need an integer >= 1")
+    check_int("max_iter", max_iter)
+    cost_keys = [n for n, _ in model_a.named_parameters()] if cost_keys is None else cost_keys
     state_b = model_b.state_dict()
-    perms = weight_matching(model_a.state_dict(), state_b, spec, max_iter, seed)
+    perms = weight_matching(model_a.state_dict(), state_b, spec, max_iter, seed, cost_keys)
     aligned = copy.deepcopy(model_b)
     aligned.load_state_dict(apply_permutation(state_b, spec, perms))
     return (aligned, perms) if return_perms else aligned

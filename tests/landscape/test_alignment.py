@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from landscape_sweep.landscape import align, apply_permutation, linear_path
+from landscape_sweep.landscape.alignment import weight_matching
 
 X = torch.randn(128, 1, 40, generator=torch.Generator().manual_seed(0))
 Y = torch.randint(0, 10, (128,), generator=torch.Generator().manual_seed(1))
@@ -93,6 +94,40 @@ def test_aligning_independent_models_reduces_distance():
     torch.testing.assert_close(aligned(X), b(X), rtol=1e-4, atol=1e-5)
 
 
+def test_cost_is_parameters_only_but_bn_buffers_are_permuted():
+    """Huge BN running statistics that favour another matching must not steer `align` (Ainsworth et al.)."""
+    from landscape_sweep.models import build_model
+
+    torch.manual_seed(0)
+    a = build_model("mlp", (12,), 3, 2, 8, norm="batchnorm").train()
+    g = torch.Generator().manual_seed(5)
+    x, y = torch.randn(128, 12, generator=g), torch.randint(0, 3, (128,), generator=g)
+    opt = torch.optim.Adam(a.parameters(), lr=1e-2)
+    for _ in range(30):  # trained weights: at random init coordinate descent can stop short of a copy's perm
+        loss = nn.functional.cross_entropy(a(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    a.eval()
+    spec = a.permutation_spec()
+    b, perms = permuted_copy(a, spec, seed=2)
+    with torch.no_grad():  # b's statistics, in b's unit order, equal to a's *unpermuted* ones times 1e6
+        for key in (k for k in a.state_dict() if k.endswith(("running_mean", "running_var"))):
+            b.state_dict()[key].copy_(1e6 * a.state_dict()[key])
+    sa, sb = a.state_dict(), b.state_dict()
+    params = [n for n, _ in a.named_parameters()]
+    by_params = weight_matching(sa, sb, spec, cost_keys=params)
+    by_all = weight_matching(sa, sb, spec)  # the old cost: buffers included, and they dominate
+    assert all(torch.equal(by_params[g], torch.argsort(perms[g])) for g in perms)
+    assert any(not torch.equal(by_all[g], by_params[g]) for g in perms)
+    aligned, found = align(a, b, return_perms=True)
+    assert all(torch.equal(found[g], by_params[g]) for g in perms)
+    for name in params:
+        assert torch.equal(aligned.state_dict()[name], sa[name]), name
+    assert not torch.equal(aligned.state_dict()["hidden.0.norm.running_var"], sb["hidden.0.norm.running_var"])
+    torch.testing.assert_close(aligned(x), b(x))  # buffers permuted with their units: same function
+
+
 def test_bad_input():
     a = hand_mlp(0)
     with pytest.raises(ValueError, match="permutation_spec"):
@@ -101,7 +136,9 @@ def test_bad_input():
         align(a, hand_mlp(1), spec={"g": [("9.weight", 0)]})
     with pytest.raises(ValueError, match="sizes"):
         align(a, hand_mlp(1), spec={"g": [("1.weight", 0), ("4.weight", 0)]})
-    with pytest.raises(ValueError, match="method"):
+    with pytest.raises(ValueError, match="^method='activations': must be one of weights$"):
         align(a, hand_mlp(1), method="activations", spec=HAND_SPEC)
+    with pytest.raises(ValueError, match="^max_iter=0: must be an integer >= 1$"):
+        align(a, hand_mlp(1), spec=HAND_SPEC, max_iter=0)
     with pytest.raises(ValueError, match="perms"):
         apply_permutation(a.state_dict(), HAND_SPEC, {"h1": [0] * 12, "h2": list(range(10))})
