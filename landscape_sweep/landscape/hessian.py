@@ -15,16 +15,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from landscape_sweep.checks import check_choice, check_int, check_positive
+
 from ._core import Data, LossFn, ParamFilter, default_loss, preserved
-from .hvp import MODES, HessianOperator, check_choice, make_generator, rademacher
+from .hvp import MODES, HessianOperator, make_generator, rademacher
 
 EIG_METHODS = ("lanczos", "power")
-
-
-def _check_int(name: str, value: int, low: int, high: int | None = None) -> None:
-    if not isinstance(value, int) or value < low or (high is not None and value > high):
-        allowed = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"{name}: got {value!r}; must be an integer {allowed}")
+Eigenpairs = tuple[Tensor, Tensor, dict]  # eigenvalues (float64, descending), vectors (k, dim), solver info
 
 
 def _tridiag(alphas: list[float], betas: list[float]) -> Tensor:
@@ -46,14 +43,26 @@ def _random_unit(dim: int, gen: torch.Generator, like: Tensor) -> Tensor:
     return v / v.norm()
 
 
-def lanczos_top(op: HessianOperator, k: int, tol: float, max_iter: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+def _error_bounds(theta: Tensor, S: Tensor, beta: float) -> Tensor:
+    """Eigenvalue error bound of each Ritz value: `min(r, r^2 / gap)` (Parlett), `r = |beta s_mi|`.
+
+    `r` is the residual `||H y_i - theta_i y_i||` of the Ritz pair, `gap` the distance to the nearest other
+    Ritz value (with one Ritz value, or a tie, the plain residual).
+    """
+    res = (beta * S[-1]).abs()
+    gap = (theta[:, None] - theta[None, :]).abs().fill_diagonal_(math.inf).min(1).values
+    refined = torch.where(gap.isfinite() & (gap > 0), res**2 / gap.clamp_min(1e-300), res)
+    return torch.minimum(res, refined)
+
+
+def lanczos_top(op: HessianOperator, k: int, tol: float, max_iter: int, gen: torch.Generator) -> Eigenpairs:
     """Top-k (algebraic) Ritz pairs by Lanczos with full reorthogonalization.
 
-    Stops when every top-k Ritz value's error bound `min(r, r^2 / gap)` (residual `r = |beta_j s_ji|`,
-    gap to the nearest other Ritz value) is below `tol * max|theta|`, i.e. relative to the spectral
-    norm, or after `max_iter` products (warns). On an
-    invariant subspace (beta ~ 0) it restarts with a fresh random vector orthogonal to the basis, which
-    also finds repeated eigenvalues. Returns eigenvalues (float64, descending) and vectors `(k, dim)`.
+    Stops when every top-k Ritz value's error bound (`_error_bounds`) is below `tol * max|theta|`, i.e.
+    relative to the spectral norm, or after `max_iter` products. On an invariant subspace (beta ~ 0) it
+    restarts with a fresh random vector orthogonal to the basis, which also finds repeated eigenvalues.
+    Returns eigenvalues (float64, descending), vectors `(k, dim)` and `{"error_bounds", "converged",
+    "num_hvps"}`.
     """
     steps = min(max_iter, op.dim)
     Q = op.w.new_zeros(steps, op.dim)
@@ -69,60 +78,63 @@ def lanczos_top(op: HessianOperator, k: int, tol: float, max_iter: int, gen: tor
         beta = float(w.norm())
         theta, S = torch.linalg.eigh(_tridiag(alphas, betas))
         scale = float(theta.abs().max())
-        if j + 1 >= k and beta > 1e-10 * max(scale, 1e-300):
-            res = (beta * S[-1]).abs()  # ||H y_i - theta_i y_i|| of each Ritz pair
-            gap = (theta[:, None] - theta[None, :]).abs().fill_diagonal_(math.inf).min(1).values
-            gap = torch.where(gap.isfinite(), gap, 0.0)  # one Ritz value: no gap yet, plain residual
-            err = torch.minimum(res, res**2 / gap)  # eigenvalue error bound (refined by the gap, Parlett)
-            converged = bool((err[-k:] <= tol * scale).all())
-            if converged:
-                break
+        err, invariant = _error_bounds(theta, S, beta), beta <= 1e-10 * max(scale, 1e-300)
+        if j + 1 >= k and not invariant and bool((err[-k:] <= tol * scale).all()):
+            converged = True
+            break
         if j + 1 == steps:
             converged = steps == op.dim
             break
-        if beta <= 1e-10 * max(scale, 1e-300):  # invariant subspace found: restart orthogonally
+        if invariant:  # invariant subspace found: restart orthogonally
             w, beta = _orthogonalize(_random_unit(op.dim, gen, op.w), Q[: j + 1]), 0.0
             q = w / w.norm()
         else:
             q = w / beta
         betas.append(beta)
-    if not converged:
-        warnings.warn(
-            f"hessian_eigenvalues: Lanczos did not reach tol={tol} in max_iter={max_iter} products",
-            stacklevel=3,
-        )
     m = len(alphas)
-    vals = theta.flip(0)[:k]
     vecs = S.flip(1)[:, :k].T.to(Q.dtype) @ Q[:m]
-    return vals, vecs
+    info = {"error_bounds": err.flip(0)[:k].tolist(), "converged": converged, "num_hvps": m}
+    return theta.flip(0)[:k], vecs, info
 
 
-def power_top(op: HessianOperator, k: int, tol: float, max_iter: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+def _power_round(
+    op: HessianOperator, vals: list, vecs: list, tol: float, max_iter: int, gen: torch.Generator
+) -> tuple:
+    """One deflated power iteration: `(lambda, v, residual of the deflated operator, converged, products)`."""
+    v, lam = _random_unit(op.dim, gen, op.w), None
+    for i in range(max_iter):
+        w = op.matvec(v)
+        for lj, uj in zip(vals, vecs):
+            w = w - lj * (uj @ v) * uj
+        new = float(v @ w)
+        res = float((w - new * v).norm())
+        v = w / w.norm()
+        if lam is not None and abs(new - lam) <= tol * max(abs(new), 1e-300):
+            return new, v, res, True, i + 1
+        lam = new
+    return lam, v, res, False, max_iter
+
+
+def power_top(op: HessianOperator, k: int, tol: float, max_iter: int, gen: torch.Generator) -> Eigenpairs:
     """Top-k eigenpairs by power iteration with deflation (largest *magnitude* each round, as PyHessian).
 
     Each round iterates `(H - sum_j lambda_j u_j u_j^T) v` until the Rayleigh quotient changes by less
-    than `tol` relative, at most `max_iter` products. Returned sorted descending.
+    than `tol` relative, at most `max_iter` products. Returned sorted descending, with `{"error_bounds"`
+    (residual of the last Rayleigh quotient: an eigenvalue of the deflated operator lies that close),
+    `"converged"` (every round), `"num_hvps"}`.
     """
     vals: list[float] = []
     vecs: list[Tensor] = []
+    bounds, converged, count = [], True, 0
     for _ in range(k):
-        v, lam, ok = _random_unit(op.dim, gen, op.w), None, False
-        for _ in range(max_iter):
-            w = op.matvec(v)
-            for lj, uj in zip(vals, vecs):
-                w = w - lj * (uj @ v) * uj
-            new = float(v @ w)
-            v = w / w.norm()
-            if lam is not None and abs(new - lam) <= tol * max(abs(new), 1e-300):
-                lam, ok = new, True
-                break
-            lam = new
-        if not ok:
-            warnings.warn(f"hessian_eigenvalues: power iteration did not reach tol={tol}", stacklevel=3)
+        lam, v, res, ok, n = _power_round(op, vals, vecs, tol, max_iter, gen)
         vals.append(lam)
         vecs.append(v)
+        bounds.append(res)
+        converged, count = converged and ok, count + n
     order = sorted(range(k), key=lambda i: -vals[i])
-    return torch.tensor([vals[i] for i in order], dtype=torch.float64), torch.stack([vecs[i] for i in order])
+    info = {"error_bounds": [bounds[i] for i in order], "converged": converged, "num_hvps": count}
+    return torch.tensor([vals[i] for i in order], dtype=torch.float64), torch.stack([vecs[i] for i in order]), info
 
 
 def hessian_eigenvalues(
@@ -135,31 +147,39 @@ def hessian_eigenvalues(
     max_iter: int = 100,
     seed: int = 0,
     return_vectors: bool = False,
+    return_info: bool = False,
     loss_fn: LossFn = default_loss,
     param_filter: ParamFilter | None = None,
     mode: str = "eval",
     hvp_method: str = "rev-rev",
-) -> list[float] | tuple[list[float], Tensor]:
+) -> list[float] | tuple:
     """Top-`k` eigenvalues (largest first, algebraic) of the Hessian of the mean loss over `data`.
 
     `method="lanczos"` (default; full reorthogonalization, `max_iter` HVPs at most, one data pass each)
     or `"power"` (power iteration with deflation; finds the largest-*magnitude* eigenvalues, `max_iter`
-    per eigenvalue). `tol`: Lanczos residual bound relative to the spectral norm / power relative change.
-    With `return_vectors=True` also returns the unit eigenvectors as a `(k, dim)` tensor over the
-    flattened selected parameters (`select_params` order).
+    per eigenvalue). `tol`: Lanczos error bound relative to the spectral norm / power relative change.
+    Returns `eigs`, then `(k, dim)` unit eigenvectors over the flattened selected parameters
+    (`select_params` order) if `return_vectors`, then an info dict if `return_info`: `residuals`
+    (`||H v_i - lambda_i v_i||`, measured with k more HVPs in one pass), `error_bounds` (the solver's bound
+    on each eigenvalue's error), `converged`, `num_hvps` (the solver's products). Without `return_info` a
+    run that did not converge warns.
     """
     check_choice("method", method, EIG_METHODS)
-    if not tol > 0:
-        raise ValueError(f"tol: got {tol!r}; must be > 0")
+    check_positive("tol", tol)
     check_choice("mode", mode, MODES)
     with preserved(model, mode):
         op = HessianOperator(model, data, loss_fn, param_filter, hvp_method)
-        _check_int("k", k, 1, op.dim)
-        _check_int("max_iter", max_iter, k if method == "lanczos" else 1)
+        check_int("k", k, 1, op.dim)
+        check_int("max_iter", max_iter, k if method == "lanczos" else 1)
         solver = lanczos_top if method == "lanczos" else power_top
-        vals, vecs = solver(op, k, tol, max_iter, make_generator(seed))
-    out = [float(v) for v in vals]
-    return (out, vecs.detach()) if return_vectors else out
+        vals, vecs, info = solver(op, k, tol, max_iter, make_generator(seed))
+        if return_info:
+            res = op.matmat(vecs) - vals.to(vecs)[:, None] * vecs
+            info = {"residuals": res.norm(dim=1).double().tolist(), **info}
+    if not (info["converged"] or return_info):
+        warnings.warn(f"hessian_eigenvalues: {method} did not reach tol={tol} in max_iter={max_iter}", stacklevel=2)
+    out = ([float(v) for v in vals],) + ((vecs.detach(),) if return_vectors else ()) + ((info,) if return_info else ())
+    return out[0] if len(out) == 1 else out
 
 
 def hessian_trace(
@@ -179,8 +199,8 @@ def hessian_trace(
     `probes_per_pass` probes share one data pass (their HVPs reuse each batch's gradient graph), so the
     cost per probe falls; the probes drawn do not depend on it. stderr = sample std / sqrt(num_probes).
     """
-    _check_int("num_probes", num_probes, 2)
-    _check_int("probes_per_pass", probes_per_pass, 1)
+    check_int("num_probes", num_probes, 2)
+    check_int("probes_per_pass", probes_per_pass, 1)
     check_choice("mode", mode, MODES)
     with preserved(model, mode):
         op = HessianOperator(model, data, loss_fn, param_filter, hvp_method)
@@ -245,9 +265,9 @@ def hessian_spectrum(
     all runs' `(nodes, weights)` concatenated, weights divided by `num_runs` (total 1), as float64 numpy
     arrays. `runs_per_pass` runs share each data pass. Smooth for plotting with `spectral_density`.
     """
-    _check_int("num_runs", num_runs, 1)
-    _check_int("num_steps", num_steps, 1)
-    _check_int("runs_per_pass", runs_per_pass, 1)
+    check_int("num_runs", num_runs, 1)
+    check_int("num_steps", num_steps, 1)
+    check_int("runs_per_pass", runs_per_pass, 1)
     check_choice("mode", mode, MODES)
     with preserved(model, mode):
         op = HessianOperator(model, data, loss_fn, param_filter, hvp_method)
@@ -278,8 +298,7 @@ def spectral_density(
     if sigma is None:
         span = float(x.max() - x.min())
         sigma = 0.01 * span if span > 0 else 1e-3 * max(1.0, float(np.abs(x).max()))
-    if not sigma > 0:
-        raise ValueError(f"sigma: got {sigma!r}; must be > 0")
+    check_positive("sigma", sigma)
     if grid is None:
         grid = np.linspace(x.min() - 5 * sigma, x.max() + 5 * sigma, num_points)
     grid = np.asarray(grid, dtype=np.float64)

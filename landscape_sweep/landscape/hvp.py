@@ -24,6 +24,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import grad, jvp, vmap
 
+from landscape_sweep.checks import check_choice  # also re-exported: `from .hvp import check_choice` still works
+
 from ._core import (
     Data,
     LossFn,
@@ -43,12 +45,6 @@ from ._core import (
 
 HVP_METHODS = ("fwd-rev", "rev-rev")
 MODES = ("eval", "train")
-
-
-def check_choice(name: str, value: object, allowed: tuple) -> None:
-    """One-line ValueError for an unknown option value."""
-    if value not in allowed:
-        raise ValueError(f"{name}: got {value!r}; allowed: {', '.join(map(repr, allowed))}")
 
 
 class HessianOperator:
