@@ -15,24 +15,18 @@ from landscape_sweep.landscape.hessian import (
 )
 from landscape_sweep.landscape.hvp import make_generator, rademacher
 from tests._support.hessian import (
+    DATA,
     Quadratic,
     assert_unchanged,
     dirty,
     exact_hessian,
+    known_matrix,
     make_data,
     make_model,
     quadratic_loss,
     single_thread,  # noqa: F401 (autouse fixture)
     snapshot,
 )
-
-DATA = [(torch.zeros(2, 1), torch.zeros(2)), (torch.zeros(5, 1), torch.zeros(5))]  # for quadratics
-
-
-def known_matrix(eigs, seed=0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    q, _ = torch.linalg.qr(torch.randn(len(eigs), len(eigs), generator=g, dtype=torch.float64))
-    return q @ torch.diag(torch.tensor(eigs, dtype=torch.float64)) @ q.T
 
 
 @pytest.mark.parametrize("kind", ["mlp", "cnn"])
