@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from ._core import Data, has_batchnorm, iter_batches, model_device
 
-_BN = nn.modules.batchnorm._BatchNorm
+BatchNormBase = nn.modules.batchnorm._BatchNorm  # BatchNorm1d/2d/3d (and SyncBatchNorm) derive from it
 
 
 def check_pair(model_a: nn.Module, model_b: nn.Module) -> None:
@@ -37,7 +37,7 @@ def bn_buffer_names(model: nn.Module) -> list[str]:
     return [
         f"{name}.{b}" if name else b
         for name, m in model.named_modules()
-        if isinstance(m, _BN) and m.track_running_stats
+        if isinstance(m, BatchNormBase) and m.track_running_stats
         for b in ("running_mean", "running_var", "num_batches_tracked")
     ]
 
@@ -51,7 +51,7 @@ def recompute_bn(model: nn.Module, data: Data) -> nn.Module:
     Garipov et al.'s `update_bn`; with one `(x, y)` pair this is exactly the full-data mean and unbiased
     variance). Momentum and train/eval flags are restored. Returns `model`; a no-op without BN.
     """
-    bns = [m for m in model.modules() if isinstance(m, _BN) and m.track_running_stats]
+    bns = [m for m in model.modules() if isinstance(m, BatchNormBase) and m.track_running_stats]
     if not bns:
         return model
     momenta = [m.momentum for m in bns]

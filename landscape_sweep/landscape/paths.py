@@ -24,10 +24,13 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from landscape_sweep.checks import check_choice, check_int, fail
+
 from ._core import Data, LossFn, default_loss, evaluate, has_batchnorm, iter_batches, model_device, preserved
 from .curves import Curve, unflatten_points
-from .interpolation import _BN, bn_buffer_names, recompute_bn
+from .interpolation import BatchNormBase, bn_buffer_names, recompute_bn
 
+BARRIER_KINDS = ("linear", "mean")
 _CHUNK_FLOATS = 2**25  # stacked point weights per vmapped chunk (~128 MB in float32)
 
 
@@ -43,7 +46,7 @@ def _vmapped(
         return functional_call(model, {**fixed, **p, **b}, (x,))
 
     run = vmap(f, in_dims=(0, 0, None))
-    bns = [(n, m) for n, m in model.named_modules() if isinstance(m, _BN) and m.track_running_stats]
+    bns = [(n, m) for n, m in model.named_modules() if isinstance(m, BatchNormBase) and m.track_running_stats]
     if bn_data is not None and bns:
         momenta = [m.momentum for _, m in bns]
         for n, m in bns:
@@ -140,12 +143,11 @@ def barrier(t: Sequence[float], values: Sequence[float], kind: str = "linear") -
 
     kind="linear": `max_t [v(t) - ((1 - t) v(0) + t v(1))]`; kind="mean": `max_t v(t) - (v(0) + v(1)) / 2`.
     """
+    check_choice("kind", kind, BARRIER_KINDS)
     v0, v1 = values[0], values[-1]
     if kind == "linear":
         return max(v - ((1 - s) * v0 + s * v1) for s, v in zip(t, values))
-    if kind == "mean":
-        return max(values) - (v0 + v1) / 2
-    raise ValueError(f"kind: '{kind}' is not a barrier kind; choose 'linear' or 'mean'")
+    return max(values) - (v0 + v1) / 2
 
 
 @torch.no_grad()
@@ -200,9 +202,8 @@ def evaluate_path(
     elif isinstance(path, (tuple, list)) and len(path) == 2:
         curve = Curve(path[0], path[1], "polychain", 0)
     else:
-        raise ValueError(f"path: got {type(path).__name__}; pass a Curve or a (model_a, model_b) pair")
-    if not isinstance(num_points, int) or num_points < 2:
-        raise ValueError(f"num_points: got {num_points!r}; need an integer >= 2")
+        fail("path", type(path), "must be a Curve or a (model_a, model_b) pair")
+    check_int("num_points", num_points, low=2)
     if has_batchnorm(curve.model) and bn_data is None:
         bn_data = train_data
     t = torch.linspace(0, 1, num_points, dtype=torch.float64)

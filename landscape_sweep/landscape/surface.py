@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from landscape_sweep.checks import check_choice, check_int, fail
+
 from ._core import Data, LossFn, default_loss, has_batchnorm
 from .curves import flat_state, varied_names
 from .interpolation import check_pair
@@ -26,8 +28,7 @@ def random_direction(model: nn.Module, normalization: str = "filter", generator:
     tensor to the norm of the model's tensor; "none": raw. 1-D tensors (biases, norm parameters) get
     zero, Li et al.'s default of not perturbing them (except with "none").
     """
-    if normalization not in NORMALIZATIONS:
-        raise ValueError(f"normalization: '{normalization}' is not offered; choose one of {list(NORMALIZATIONS)}")
+    check_choice("normalization", normalization, NORMALIZATIONS)
     out = {}
     for name, p in model.named_parameters():
         d = torch.randn(p.shape, generator=generator, dtype=p.dtype).to(p.device)
@@ -81,15 +82,13 @@ def loss_surface(
     `normalization` (seeded). Returns `{"x", "loss", "acc"}` (+ `"y"`, 2-D lists for dims=2). BN
     statistics are recomputed at each point over `bn_data` if given, else the model's own are kept.
     """
-    if dims not in (1, 2):
-        raise ValueError(f"dims: got {dims!r}; choose 1 (line) or 2 (grid)")
-    if not isinstance(num_points, int) or num_points < 2:
-        raise ValueError(f"num_points: got {num_points!r}; need an integer >= 2")
+    check_choice("dims", dims, (1, 2))
+    check_int("num_points", num_points, low=2)
     if directions is None:
         gen = torch.Generator().manual_seed(seed)
         directions = [random_direction(model, normalization, gen) for _ in range(dims)]
     if len(directions) != dims:
-        raise ValueError(f"directions: got {len(directions)} for dims={dims}; pass one per dimension")
+        fail("len(directions)", len(directions), f"must equal dims={dims} (one direction per dimension)")
     names = varied_names(model)
     controls = torch.stack([flat_state(model, names)] + [_flat_direction(model, names, d) for d in directions])
     xs = torch.linspace(span[0], span[1], num_points, dtype=torch.float64).tolist()
@@ -122,8 +121,7 @@ def plane_surface(
     """
     check_pair(model_a, model_b)
     check_pair(model_a, model_c)
-    if not isinstance(num_points, int) or num_points < 2:
-        raise ValueError(f"num_points: got {num_points!r}; need an integer >= 2")
+    check_int("num_points", num_points, low=2)
     if has_batchnorm(model_a) and bn_data is None:
         raise ValueError("bn_data: the models have BatchNorm; pass data to recompute its statistics on the plane")
     names = varied_names(model_a)

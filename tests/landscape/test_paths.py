@@ -119,9 +119,11 @@ def test_sharpness_along_path_matches_direct_hessian():
 
 def test_bad_input():
     a = mlp(0, False)
-    with pytest.raises(ValueError, match="num_points"):
+    with pytest.raises(ValueError, match="^num_points=1: must be an integer >= 2$"):
         linear_path(a, mlp(1, False), loader(32, 0), num_points=1)
     with pytest.raises(ValueError, match="model_b"):
         linear_path(a, nn.Sequential(nn.Linear(10, 8), nn.ReLU(), nn.Linear(8, 4)), loader(32, 0))
-    with pytest.raises(ValueError, match="path"):
+    with pytest.raises(ValueError, match="^path=<class 'torch.nn.modules.container.Sequential'>: must be a Curve"):
         evaluate_path(a, loader(32, 0))
+    with pytest.raises(ValueError, match="^kind='max': must be one of linear, mean$"):
+        barrier([0.0, 1.0], [1.0, 1.0], kind="max")
