@@ -1,15 +1,81 @@
 """`python -m landscape_sweep.analyze <job_dir|sweep_dir> [landscape overrides]`: re-analyse trained cells.
 
-Loads each completed cell's saved endpoints and rewrites the analysis parts of its results.json with the
-given landscape settings (e.g. `landscape=thorough`); a sweep's report is rebuilt afterwards.
+For each completed cell, the trained endpoints are loaded from `checkpoints/seed<k>/final.pt` (weights_only) and
+the cell's analysis (`pipeline.cell.analyse`, the same code a training run uses) is run again with the new
+`landscape` settings (e.g. `landscape=thorough`). Only the analysis parts of results.json change (`config.landscape`,
+`config_hash`, endpoint `sharpness`/`trajectory`/`loss_surface`, `connectivity`, `timing_s.analysis`), written
+atomically; the results go to a new W&B run (`job_type=analysis`) in the cell's group. A sweep's report is rebuilt.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
+import time
 from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("landscape_sweep.analyze")
+
+
+def landscape_config(overrides: list[str]) -> dict[str, Any]:
+    """The `landscape` node composed from the config tree with `overrides` (all must be landscape keys)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from landscape_sweep.pipeline.config import CONF_DIR, ConfigError
+
+    for o in overrides:
+        if not o.lstrip("+~").startswith("landscape"):
+            raise ConfigError(
+                f"{o}: analyze takes landscape overrides only (e.g. landscape=thorough, "
+                "landscape.connectivity.num_points=41)"
+            )
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="analyze"):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    return OmegaConf.to_container(cfg.landscape, resolve=True)
+
+
+def cell_dirs(path: str | Path) -> list[Path]:
+    """`path` itself when it is a job dir, else every job dir below it holding results.json (in job order)."""
+    from landscape_sweep.results import job_dirs, results_path
+
+    return [d for d in job_dirs(path) if results_path(d).is_file()]
+
+
+def reanalyze_cell(job_dir: Path, landscape: dict[str, Any]):
+    """Re-run the analysis of one completed cell with new landscape settings; returns the new `CellResult`."""
+    from landscape_sweep.pipeline import cell, measures
+    from landscape_sweep.pipeline.config import config_hash, validate
+    from landscape_sweep.pipeline.tracking import Tracker
+    from landscape_sweep.results import read_results
+
+    prev = read_results(job_dir)
+    if prev is None or prev.status != "completed":
+        status = None if prev is None else prev.status
+        raise ValueError(f"{job_dir}: status is {status!r}; only completed cells can be re-analysed")
+    c = validate({**prev.config, "landscape": landscape})
+    result = dataclasses.replace(prev, config=c, config_hash=config_hash(c), timing_s=dict(prev.timing_s))
+    data = cell.load_cell_data(c).to(cell.training_device(c))
+    models = [cell.load_endpoint(c, data, cell.endpoint_dir(job_dir, s) / "final.pt") for s in c["endpoints"]["seeds"]]
+    group = (c["logger"].get("wandb") or {}).get("group") or job_dir.parent.name
+    tracker = Tracker(c, job_dir, group=group, job_type="analysis", name=f"{job_dir.name}-analysis")
+    ok = False
+    try:
+        t0 = time.perf_counter()
+        result = cell.analyse(c, data, models, result, measures.analysis_data(c, data))
+        cell.record(result, job_dir, tracker)
+        log.info("%s: re-analysed in %.1fs", job_dir, time.perf_counter() - t0)
+        ok = True
+    except Exception as e:
+        raise RuntimeError(f"{job_dir}: analysis failed: {cell.one_line(e)}") from e
+    finally:
+        tracker.close(exit_code=0 if ok else 1)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,7 +86,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
 
     from landscape_sweep.pipeline.config import ConfigError
-    from landscape_sweep.pipeline.reanalyze import cell_dirs, landscape_config, reanalyze_cell
 
     path = Path(args.path)
     cells = cell_dirs(path) if path.is_dir() else []
@@ -36,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     for job in cells:
         try:
             r = reanalyze_cell(job, landscape)
-            print(f"{job}: re-analysed ({len(r['connectivity'])} paths)")
+            print(f"{job}: re-analysed ({len(r.connectivity)} paths)")
         except Exception as e:  # one bad cell must not stop the others
             failures += 1
             print(f"{job}: {' '.join(str(e).split())}", file=sys.stderr)

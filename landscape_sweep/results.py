@@ -1,25 +1,247 @@
-"""results.json: the one contract between a cell (pipeline/) and the sweep report (report/).
+"""results.json, the one contract between a cell (pipeline/) and the sweep report (report/).
 
-Writes are atomic (temp file in the same directory + os.replace), so a killed job never leaves a
-half-written file. See DESIGN.md for the schema.
+This module owns everything about it: the typed records (`CellResult`, `Endpoint`, `PathEntry`), the names of
+the measures, the one summary of a measure over endpoints or endpoint pairs (`Stat`, `cell_stats`), reading and
+writing (atomic: temp file in the same directory + rename) with schema versioning (files of schema 1 are read and
+upgraded), and how job directories of a sweep are found. `docs/results.md` documents every field; a test checks
+it against the records here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
+import statistics
 import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA = 1
+SCHEMA = 2
 RESULTS_NAME = "results.json"
-STATUSES = ("completed", "failed", "diverged")
+
+# --- names of the measures -------------------------------------------------------------------------------------
+PATH_METHODS = ("linear", "linear_aligned", "bezier", "polychain")
+CURVE_METHODS = ("bezier", "polychain")
+# sharpness kind (config `landscape.sharpness.kinds`) -> key in an endpoint's `sharpness`
+SHARPNESS_KINDS = {
+    "worst": "worst_case",
+    "average": "average_case",
+    "adaptive_worst": "adaptive_worst_case",
+    "adaptive_average": "adaptive_average_case",
+}
+ENDPOINT_METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "gen_gap")
+SHARPNESS_MEASURES = ("hessian_top_eig", "hessian_trace", *SHARPNESS_KINDS.values())
+BARRIER_MEASURES = ("loss_barrier", "error_barrier", "test_loss_barrier", "test_error_barrier")
+PATH_MEASURES = (
+    *BARRIER_MEASURES,
+    *(f"{b}_mean" for b in BARRIER_MEASURES),
+    "path_length",
+    "endpoint_distance",
+    "path_curvature",
+    "arc_chord_ratio",
+    "max_hessian_top_eig_along_path",
+)
+# config keys that do not change what a cell computes: excluded from its identity (config hash) and from the
+# hyperparameters a report compares cells by
+RUN_ONLY = (
+    "paths",
+    "logger",
+    "tags",
+    "task_name",
+    "report",
+    "data.root",
+    "data.download",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "trainer.log_every_n_steps",
+)
+CELL_KEYS = ("dataset", "arch", "depth", "width", "norm", "optimizer", "num_params", "train_size", "label_noise")
 
 
+# --- records ---------------------------------------------------------------------------------------------------
+class _Record:
+    """Shared (de)serialisation: known fields by name, unknown keys kept in `extra` and written back."""
+
+    extra: dict[str, Any]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        names = {f.name for f in dataclasses.fields(cls) if not f.metadata.get("transient")} - {"extra"}
+        known = {k: v for k, v in d.items() if k in names}
+        return cls(**known, extra={k: v for k, v in d.items() if k not in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        fields = [f for f in dataclasses.fields(self) if f.name != "extra" and not f.metadata.get("transient")]
+        return {**{f.name: getattr(self, f.name) for f in fields}, **self.extra}
+
+
+@dataclass
+class Endpoint(_Record):
+    """One independently trained network of a cell: final metrics, sharpness, trajectory."""
+
+    seed: int
+    checkpoint: str | None = None
+    epochs: int | None = None
+    train_time_s: float | None = None
+    train_loss: float | None = None
+    train_acc: float | None = None
+    test_loss: float | None = None
+    test_acc: float | None = None
+    stop: dict[str, Any] | None = None  # trainer.stop_at criterion and the epoch it was reached (None: not set)
+    sharpness: dict[str, Any] = field(default_factory=dict)
+    trajectory: list[dict[str, Any]] = field(default_factory=list)
+    loss_surface: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def measure(self, name: str) -> float | None:
+        """An endpoint measure by name (ENDPOINT_METRICS or SHARPNESS_MEASURES)."""
+        if name == "gen_gap":
+            a, b = self.train_acc, self.test_acc
+            return a - b if a is not None and b is not None else None
+        if name == "hessian_top_eig":
+            eigs = self.sharpness.get("hessian_top_eigs") or []
+            return eigs[0] if eigs else None
+        if name in SHARPNESS_MEASURES:
+            return self.sharpness.get(name)
+        return getattr(self, name)
+
+
+@dataclass
+class PathEntry(_Record):
+    """One path (method) between one pair of endpoints, evaluated at `t` on train and test."""
+
+    pair: list[int]
+    method: str
+    t: list[float] = field(default_factory=list)
+    train_loss: list[float] | None = None
+    train_acc: list[float] | None = None
+    test_loss: list[float] | None = None
+    test_acc: list[float] | None = None
+    loss_barrier: float | None = None
+    error_barrier: float | None = None
+    test_loss_barrier: float | None = None
+    test_error_barrier: float | None = None
+    loss_barrier_mean: float | None = None
+    error_barrier_mean: float | None = None
+    test_loss_barrier_mean: float | None = None
+    test_error_barrier_mean: float | None = None
+    path_length: float | None = None
+    endpoint_distance: float | None = None
+    path_curvature: float | None = None
+    arc_chord_ratio: float | None = None
+    sharpness_along_path: dict[str, list[float]] | None = None
+    fit: dict[str, Any] | None = None  # fitted curves: epochs, final_loss, converged, history
+    plane_surface: dict[str, Any] | None = None
+    time_s: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def measure(self, name: str) -> float | None:
+        """A path measure by name (PATH_MEASURES)."""
+        if name == "max_hessian_top_eig_along_path":
+            eigs = [v for v in (self.sharpness_along_path or {}).get("hessian_top_eig", []) if _finite(v)]
+            return max(eigs) if eigs else None
+        return getattr(self, name)
+
+
+@dataclass
+class CellResult(_Record):
+    """The whole results.json of one cell (one Hydra job)."""
+
+    status: str | None = None  # completed | failed | diverged (report only: missing | invalid)
+    error: str | None = None
+    config_hash: str | None = None
+    train_hash: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    cell: dict[str, Any] = field(default_factory=dict)
+    endpoints: list[Endpoint] = field(default_factory=list)
+    connectivity: list[PathEntry] = field(default_factory=list)
+    timing_s: dict[str, float] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    schema: int = SCHEMA
+    extra: dict[str, Any] = field(default_factory=dict)
+    job: str | None = field(default=None, metadata={"transient": True})  # the job dir in a sweep (report only)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CellResult:
+        d = upgrade(d)
+        r = super().from_dict(d)
+        r.endpoints = [e if isinstance(e, Endpoint) else Endpoint.from_dict(e) for e in r.endpoints]
+        r.connectivity = [p if isinstance(p, PathEntry) else PathEntry.from_dict(p) for p in r.connectivity]
+        return r
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out["endpoints"] = [e.to_dict() for e in self.endpoints]
+        out["connectivity"] = [p.to_dict() for p in self.connectivity]
+        return out
+
+    def methods(self) -> list[str]:
+        return list(dict.fromkeys(p.method for p in self.connectivity))
+
+
+def upgrade(d: dict[str, Any]) -> dict[str, Any]:
+    """A results dict of any known schema as the current schema (schema 1: no fit blocks, unlabeled trajectory)."""
+    schema = d.get("schema", 1)
+    if schema == SCHEMA:
+        return d
+    if schema != 1:
+        raise ValueError(f"schema={schema!r}: unknown results schema; this version reads 1 and {SCHEMA}")
+    d = {**d, "schema": SCHEMA, "upgraded_from": 1}
+    d["endpoints"] = [
+        {**e, "trajectory": [{"weights": "running", **p} for p in e.get("trajectory") or []]}
+        for e in d.get("endpoints") or []
+    ]
+    return d
+
+
+# --- summaries -------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Stat:
+    """Mean, sample standard deviation (NaN for n < 2) and number of finite values of one measure."""
+
+    mean: float
+    std: float
+    n: int
+
+    @property
+    def stderr(self) -> float:
+        return self.std / math.sqrt(self.n) if self.n >= 2 else math.nan
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def summarize(values: Iterable[Any]) -> Stat:
+    """The one summary of a measure over endpoints or endpoint pairs: finite values only."""
+    v = [float(x) for x in values if _finite(x)]
+    if not v:
+        return Stat(math.nan, math.nan, 0)
+    return Stat(statistics.mean(v), statistics.stdev(v) if len(v) > 1 else math.nan, len(v))
+
+
+def cell_stats(result: CellResult) -> dict[str, Stat]:
+    """Every measure of a cell summarised: endpoint metrics and sharpness over endpoints (`<measure>`), path
+    measures over endpoint pairs (`<method>/<measure>`). Measures without any finite value are left out."""
+    out: dict[str, Stat] = {}
+    for name in (*ENDPOINT_METRICS, *SHARPNESS_MEASURES):
+        out[name] = summarize(e.measure(name) for e in result.endpoints)
+    for method in result.methods():
+        entries = [p for p in result.connectivity if p.method == method]
+        for name in PATH_MEASURES:
+            out[f"{method}/{name}"] = summarize(p.measure(name) for p in entries)
+    return {k: s for k, s in out.items() if s.n > 0}
+
+
+# --- files -----------------------------------------------------------------------------------------------------
 def _clean(o: Any) -> Any:
     """JSON-safe copy: non-finite floats become null (strict JSON), tuples become lists, numpy scalars floats."""
+    if isinstance(o, _Record):
+        o = o.to_dict()
     if isinstance(o, dict):
         return {str(k): _clean(v) for k, v in o.items()}
     if isinstance(o, (list, tuple)):
@@ -34,7 +256,7 @@ def _clean(o: Any) -> Any:
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write `text` to `path` via a temp file in the same directory and an atomic rename."""
+    """Write `text` to `path` via a uniquely named temp file in the same directory and an atomic rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -64,3 +286,29 @@ def read_json(path: str | Path) -> dict[str, Any] | None:
 
 def results_path(job_dir: str | Path) -> Path:
     return Path(job_dir) / RESULTS_NAME
+
+
+def read_results(job_dir: str | Path) -> CellResult | None:
+    """The cell's results (upgraded to the current schema), or None when results.json is absent or unreadable."""
+    d = read_json(results_path(job_dir))
+    return CellResult.from_dict(d) if d is not None else None
+
+
+def write_results(job_dir: str | Path, result: CellResult) -> None:
+    write_json(results_path(job_dir), result)
+
+
+def job_dirs(sweep_dir: str | Path) -> list[Path]:
+    """Job directories of a sweep (folders holding `.hydra/` or results.json), or the directory itself for a
+    single run, in job order."""
+    root = Path(sweep_dir)
+    found = {p.parent for p in root.rglob(RESULTS_NAME)} | {p.parent for p in root.rglob(".hydra") if p.is_dir()}
+    found = {d for d in found if "checkpoints" not in d.parts and "wandb" not in d.parts}
+    if len(found) > 1:
+        found.discard(root)  # the sweep dir's own .hydra (multirun.yaml) is not a cell
+
+    def key(d: Path) -> tuple:
+        rel = d.relative_to(root).parts
+        return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in rel)
+
+    return sorted(found, key=key)

@@ -11,7 +11,6 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -78,7 +77,7 @@ def precheck(argv: list[str]) -> None:
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def hydra_main(cfg: DictConfig) -> None:
     from landscape_sweep.pipeline.cell import one_line, run_cell
-    from landscape_sweep.results import SCHEMA, results_path, write_json
+    from landscape_sweep.results import CellResult, write_results
 
     if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():  # a SLURM job uses exactly the CPUs it was given
         import torch
@@ -89,20 +88,13 @@ def hydra_main(cfg: DictConfig) -> None:
     job_dir = Path(hc.runtime.output_dir)
     group = Path(hc.sweep.dir if multirun else hc.run.dir).name
     try:
-        result: dict[str, Any] = run_cell(cfg, job_dir, group=group)
+        result = run_cell(cfg, job_dir, group=group)
     except ConfigError as e:  # only reachable when the precheck was bypassed (e.g. hydra flags)
-        result = {
-            "schema": SCHEMA,
-            "status": "failed",
-            "error": one_line(e),
-            "config": OmegaConf.to_container(cfg, resolve=False),
-            "endpoints": [],
-            "connectivity": [],
-        }
-        write_json(results_path(job_dir), result)
-    _last_status.append(result["status"])
-    msg = f"cell {job_dir}: {result['status']}" + (f" ({result['error']})" if result.get("error") else "")
-    (log.info if result["status"] == "completed" else log.error)(msg)
+        result = CellResult(status="failed", error=one_line(e), config=OmegaConf.to_container(cfg, resolve=False))
+        write_results(job_dir, result)
+    _last_status.append(result.status)
+    msg = f"cell {job_dir}: {result.status}" + (f" ({result.error})" if result.error else "")
+    (log.info if result.status == "completed" else log.error)(msg)
 
 
 def _squash(e: Exception) -> str:

@@ -10,13 +10,22 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import math
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+from landscape_sweep.checks import (
+    check_fraction,
+    check_int,
+    check_number,
+    check_positive,
+    check_subset,
+    fail,
+    is_int,
+)
+from landscape_sweep.results import RUN_ONLY
 
 CONF_DIR = next(
     p
@@ -54,29 +63,12 @@ DATA_KEYS = {
 }
 LOGGERS = ("wandb", "csv", "none")
 
-# keys that do not change what a cell computes: excluded from its identity
-RUN_ONLY = (
-    "paths",
-    "logger",
-    "tags",
-    "task_name",
-    "report",
-    "data.root",
-    "data.download",
-    "trainer.enable_progress_bar",
-    "trainer.enable_model_summary",
-    "trainer.log_every_n_steps",
-)
 # keys that only change the post-hoc analysis: a trained endpoint stays valid when only these change
 ANALYSIS_ONLY = ("landscape",)
 
 
 class ConfigError(ValueError):
     """A bad config value; its message is one line: `key=value: what is allowed`."""
-
-
-def _fail(key: str, value: Any, allowed: str) -> None:
-    raise ConfigError(f"{key}={value!r}: {allowed}")
 
 
 def _check_keys(node: Mapping, allowed: Iterable[str], prefix: str) -> None:
@@ -86,26 +78,12 @@ def _check_keys(node: Mapping, allowed: Iterable[str], prefix: str) -> None:
         raise ConfigError(f"{key}: unknown key; allowed: {', '.join(sorted(allowed))}")
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def check_int(key: str, value: Any, low: int = 1) -> None:
-    if not _is_int(value) or value < low:
-        _fail(key, value, f"must be an integer >= {low}")
-
-
-def check_fraction(key: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0.0 <= value <= 1.0):
-        _fail(key, value, "must be a number in [0, 1]")
-
-
 def _validate_data(data: Mapping) -> None:
     from landscape_sweep.data import DATASETS
 
     _check_keys(data, DATA_KEYS, "data")
     if data.get("name") not in DATASETS:
-        _fail("data.name", data.get("name"), f"unknown dataset; allowed: {', '.join(DATASETS)}")
+        fail("data.name", data.get("name"), f"unknown dataset; allowed: {', '.join(DATASETS)}")
     if data.get("train_size") is not None:
         check_int("data.train_size", data["train_size"])
     check_fraction("data.label_noise", data.get("label_noise", 0.0))
@@ -113,7 +91,7 @@ def _validate_data(data: Mapping) -> None:
     check_int("data.eval_batch_size", data.get("eval_batch_size"))
     val = data.get("val_size", 0)
     if isinstance(val, bool) or not isinstance(val, (int, float)) or val < 0 or (isinstance(val, float) and val >= 1):
-        _fail("data.val_size", val, "must be a count >= 0 or a fraction in [0, 1)")
+        fail("data.val_size", val, "must be a count >= 0 or a fraction in [0, 1)")
 
 
 def _validate_trainer(trainer: Mapping) -> None:
@@ -121,10 +99,16 @@ def _validate_trainer(trainer: Mapping) -> None:
 
     owned = {"self", "callbacks", "logger", "default_root_dir", "enable_checkpointing", "limit_val_batches"}
     allowed = set(inspect.signature(pl.Trainer.__init__).parameters) - owned  # the cell sets these itself
-    _check_keys(trainer, allowed, "trainer")
+    _check_keys(trainer, allowed | {"stop_at"}, "trainer")
     check_int("trainer.max_epochs", trainer.get("max_epochs"))
+    stop = trainer.get("stop_at") or {}
+    _check_keys(stop, {"train_loss", "train_acc"}, "trainer.stop_at")
+    if stop.get("train_loss") is not None:
+        check_positive("trainer.stop_at.train_loss", stop["train_loss"])
+    if stop.get("train_acc") is not None:
+        check_number("trainer.stop_at.train_acc", stop["train_acc"], 0, 1, open_low=True)
     if trainer.get("gradient_clip_val") is not None:
-        _fail(
+        fail(
             "trainer.gradient_clip_val",
             trainer["gradient_clip_val"],
             "not supported with manual optimization; set optimizer.grad_clip instead",
@@ -132,7 +116,7 @@ def _validate_trainer(trainer: Mapping) -> None:
 
 
 LANDSCAPE_KEYS = {"name", "checkpoint_epochs", "analysis_size", "sharpness", "connectivity", "surface"}
-SHARPNESS_KEYS = {
+SHARPNESS_SETTINGS = {
     "top_k",
     "tol",
     "max_iter",
@@ -143,53 +127,45 @@ SHARPNESS_KEYS = {
     "adaptive_rho",
     "steps",
     "num_samples",
+    "average_sigma",
+    "adaptive_average_sigma",
 }
 CONNECTIVITY_KEYS = {"methods", "num_points", "sharpness_points", "curve"}
-CURVE_KEYS = {"num_bends", "epochs", "lr", "batch_size"}
+CURVE_KEYS = {"num_bends", "max_epochs", "tol", "window", "lr", "batch_size"}
 SURFACE_KEYS = {"enabled", "num_points", "span"}
 
 
-def check_positive(key: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        _fail(key, value, "must be a finite number > 0")
-
-
-def check_subset(key: str, values: Any, allowed: Iterable[str], non_empty: bool = False) -> None:
-    allowed = tuple(allowed)
-    if not isinstance(values, (list, tuple)) or (non_empty and not values) or any(v not in allowed for v in values):
-        _fail(key, values, f"must be a list drawn from: {', '.join(allowed)}")
-
-
 def _validate_landscape(land: Mapping, *, max_epochs: int) -> None:
-    from landscape_sweep.pipeline.analysis import METHODS, SHARPNESS_KINDS
+    from landscape_sweep.results import PATH_METHODS, SHARPNESS_KINDS
 
     _check_keys(land, LANDSCAPE_KEYS, "landscape")
     epochs = land.get("checkpoint_epochs") or []
-    if not isinstance(epochs, (list, tuple)) or not all(_is_int(e) and 1 <= e <= max_epochs for e in epochs):
+    if not isinstance(epochs, (list, tuple)) or not all(is_int(e) and 1 <= e <= max_epochs for e in epochs):
         allowed = f"must be a list of epochs in 1..{max_epochs} (trainer.max_epochs)"
-        _fail("landscape.checkpoint_epochs", epochs, allowed)
+        fail("landscape.checkpoint_epochs", epochs, allowed)
     if land.get("analysis_size") is not None:
         check_int("landscape.analysis_size", land["analysis_size"])
     sharp, conn, surf = land.get("sharpness", {}), land.get("connectivity", {}), land.get("surface", {})
-    _check_keys(sharp, SHARPNESS_KEYS, "landscape.sharpness")
+    _check_keys(sharp, SHARPNESS_SETTINGS, "landscape.sharpness")
     for key in ("top_k", "max_iter", "steps"):
         check_int(f"landscape.sharpness.{key}", sharp.get(key))
     for key in ("trace_probes", "num_samples"):
         check_int(f"landscape.sharpness.{key}", sharp.get(key), low=2)
-    for key in ("tol", "rho", "adaptive_rho"):
+    for key in ("tol", "rho", "adaptive_rho", "average_sigma", "adaptive_average_sigma"):
         check_positive(f"landscape.sharpness.{key}", sharp.get(key))
     check_subset("landscape.sharpness.kinds", sharp.get("kinds"), SHARPNESS_KINDS)
     _check_keys(conn, CONNECTIVITY_KEYS, "landscape.connectivity")
-    check_subset("landscape.connectivity.methods", conn.get("methods"), METHODS)
+    check_subset("landscape.connectivity.methods", conn.get("methods"), PATH_METHODS)
     check_int("landscape.connectivity.num_points", conn.get("num_points"), low=2)
     pts = conn.get("sharpness_points")
     if not isinstance(pts, (list, tuple)) or not all(isinstance(t, (int, float)) and 0 <= t <= 1 for t in pts):
-        _fail("landscape.connectivity.sharpness_points", pts, "must be a list of t values in [0, 1]")
+        fail("landscape.connectivity.sharpness_points", pts, "must be a list of t values in [0, 1]")
     curve = conn.get("curve", {})
     _check_keys(curve, CURVE_KEYS, "landscape.connectivity.curve")
-    for key in ("num_bends", "epochs", "batch_size"):
+    for key in ("num_bends", "max_epochs", "window", "batch_size"):
         check_int(f"landscape.connectivity.curve.{key}", curve.get(key))
-    check_positive("landscape.connectivity.curve.lr", curve.get("lr"))
+    for key in ("lr", "tol"):
+        check_positive(f"landscape.connectivity.curve.{key}", curve.get(key))
     _check_keys(surf, SURFACE_KEYS, "landscape.surface")
     check_int("landscape.surface.num_points", surf.get("num_points"), low=2)
     check_positive("landscape.surface.span", surf.get("span"))
@@ -198,10 +174,10 @@ def _validate_landscape(land: Mapping, *, max_epochs: int) -> None:
 def _validate_endpoints(endpoints: Mapping) -> None:
     _check_keys(endpoints, {"seeds"}, "endpoints")
     seeds = endpoints.get("seeds")
-    if not isinstance(seeds, (list, tuple)) or not seeds or not all(_is_int(s) for s in seeds):
-        _fail("endpoints.seeds", seeds, "must be a non-empty list of integers, e.g. [0, 1]")
+    if not isinstance(seeds, (list, tuple)) or not seeds or not all(is_int(s) for s in seeds):
+        fail("endpoints.seeds", seeds, "must be a non-empty list of integers, e.g. [0, 1]")
     if len(set(seeds)) != len(seeds):
-        _fail("endpoints.seeds", list(seeds), "must not contain duplicates")
+        fail("endpoints.seeds", list(seeds), "must not contain duplicates")
 
 
 def resolved(cfg: DictConfig | Mapping) -> dict[str, Any]:
@@ -217,32 +193,34 @@ def resolved(cfg: DictConfig | Mapping) -> dict[str, Any]:
 
 def validate(cfg: DictConfig | Mapping) -> dict[str, Any]:
     """Check a composed config; returns it resolved as a plain dict. Raises ConfigError (one line)."""
+    c = resolved(cfg)
+    try:
+        _validate(c)
+    except ConfigError:
+        raise
+    except ValueError as e:  # the shared checks and the model/optimizer validators raise plain ValueErrors
+        raise ConfigError(str(e)) from None
+    return c
+
+
+def _validate(c: dict[str, Any]) -> None:
     from landscape_sweep.models import validate_model_args
     from landscape_sweep.training.optim import validate_optimizer_cfg
 
-    c = resolved(cfg)
     _check_keys(c, TOP_KEYS, "")
-    if not _is_int(c.get("seed")):
-        _fail("seed", c.get("seed"), "must be an integer")
+    if not is_int(c.get("seed")):
+        fail("seed", c.get("seed"), "must be an integer")
     _validate_endpoints(c.get("endpoints") or {})
     _check_keys(c["model"], MODEL_KEYS, "model")
     m = c["model"]
-    try:
-        validate_model_args(m.get("arch"), m.get("depth"), m.get("width"), m.get("norm"), m.get("activation"))
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+    validate_model_args(m.get("arch"), m.get("depth"), m.get("width"), m.get("norm"), m.get("activation"))
     _validate_data(c["data"])
     _validate_trainer(c["trainer"])
-    try:
-        validate_optimizer_cfg(
-            c["optimizer"], max_epochs=c["trainer"]["max_epochs"], precision=c["trainer"].get("precision")
-        )
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+    precision = c["trainer"].get("precision")
+    validate_optimizer_cfg(c["optimizer"], max_epochs=c["trainer"]["max_epochs"], precision=precision)
     _validate_landscape(c["landscape"], max_epochs=c["trainer"]["max_epochs"])
     if c["logger"].get("name") not in LOGGERS:
-        _fail("logger.name", c["logger"].get("name"), f"allowed: {', '.join(LOGGERS)}")
-    return c
+        fail("logger.name", c["logger"].get("name"), f"allowed: {', '.join(LOGGERS)}")
 
 
 def _drop(c: dict[str, Any], dotted: str) -> None:
@@ -269,14 +247,3 @@ def config_hash(resolved: Mapping[str, Any], *, training_only: bool = False) -> 
     for key in RUN_ONLY + (ANALYSIS_ONLY if training_only else ()):
         _drop(c, key)
     return _digest(c)
-
-
-def check_writable(directory: str | Path) -> None:
-    """Fail with one line when `directory` cannot be created or written."""
-    d = Path(directory)
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=d):
-            pass
-    except OSError as e:
-        raise ConfigError(f"output dir={str(d)!r}: cannot be written ({e.strerror or e})") from None

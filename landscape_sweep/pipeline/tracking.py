@@ -1,7 +1,9 @@
 """Experiment tracking for one cell: one W&B run (offline by default) or Lightning CSV logs, or nothing.
 
 The W&B run lives in `<job_dir>/wandb/`; `wandb.finish()` always runs (see `Tracker.close`). Per-endpoint
-metrics carry a `seed<k>/` prefix so all endpoints of a cell share one run.
+metrics carry a `seed<k>/` prefix so all endpoints of a cell share one run. Summary names are chosen so a
+dashboard can plot them against `model.depth`, `model.width`, `optimizer` from the run config (`wandb_name`);
+each summary has `<name>_std` and `<name>_n` beside it (over endpoints, or endpoint pairs for paths).
 """
 
 from __future__ import annotations
@@ -11,6 +13,34 @@ from pathlib import Path
 from typing import Any
 
 from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
+
+from landscape_sweep.pipeline.artifacts import CURVE_COLUMNS, curve_rows
+from landscape_sweep.results import CellResult, cell_stats
+
+ENDPOINT_NAMES = {
+    "train_loss": "train/loss",
+    "train_acc": "train/acc",
+    "test_loss": "test/loss",
+    "test_acc": "test/acc",
+}
+
+
+def wandb_name(measure: str) -> str:
+    """W&B summary name of a `cell_stats` measure: `test/acc`, `gen_gap`, `sharpness/…`, `landscape/<method>/…`."""
+    if "/" in measure:
+        return f"landscape/{measure}"
+    if measure in ENDPOINT_NAMES:
+        return ENDPOINT_NAMES[measure]
+    return measure if measure == "gen_gap" else f"sharpness/{measure}"
+
+
+def summary_metrics(result: CellResult) -> dict[str, float]:
+    """Every measure of the cell under its W&B name, with `_std` and `_n`."""
+    out: dict[str, float] = {"num_params": result.cell.get("num_params")}
+    for measure, stat in cell_stats(result).items():
+        name = wandb_name(measure)
+        out.update({name: stat.mean, f"{name}_std": stat.std, f"{name}_n": stat.n})
+    return {k: v for k, v in out.items() if v is not None}
 
 
 class Tracker:
@@ -24,20 +54,12 @@ class Tracker:
             import wandb
 
             w = cfg["logger"]["wandb"]
-            mode = os.environ.get("WANDB_MODE") or w.get("mode") or "offline"
             self.run = wandb.init(
-                project=w.get("project"),
-                entity=w.get("entity"),
-                group=w.get("group") or group,
-                job_type=w.get("job_type") or job_type,
-                tags=[str(t) for t in (w.get("tags") or [])],
-                name=name,
-                config=cfg,
-                dir=str(job_dir),
-                mode=mode,
-                reinit="create_new",
-                settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
-            )
+                project=w.get("project"), entity=w.get("entity"), group=w.get("group") or group,
+                job_type=w.get("job_type") or job_type, tags=[str(t) for t in (w.get("tags") or [])], name=name,
+                config=cfg, dir=str(job_dir), mode=os.environ.get("WANDB_MODE") or w.get("mode") or "offline",
+                reinit="create_new", settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
+            )  # fmt: skip
 
     def lightning_logger(self, seed: int) -> Logger | bool:
         """The Lightning logger of one endpoint (False: none)."""
@@ -51,18 +73,66 @@ class Tracker:
         if self.run is not None:
             self.run.log(metrics)
 
-    def summary(self, metrics: dict[str, Any]) -> None:
+    def summary_of(self, result: CellResult) -> None:
+        """Update the run summary with every measure the result holds so far."""
         if self.run is not None:
-            self.run.summary.update(metrics)
+            self.run.summary.update(summary_metrics(result))
 
-    def log_cell(self, result: dict[str, Any], files: dict[str, Path]) -> None:
-        """The cell's landscape summaries, path tables, plots and PNGs (W&B only; CSV/none keep the files)."""
-        if self.run is not None:
-            from landscape_sweep.pipeline.artifacts import log_cell_to_wandb
+    def log_cell(self, result: CellResult, files: dict[str, Path]) -> None:
+        """Summaries, one table + line plots per path method, Hessian plots and the cell PNG (W&B only)."""
+        if self.run is None:
+            return
+        import wandb
 
-            log_cell_to_wandb(self.run, result, files)
+        self.summary_of(result)
+        payload: dict[str, Any] = {**path_tables(result), **hessian_plots(result)}
+        if files.get("connectivity_png"):
+            payload["cell/connectivity"] = wandb.Image(str(files["connectivity_png"]))
+        if payload:
+            self.run.log(payload)
 
     def close(self, exit_code: int = 0) -> None:
         if self.run is not None:
             self.run.finish(exit_code=exit_code)
             self.run = None
+
+
+def path_tables(result: CellResult) -> dict[str, Any]:
+    """`connectivity/<method>` tables and train/test loss line plots along every path."""
+    import wandb
+
+    payload: dict[str, Any] = {}
+    for method in result.methods():
+        rows = curve_rows([p for p in result.connectivity if p.method == method])
+        payload[f"connectivity/{method}"] = wandb.Table(
+            columns=["pair", *CURVE_COLUMNS[2:]], data=[[r[0], *r[2:]] for r in rows]
+        )
+    for split in ("train", "test"):
+        series = [p for p in result.connectivity if getattr(p, f"{split}_loss") is not None]
+        if series:
+            payload[f"plots/{split}_loss_along_paths"] = wandb.plot.line_series(
+                xs=series[0].t, ys=[getattr(p, f"{split}_loss") for p in series],
+                keys=[f"{p.method} {p.pair[0]}-{p.pair[1]}" for p in series], title=f"{split} loss along paths",
+                xname="t",
+            )  # fmt: skip
+    return payload
+
+
+def hessian_plots(result: CellResult) -> dict[str, Any]:
+    """Per endpoint: the top Hessian eigenvalues as bars and the SLQ spectrum (when computed) as a scatter."""
+    import wandb
+
+    payload: dict[str, Any] = {}
+    for e in result.endpoints:
+        spec, eigs = e.sharpness.get("hessian_spectrum"), e.sharpness.get("hessian_top_eigs")
+        if spec:
+            table = wandb.Table(columns=["eigenvalue", "weight"], data=list(zip(spec["nodes"], spec["weights"])))
+            payload[f"plots/seed{e.seed}_hessian_spectrum"] = wandb.plot.scatter(
+                table, "eigenvalue", "weight", title=f"seed {e.seed}: Hessian spectrum (SLQ nodes)"
+            )
+        if eigs:
+            table = wandb.Table(columns=["rank", "eigenvalue"], data=[[i + 1, v] for i, v in enumerate(eigs)])
+            payload[f"plots/seed{e.seed}_hessian_top_eigs"] = wandb.plot.bar(
+                table, "rank", "eigenvalue", title=f"seed {e.seed}: top Hessian eigenvalues"
+            )
+    return payload

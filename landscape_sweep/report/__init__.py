@@ -12,6 +12,7 @@ from pathlib import Path
 from landscape_sweep.report.correlation import TAU_NAME, correlation_table, granulated_tau, kendall
 from landscape_sweep.report.markdown import render_report
 from landscape_sweep.report.plots import barrier_vs_params, curves_grid, heatmap
+from landscape_sweep.report.quality import quality_warnings
 from landscape_sweep.report.table import TABLE_NAME, load_results, methods_of, sweep_table, write_table
 from landscape_sweep.results import atomic_write_text
 
@@ -58,7 +59,8 @@ def build_report(sweep_dir: str | Path, wandb: bool = False) -> dict[str, str]:
     drawn = {n: p for n, p in figures.items() if p is not None}
 
     paths["report"] = root / REPORT_NAME
-    atomic_write_text(paths["report"], render_report(root, table, tau, drawn, notes))
+    warnings = quality_warnings(results)
+    atomic_write_text(paths["report"], render_report(root, table, tau, drawn, notes, warnings))
     paths.update(drawn)
     if wandb:
         from landscape_sweep.report.wandb_log import log_report

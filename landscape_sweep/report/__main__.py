@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from landscape_sweep.report import build_report
-from landscape_sweep.report.table import TABLE_NAME, job_dirs
+from landscape_sweep.report.table import TABLE_NAME
+from landscape_sweep.results import job_dirs
 
 PRINTED = [
     "job",

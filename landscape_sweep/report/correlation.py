@@ -2,7 +2,10 @@
 
 Overall τ ranks all cells at once. The granulated τ of Jiang et al. 2020 ("Fantastic Generalization Measures and
 Where to Find Them") controls for the other hyperparameters: for a hyperparameter h, cells are grouped by every
-other cell field, τ is computed inside each group (cells that differ only in h), and ψ_h is the mean over groups;
+other hyperparameter the sweep varies, τ is computed inside each group (cells that differ only in h), and ψ_h is
+the mean over groups. The hyperparameters are the varied cell fields (depth, width, optimizer, …) and every other
+config value that differs between cells (`cfg:<key>` columns: lr, rho, weight decay, batch size, epochs, …); keys
+that split the cells exactly like an earlier one (e.g. `model.depth` like `depth`) are the same hyperparameter;
 Ψ is the mean of ψ_h over the varied hyperparameters. τ of a group needs >= 2 cells with finite values (with two
 values of h it is the sign agreement of measure and gap); the overall τ needs >= 3 cells; otherwise NaN (n/a).
 """
@@ -14,11 +17,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from landscape_sweep.report.table import CELL_KEYS, SHARPNESS_METRICS
+from landscape_sweep.results import BARRIER_MEASURES, SHARPNESS_MEASURES
 
-HYPERPARAMETERS = ("depth", "width", "optimizer", "label_noise", "train_size", "arch")
-GROUP_KEYS = tuple(k for k in CELL_KEYS if k != "num_params")  # num_params follows arch/depth/width
-BARRIER_METRICS = ("loss_barrier", "error_barrier", "test_loss_barrier", "test_error_barrier")
+HYPERPARAMETERS = ("depth", "width", "optimizer", "label_noise", "train_size", "arch", "norm", "dataset")
 TARGET = "gen_gap_mean"
 TAU_NAME = "kendall_tau.csv"
 
@@ -43,22 +44,30 @@ def measures(table: pd.DataFrame) -> list[str]:
     """Measure columns (stems without `_mean`) with at least one finite value among completed cells."""
     done = completed(table)
     methods = [c.split("/")[0] for c in table.columns if c.endswith("/num_pairs")]
-    names = [f"{m}/{k}" for m in methods for k in BARRIER_METRICS] + list(SHARPNESS_METRICS)
+    names = [f"{m}/{k}" for m in methods for k in BARRIER_MEASURES] + list(SHARPNESS_MEASURES)
     return [n for n in names if f"{n}_mean" in done and np.isfinite(done[f"{n}_mean"].astype(float)).any()]
 
 
-def varied(table: pd.DataFrame, keys: tuple[str, ...] = HYPERPARAMETERS) -> list[str]:
-    """The hyperparameters taking more than one value among completed cells."""
+def varied(table: pd.DataFrame) -> list[str]:
+    """The hyperparameters that take more than one value among completed cells, one name per partition of the
+    cells (cell fields first, then `cfg:` config columns)."""
     done = completed(table)
-    return [k for k in keys if k in done and done[k].astype(str).nunique() > 1]
+    candidates = [k for k in HYPERPARAMETERS if k in done] + [c for c in done.columns if c.startswith("cfg:")]
+    out, partitions = [], set()
+    for k in candidates:
+        values = done[k].astype(str)
+        part = tuple(pd.factorize(values)[0])
+        if values.nunique() > 1 and part not in partitions:
+            partitions.add(part)
+            out.append(k)
+    return out
 
 
 def granulated_tau(table: pd.DataFrame, measure: str, hp: str, target: str = TARGET) -> tuple[float, int]:
     """(ψ_hp, number of groups with a defined τ) for measure column `measure` (full column name)."""
     done = completed(table)
-    others = [k for k in GROUP_KEYS if k != hp and k in done]
-    keys = done[others].astype(str) if others else pd.DataFrame(index=done.index)
-    groups = keys.groupby(others).groups.values() if others else [done.index]
+    others = [k for k in varied(table) if k != hp]
+    groups = done[others].astype(str).groupby(others).groups.values() if others else [done.index]
     taus = []
     for idx in groups:
         g = done.loc[idx]

@@ -12,22 +12,26 @@ from landscape_sweep.report.correlation import HYPERPARAMETERS, TARGET
 from landscape_sweep.report.plots import FACET_KEYS
 
 COLUMNS_DOC = """\
-One row per job directory. `<x>_mean` / `<x>_std`: mean and population std over the finite values
-(std 0 for a single value, empty when none).
+One row per job directory. `<x>_mean` / `<x>_std` / `<x>_n`: mean, sample standard deviation and number of the
+finite values over endpoints (metrics, sharpness) or endpoint pairs (paths); std is empty for n < 2.
 
 | column | meaning |
 |---|---|
 | `job`, `status`, `error` | job dir relative to the sweep; completed / failed / diverged / missing; one-line error |
 | `dataset` … `label_noise` | the cell fields (`num_params`: trainable parameters of one endpoint) |
 | `num_endpoints` | endpoints (seeds) trained |
+| `cfg:<key>` | config values that differ between cells (the hyperparameters of the granulated τ) |
 | `train_loss`, `train_acc`, `test_loss`, `test_acc` | final metrics, over endpoints |
 | `gen_gap` | generalization gap `train_acc − test_acc`, over endpoints |
 | `hessian_top_eig`, `hessian_trace` | top Hessian eigenvalue and Hutchinson trace at each endpoint, over endpoints |
 | `worst_case`, `average_case`, `adaptive_worst_case`, `adaptive_average_case` | sharpness kinds, over endpoints |
-| `<method>/num_pairs` | endpoint pairs with a path of this method (`linear`, `linear_aligned`, `bezier`, …) |
-| `<method>/loss_barrier`, `…/error_barrier` | train loss / error barrier of the path, over pairs |
+| `<method>/num_pairs`, `…/unconverged` | pairs with a path of this method; fitted curves that hit their epoch cap |
+| `<method>/loss_barrier`, `…/error_barrier` | train loss / error barrier of the path (vs the chord), over pairs |
 | `<method>/test_loss_barrier`, `…/test_error_barrier` | the same on the test split |
-| `<method>/path_length`, `…/path_curvature` | length (weight space) and total turning angle (rad) of the path |
+| `<method>/<barrier>_mean` | the same barriers against the endpoints' mean (Frankle et al., Ainsworth et al.) |
+| `…/path_length`, `…/endpoint_distance`, `…/arc_chord_ratio` | geometry of the path in weight space |
+| `<method>/path_curvature` | total turning angle of the path (rad) |
+| `<method>/max_hessian_top_eig_along_path` | largest top Hessian eigenvalue measured along the path |
 | `train_time_s`, `analysis_time_s`, `total_time_s` | wall time of the cell |
 """
 
@@ -41,10 +45,14 @@ def _num(v: Any, digits: int = 3) -> str:
 
 
 def _pm(row: pd.Series, stem: str) -> str:
-    m, s = row.get(f"{stem}_mean"), row.get(f"{stem}_std")
+    """`mean ± std (n)`; `mean (n=1)` without a spread."""
+    m, s, n = row.get(f"{stem}_mean"), row.get(f"{stem}_std"), row.get(f"{stem}_n")
     if m is None or not math.isfinite(float(m)):
         return ""
-    return _num(m) + (f" ± {_num(s, 2)}" if s is not None and math.isfinite(float(s)) and float(s) > 0 else "")
+    n = int(n) if n is not None and math.isfinite(float(n)) else 0
+    if n < 2:
+        return f"{_num(m)} (n=1)"
+    return f"{_num(m)} ± {_num(s, 2)} ({n})"
 
 
 def md_table(headers: list[str], rows: list[list[Any]]) -> str:
@@ -65,7 +73,10 @@ def cells_section(table: pd.DataFrame) -> str:
         row += [_num(r.get("num_params"), 12), _pm(r, "test_acc"), _pm(r, "gen_gap")]
         row += [_pm(r, f"{m}/loss_barrier") for m in methods] + [_pm(r, "hessian_top_eig")]
         rows.append(row)
-    note = "Values: mean ± std over endpoints (barriers: over endpoint pairs); barrier = train loss barrier.\n\n"
+    note = (
+        "Values: mean ± sample std (n) over endpoints (barriers: over endpoint pairs); barrier = train loss barrier; "
+        "n=1: a single value, no spread.\n\n"
+    )
     return note + md_table(headers, rows)
 
 
@@ -80,11 +91,12 @@ def tau_section(tau: pd.DataFrame) -> str:
         + [na(r["Psi"])]
         for _, r in tau.iterrows()
     ]
-    fixed = [h for h in HYPERPARAMETERS if h not in hps]
+    fixed = [h for h in HYPERPARAMETERS[:6] if h not in hps]  # the grid's usual axes
     text = (
         f"Kendall τ_b between each measure (mean over endpoints/pairs) and the generalization gap "
         f"(`{TARGET}`) across completed cells; n = cells with both values (τ needs n ≥ 3). "
-        "ψ h: granulated τ (Jiang et al. 2020): mean τ over groups of cells that differ only in h "
+        "ψ h: granulated τ (Jiang et al. 2020): mean τ over groups of cells that differ only in h (every other "
+        "varied hyperparameter, config values included, held fixed) "
         "(number of groups in brackets); Ψ: mean of the ψ. Positive: the measure ranks cells like the gap.\n\n"
     )
     if not hps:
@@ -106,7 +118,12 @@ def problems_section(table: pd.DataFrame) -> str:
 
 
 def render_report(
-    sweep_dir: str | Path, table: pd.DataFrame, tau: pd.DataFrame, figures: dict[str, Path], notes: list[str]
+    sweep_dir: str | Path,
+    table: pd.DataFrame,
+    tau: pd.DataFrame,
+    figures: dict[str, Path],
+    notes: list[str],
+    warnings: list[str] = (),
 ) -> str:
     """The whole report.md text; figure links are relative to the sweep directory."""
     root = Path(sweep_dir)
@@ -118,6 +135,10 @@ def render_report(
         f"Sweep directory: `{root.resolve()}` — {len(table)} job(s). Table: `sweep_results.csv`; "
         "correlations: `kendall_tau.csv`.",
         "## Status\n\n" + status,
+        "## Quality of the estimates\n\n"
+        + (
+            "\n".join(f"- ⚠ {w}" for w in warnings) if warnings else "No warnings: curves converged, Lanczos converged."
+        ),
         "## Cells\n\n" + cells_section(table),
         "## Landscape measures vs generalization gap\n\n" + tau_section(tau),
         "## Failed, diverged and missing cells\n\n" + problems_section(table),

@@ -24,6 +24,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from landscape_sweep.results import CellResult, PathEntry
+
 FACET_KEYS = ("dataset", "arch", "norm", "train_size", "label_noise")
 MARKERS = "osD^v<>ph*"
 
@@ -160,21 +162,21 @@ def barrier_vs_params(table: pd.DataFrame, path: Path) -> Path | None:
     return save_png(fig, path)
 
 
-def _mean_curve(entries: list[dict[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray] | None:
+def _mean_curve(entries: list[PathEntry], key: str) -> tuple[np.ndarray, np.ndarray] | None:
     """Mean of a curve over pairs, each interpolated onto the first pair's t grid."""
-    curves = [(np.asarray(c["t"], float), np.asarray(c[key], float)) for c in entries if c.get(key) and c.get("t")]
+    curves = [(np.asarray(p.t, float), np.asarray(getattr(p, key), float)) for p in entries if getattr(p, key) and p.t]
     if not curves:
         return None
     t0 = curves[0][0]
     return t0, np.nanmean([np.interp(t0, t, y) for t, y in curves], axis=0)
 
 
-def curves_grid(results: list[dict[str, Any]], table: pd.DataFrame, path: Path, methods: list[str]) -> Path | None:
+def curves_grid(results: list[CellResult], table: pd.DataFrame, path: Path, methods: list[str]) -> Path | None:
     """Small multiples: rows = optimizer (× other varied fields), columns = (depth, width)."""
-    if not methods or not any(r.get("connectivity") for r in results):
+    if not methods or not any(r.connectivity for r in results):
         return None
     t, facets = _placed(table)
-    by_job = {r.get("_job"): r for r in results}
+    by_job = {r.job: r for r in results}
     labels = _facet_labels(t, facets)
     row_of = t["optimizer"].astype(str) + labels.map(lambda s: f"\n{s}" if s else "")
     rows = _sorted(row_of)
@@ -196,7 +198,7 @@ def curves_grid(results: list[dict[str, Any]], table: pd.DataFrame, path: Path, 
                 ax.set_axis_off()
                 continue
             r = by_job[jobs[0]]
-            cell = r.get("cell") or {}
+            cell = r.cell
             if rk:
                 ax.set_title(f"depth {_label(ck[0])}, width {_label(ck[1])}", fontsize=9)
                 if j == 0:
@@ -204,14 +206,14 @@ def curves_grid(results: list[dict[str, Any]], table: pd.DataFrame, path: Path, 
             else:
                 title = f"{jobs[0]}: {cell.get('optimizer')} d={cell.get('depth')} w={cell.get('width')}"
                 ax.set_title(title, fontsize=8)
-            conn = r.get("connectivity") or []
-            if r.get("status") != "completed" or not conn:
-                reason = r.get("status") if r.get("status") != "completed" else "no connectivity"
+            conn = r.connectivity
+            if r.status != "completed" or not conn:
+                reason = r.status if r.status != "completed" else "no connectivity"
                 ax.text(0.5, 0.5, reason, ha="center", va="center", transform=ax.transAxes, color="#a00000")
                 ax.set_yticks([])
                 continue
             for m in methods:
-                entries = [c for c in conn if c.get("method") == m]
+                entries = [p for p in conn if p.method == m]
                 for key, ls in (("train_loss", "-"), ("test_loss", "--")):
                     curve = _mean_curve(entries, key)
                     if curve is not None:

@@ -3,59 +3,39 @@
 A job directory is any folder under the sweep holding `.hydra/` or `results.json`; one without results.json is
 reported with status `missing` (killed, or still running) rather than dropped.
 
-Columns (documented for users in report.md): `job, status, error`, the cell fields, `num_endpoints`; per-endpoint
-metrics as `<metric>_mean/_std` over endpoints (`train_loss, train_acc, test_loss, test_acc, gen_gap` with
-gen_gap = train_acc - test_acc, and the sharpness measures); per path method `<method>/<metric>_mean/_std` over
-endpoint pairs; timings. Means/stds use the finite values only (std is the population std, 0 for one value).
+Columns (documented for users in report.md): `job, status, error`, the cell fields, `num_endpoints`, the varied
+config values (`cfg:<key>`), then for every measure of `results.cell_stats` `<measure>_mean/_std/_n`: endpoint
+metrics and sharpness over endpoints, `<method>/<measure>` over endpoint pairs (std: sample standard deviation,
+empty for n < 2); `<method>/num_pairs`, `<method>/unconverged` (fitted curves that hit their epoch cap); timings.
 """
 
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from landscape_sweep.results import RESULTS_NAME, atomic_write_text, read_json
+from landscape_sweep.results import (
+    CELL_KEYS,
+    ENDPOINT_METRICS,
+    PATH_MEASURES,
+    PATH_METHODS,
+    RUN_ONLY,
+    SHARPNESS_MEASURES,
+    CellResult,
+    atomic_write_text,
+    cell_stats,
+    job_dirs,
+    read_results,
+    summarize,
+)
 
-CELL_KEYS = ("dataset", "arch", "depth", "width", "norm", "optimizer", "num_params", "train_size", "label_noise")
-ENDPOINT_METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
-SHARPNESS_METRICS = (
-    "hessian_top_eig",
-    "hessian_trace",
-    "worst_case",
-    "average_case",
-    "adaptive_worst_case",
-    "adaptive_average_case",
-)
-PATH_METRICS = (
-    "loss_barrier",
-    "error_barrier",
-    "test_loss_barrier",
-    "test_error_barrier",
-    "path_length",
-    "path_curvature",
-)
-METHOD_ORDER = ("linear", "linear_aligned", "bezier", "polychain")
 TABLE_NAME = "sweep_results.csv"
-
-
-def job_dirs(sweep_dir: str | Path) -> list[Path]:
-    """Job directories of a sweep (or the directory itself for a single run), in job order."""
-    root = Path(sweep_dir)
-    found = {p.parent for p in root.rglob(RESULTS_NAME)} | {p.parent for p in root.rglob(".hydra") if p.is_dir()}
-    found = {d for d in found if "checkpoints" not in d.parts and "wandb" not in d.parts}
-    if len(found) > 1:
-        found.discard(root)  # the sweep dir's own .hydra (multirun.yaml) is not a cell
-
-    def key(d: Path) -> tuple:
-        rel = d.relative_to(root).parts
-        return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in rel)
-
-    return sorted(found, key=key)
+# config keys that never tell cells apart as hyperparameters: run-only keys, analysis settings, endpoint seeds
+NOT_HYPERPARAMETERS = (*RUN_ONLY, "landscape", "endpoints")
 
 
 def _overrides(job_dir: Path) -> str:
@@ -69,81 +49,79 @@ def _overrides(job_dir: Path) -> str:
     return " ".join(str(o) for o in items) if isinstance(items, list) else ""
 
 
-def load_results(sweep_dir: str | Path) -> list[dict[str, Any]]:
-    """Every cell's results (a `missing` stub where results.json is absent or unreadable)."""
+def load_results(sweep_dir: str | Path) -> list[CellResult]:
+    """Every cell's results (a `missing` stub where results.json is absent or unreadable), `job` set."""
     out = []
     for d in job_dirs(sweep_dir):
-        r = read_json(d / RESULTS_NAME)
+        r = read_results(d)
         if r is None:
             over = _overrides(d)
-            r = {
-                "status": "missing",
-                "error": "no results.json (job killed, timed out or still running)"
-                + (f"; overrides: {over}" if over else ""),
-                "cell": {},
-                "endpoints": [],
-                "connectivity": [],
-            }
-        r["_job"] = str(d.relative_to(sweep_dir)) if d != Path(sweep_dir) else "."
+            error = "no results.json (job killed, timed out or still running)" + (
+                f"; overrides: {over}" if over else ""
+            )
+            r = CellResult(status="missing", error=error)
+        r.job = str(d.relative_to(sweep_dir)) if d != Path(sweep_dir) else "."
         out.append(r)
     return out
 
 
 def mean_std(values: Iterable[float | None]) -> tuple[float, float]:
-    """Mean and (population) standard deviation of the finite values; NaN when there are none."""
-    v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
-    if not v:
-        return math.nan, math.nan
-    return statistics.mean(v), statistics.pstdev(v)  # exact (rational) sums: equal values give std 0.0
+    """Mean and sample standard deviation of the finite values (`results.summarize`)."""
+    s = summarize(values)
+    return s.mean, s.std
 
 
-def methods_of(results: Iterable[dict[str, Any]]) -> list[str]:
+def methods_of(results: Iterable[CellResult]) -> list[str]:
     """Path methods present in any cell: the known ones in their usual order, then the rest sorted."""
-    found = {c.get("method") for r in results for c in (r.get("connectivity") or []) if c.get("method")}
-    return [m for m in METHOD_ORDER if m in found] + sorted(found - set(METHOD_ORDER))
+    found = {p.method for r in results for p in r.connectivity}
+    return [m for m in PATH_METHODS if m in found] + sorted(found - set(PATH_METHODS))
 
 
-def _sharpness(e: dict[str, Any], key: str) -> float | None:
-    s = e.get("sharpness") or {}
-    if key == "hessian_top_eig":
-        eigs = s.get("hessian_top_eigs") or []
-        return eigs[0] if eigs else None
-    return s.get(key)
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(node, dict):
+        return {prefix: node if not isinstance(node, list) else str(node)}
+    out: dict[str, Any] = {}
+    for k, v in node.items():
+        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
 
 
-def _gap(e: dict[str, Any]) -> float | None:
-    a, b = e.get("train_acc"), e.get("test_acc")
-    return a - b if a is not None and b is not None else None
+def varied_config(results: Iterable[CellResult]) -> list[str]:
+    """Config keys (dotted) whose value differs among the completed cells, bookkeeping keys excluded."""
+    flats = [_flat(r.config) for r in results if r.status == "completed"]
+    keys = dict.fromkeys(k for f in flats for k in f)
+    keep = [k for k in keys if not any(k == x or k.startswith(f"{x}.") for x in NOT_HYPERPARAMETERS)]
+    return [k for k in keep if len({str(f.get(k)) for f in flats}) > 1]
 
 
-def cell_row(r: dict[str, Any], methods: Iterable[str] | None = None) -> dict[str, Any]:
-    """One row of the sweep table (`methods`: the path-method columns to fill; default: the cell's own)."""
-    cell = r.get("cell") or {}
-    row: dict[str, Any] = {"job": r.get("_job"), "status": r.get("status"), "error": r.get("error")}
-    row.update({k: cell.get(k) for k in CELL_KEYS})
-    eps = r.get("endpoints") or []
-    row["num_endpoints"] = len(eps)
-    for k in ENDPOINT_METRICS:
-        row[f"{k}_mean"], row[f"{k}_std"] = mean_std(e.get(k) for e in eps)
-    row["gen_gap_mean"], row["gen_gap_std"] = mean_std(_gap(e) for e in eps)
-    for k in SHARPNESS_METRICS:
-        row[f"{k}_mean"], row[f"{k}_std"] = mean_std(_sharpness(e, k) for e in eps)
-    conn = r.get("connectivity") or []
-    for m in methods_of([r]) if methods is None else methods:
-        entries = [c for c in conn if c.get("method") == m]
+def cell_row(r: CellResult, methods: Iterable[str], config_keys: Iterable[str] = ()) -> dict[str, Any]:
+    """One row of the sweep table (`methods`: the path-method columns to fill)."""
+    row: dict[str, Any] = {"job": r.job, "status": r.status, "error": r.error}
+    row.update({k: r.cell.get(k) for k in CELL_KEYS})
+    row["num_endpoints"] = len(r.endpoints)
+    flat = _flat(r.config)
+    row.update({f"cfg:{k}": flat.get(k) for k in config_keys})
+    stats = cell_stats(r)
+    names = [*ENDPOINT_METRICS, *SHARPNESS_MEASURES]
+    for m in methods:
+        entries = [p for p in r.connectivity if p.method == m]
         row[f"{m}/num_pairs"] = len(entries)
-        for k in PATH_METRICS:
-            row[f"{m}/{k}_mean"], row[f"{m}/{k}_std"] = mean_std(c.get(k) for c in entries)
-    timing = r.get("timing_s") or {}
+        row[f"{m}/unconverged"] = sum(1 for p in entries if p.fit is not None and not p.fit.get("converged"))
+        names += [f"{m}/{k}" for k in PATH_MEASURES]
+    for name in names:
+        s = stats.get(name)
+        row[f"{name}_mean"], row[f"{name}_std"], row[f"{name}_n"] = (
+            (s.mean, s.std, s.n) if s else (math.nan,) * 2 + (0,)
+        )
     for k in ("train", "analysis", "total"):
-        row[f"{k}_time_s"] = timing.get(k)
+        row[f"{k}_time_s"] = r.timing_s.get(k)
     return row
 
 
-def sweep_table(results: list[dict[str, Any]]) -> pd.DataFrame:
+def sweep_table(results: list[CellResult]) -> pd.DataFrame:
     """One row per cell; every row has the path-method columns of every method seen in the sweep."""
-    methods = methods_of(results)
-    return pd.DataFrame([cell_row(r, methods) for r in results])
+    methods, keys = methods_of(results), varied_config(results)
+    return pd.DataFrame([cell_row(r, methods, keys) for r in results])
 
 
 def write_table(sweep_dir: str | Path) -> tuple[Path, pd.DataFrame]:

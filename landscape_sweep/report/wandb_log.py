@@ -11,16 +11,18 @@ from typing import Any
 
 import pandas as pd
 
+from landscape_sweep.results import CellResult
+
 
 def _json_safe(df: pd.DataFrame) -> pd.DataFrame:
     """NaN -> None (W&B tables are JSON)."""
     return df.astype(object).where(pd.notna(df), None)
 
 
-def _project(results: list[dict[str, Any]]) -> tuple[str, str | None]:
+def _project(results: list[CellResult]) -> tuple[str, str | None]:
     """(project, entity) of the cells' own W&B runs, so the report sits next to them."""
     for r in results:
-        w = ((r.get("config") or {}).get("logger") or {}).get("wandb") or {}
+        w = (r.config.get("logger") or {}).get("wandb") or {}
         if w.get("project"):
             return w["project"], w.get("entity")
     return "landscape_sweep", None
@@ -28,7 +30,7 @@ def _project(results: list[dict[str, Any]]) -> tuple[str, str | None]:
 
 def log_report(
     sweep_dir: str | Path,
-    results: list[dict[str, Any]],
+    results: list[CellResult],
     table: pd.DataFrame,
     tau: pd.DataFrame,
     figures: dict[str, Path],

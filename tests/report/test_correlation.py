@@ -67,3 +67,24 @@ def test_only_varied_hyperparameters(table):
     eig = tau.set_index("measure").loc["hessian_top_eig"]  # sgd: X = 1,2,5,0 along gap order
     assert eig["tau"] == pytest.approx((3 - 3) / 6)
     assert eig["psi[depth]"] == pytest.approx(0.0)  # (w16: 1->5 +1), (w64: 2->0 -1)
+
+
+def test_granulated_tau_holds_config_hyperparameters_fixed():
+    """Cells that differ in a config value (lr) that is not a cell field are never pooled: within each lr the
+    measure ranks the widths like the gap (psi width = +1), pooled across lrs it would not (tau < 0)."""
+    import pandas as pd
+
+    rows = []
+    for wi, width in enumerate((16, 64)):
+        for li, lr in enumerate((0.1, 0.01)):
+            rows.append(
+                {"status": "completed", "depth": 2, "width": width, "optimizer": "sgd", "cfg:optimizer.lr": lr,
+                 "cfg:model.width": width, "m_mean": wi - 10 * li, "gen_gap_mean": wi + 10 * li}
+            )  # fmt: skip
+    table = pd.DataFrame(rows)
+    from landscape_sweep.report.correlation import varied
+
+    assert varied(table) == ["width", "cfg:optimizer.lr"]  # model.width splits the cells like width: same hp
+    assert kendall(table["m_mean"], table["gen_gap_mean"], min_n=2)[0] < 0
+    assert granulated_tau(table, "m_mean", "width") == (1.0, 2)
+    assert granulated_tau(table, "m_mean", "cfg:optimizer.lr") == (-1.0, 2)

@@ -23,7 +23,11 @@ def test_report_sections(built):
         assert f"| {s} | {n} |" in status
     cells = section(text, "Cells")
     assert "| job | status | arch | depth | width | optimizer | params | test acc | gen gap |" in cells
-    assert "| 0 | completed | mlp | 1 | 16 | sgd | 800 | 0.89 | 0.1 ± 0.0082 | 1 ± 0.082 | 0.05 | 1 ± 0.41 |" in cells
+    assert (
+        "| 0 | completed | mlp | 1 | 16 | sgd | 800 | 0.89 ± 0 (3) | 0.1 ± 0.01 (3) | 1 ± 0.1 (3) | 0.05 ± 0 (3) "
+        "| 1 ± 0.5 (3) |"
+        in cells
+    )
     assert "| 8 | failed | mlp | 4 | 16 | sgd |" in cells
 
 

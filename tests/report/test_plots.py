@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import matplotlib.image as mpimg
@@ -32,7 +33,7 @@ def test_nothing_to_plot(tmp_path, sweep):
     assert heatmap(table, "average_case", "average-case sharpness", tmp_path / "a.png") is None  # all null
     none = table[table["status"] != "completed"]
     assert barrier_vs_params(none, tmp_path / "b.png") is None
-    no_conn = [{**r, "connectivity": []} for r in results]
+    no_conn = [dataclasses.replace(r, connectivity=[]) for r in results]
     assert curves_grid(no_conn, table, tmp_path / "c.png", ["linear"]) is None
     assert not list(tmp_path.glob("*.png"))
 

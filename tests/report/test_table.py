@@ -10,7 +10,7 @@ import pytest
 from landscape_sweep.report import load_results, sweep_table, write_table
 from landscape_sweep.report.table import mean_std
 
-S23 = math.sqrt(2 / 3)  # population std of (-1, 0, 1)
+S1 = 1.0  # sample std of (-1, 0, 1)
 
 
 @pytest.fixture
@@ -44,19 +44,22 @@ def test_columns(table):
 def test_values_by_hand(table):
     r = table.loc[0]  # sgd, depth 1, width 16: gap 0.10, X 1
     assert r["num_endpoints"] == 3
-    assert r["train_acc_mean"] == pytest.approx(0.99) and r["train_acc_std"] == pytest.approx(0.01 * S23)
+    assert r["train_acc_mean"] == pytest.approx(0.99) and r["train_acc_std"] == pytest.approx(0.01 * S1)
     assert r["test_acc_mean"] == pytest.approx(0.89) and r["test_acc_std"] == pytest.approx(0.0, abs=1e-12)
-    assert r["gen_gap_mean"] == pytest.approx(0.10) and r["gen_gap_std"] == pytest.approx(0.01 * S23)
-    assert r["hessian_top_eig_mean"] == pytest.approx(1.0) and r["hessian_top_eig_std"] == pytest.approx(0.5 * S23)
+    assert r["gen_gap_mean"] == pytest.approx(0.10) and r["gen_gap_std"] == pytest.approx(0.01 * S1)
+    assert r["hessian_top_eig_mean"] == pytest.approx(1.0) and r["hessian_top_eig_std"] == pytest.approx(0.5 * S1)
     assert r["hessian_trace_mean"] == pytest.approx(101.0) and r["hessian_trace_std"] == 0.0
-    assert r["worst_case_mean"] == pytest.approx(0.3) and r["worst_case_std"] == pytest.approx(0.1)  # None skipped
+    assert r["worst_case_mean"] == pytest.approx(0.3) and r["worst_case_std"] == pytest.approx(
+        0.1 * math.sqrt(2)
+    )  # None skipped
+    assert r["worst_case_n"] == 2 and r["train_acc_n"] == 3 and r["linear/loss_barrier_n"] == 3
     assert math.isnan(r["average_case_mean"]) and math.isnan(r["adaptive_worst_case_mean"])
     assert r["linear/num_pairs"] == 3
     assert r["linear/loss_barrier_mean"] == pytest.approx(1.0)
-    assert r["linear/loss_barrier_std"] == pytest.approx(0.1 * S23)
+    assert r["linear/loss_barrier_std"] == pytest.approx(0.1 * S1)
     assert r["linear_aligned/loss_barrier_mean"] == pytest.approx(0.05) and r["linear_aligned/loss_barrier_std"] == 0
     assert r["linear/path_length_mean"] == pytest.approx(10 / 3)
-    assert r["linear/path_length_std"] == pytest.approx(math.sqrt(2) / 3)
+    assert r["linear/path_length_std"] == pytest.approx(math.sqrt(3) / 3)
     assert math.isnan(r["linear/error_barrier_mean"])
     assert (r["train_time_s"], r["analysis_time_s"], r["total_time_s"]) == (1.0, 2.0, 3.0)
     assert table.loc[7, "gen_gap_mean"] == pytest.approx(0.17)
@@ -67,10 +70,12 @@ def test_values_by_hand(table):
 
 
 def test_mean_std_skips_non_finite():
-    assert mean_std([1.0, None, float("nan"), 3.0]) == (2.0, 1.0)
+    assert mean_std([1.0, None, float("nan"), 3.0]) == (2.0, math.sqrt(2))
     assert mean_std([0.05] * 3) == (0.05, 0.0)
     m, s = mean_std([None])
     assert math.isnan(m) and math.isnan(s)
+    m, s = mean_std([0.5])  # one value: no spread
+    assert m == 0.5 and math.isnan(s)
 
 
 def test_no_connectivity_has_no_method_columns(tmp_path):

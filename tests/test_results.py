@@ -1,0 +1,75 @@
+"""results.py: the typed records round-trip, schema 1 files are upgraded, docs/results.md documents every field."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from landscape_sweep.results import (
+    PATH_MEASURES,
+    SCHEMA,
+    SHARPNESS_MEASURES,
+    CellResult,
+    Endpoint,
+    PathEntry,
+    cell_stats,
+    read_results,
+    summarize,
+    write_results,
+)
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "results.md"
+
+
+def test_round_trip_keeps_unknown_fields(tmp_path):
+    r = CellResult(status="completed", endpoints=[Endpoint(seed=0, train_acc=0.9, test_acc=0.8)])
+    r.connectivity = [PathEntry(pair=[0, 1], method="linear", t=[0.0, 1.0], loss_barrier=0.5, extra={"x": 1})]
+    write_results(tmp_path, r)
+    back = read_results(tmp_path)
+    assert back == r
+    assert json.loads((tmp_path / "results.json").read_text())["connectivity"][0]["x"] == 1
+    assert "job" not in json.loads((tmp_path / "results.json").read_text())  # transient, report only
+
+
+def test_schema_1_is_upgraded(tmp_path):
+    old = {
+        "schema": 1,
+        "status": "completed",
+        "endpoints": [{"seed": 0, "trajectory": [{"epoch": 2, "hessian_top_eig": 3.0}]}],
+        "connectivity": [{"pair": [0, 1], "method": "linear", "t": [0, 1], "loss_barrier": 0.2}],
+    }
+    (tmp_path / "results.json").write_text(json.dumps(old))
+    r = read_results(tmp_path)
+    assert r.schema == SCHEMA and r.extra["upgraded_from"] == 1
+    assert r.endpoints[0].trajectory == [{"weights": "running", "epoch": 2, "hessian_top_eig": 3.0}]
+    assert r.connectivity[0].loss_barrier == 0.2
+    with pytest.raises(ValueError, match=r"^schema=99: unknown results schema"):
+        CellResult.from_dict({"schema": 99})
+
+
+def test_summaries():
+    s = summarize([1.0, None, float("nan"), 3.0])
+    assert (s.mean, s.std, s.n) == (2.0, math.sqrt(2), 2) and s.stderr == pytest.approx(1.0)
+    one = summarize([4.0])
+    assert one.n == 1 and math.isnan(one.std) and math.isnan(one.stderr)
+    r = CellResult(endpoints=[Endpoint(seed=0, train_acc=1.0, test_acc=0.75, sharpness={"hessian_top_eigs": [5.0, 1]})])
+    r.connectivity = [PathEntry(pair=[0, 1], method="bezier", sharpness_along_path={"hessian_top_eig": [2.0, 7.0]})]
+    stats = cell_stats(r)
+    assert stats["gen_gap"].mean == 0.25 and stats["hessian_top_eig"].mean == 5.0
+    assert stats["bezier/max_hessian_top_eig_along_path"].mean == 7.0
+    assert "test_loss" not in stats  # no finite value: left out
+
+
+def test_docs_cover_every_field():
+    text = DOC.read_text()
+    documented = set(re.findall(r"`([a-z_]+)`", text))
+    for record in (CellResult, Endpoint, PathEntry):
+        fields = {f.name for f in dataclasses.fields(record) if f.name != "extra" and not f.metadata.get("transient")}
+        assert fields <= documented, (record.__name__, fields - documented)
+    assert set(SHARPNESS_MEASURES) - {"hessian_top_eig"} <= documented
+    assert set(PATH_MEASURES) - {"max_hessian_top_eig_along_path"} <= documented
