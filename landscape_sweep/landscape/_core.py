@@ -8,7 +8,8 @@ batches, or one `(x, y)` pair of tensors; the loss is the *mean over all samples
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TypeAlias
 
 import torch
@@ -19,6 +20,7 @@ Batch = tuple[Tensor, Tensor]
 Data: TypeAlias = "Iterable[Batch] | Batch"
 LossFn = Callable[[Tensor, Tensor], Tensor]
 ParamFilter = Callable[[str, nn.Parameter], bool]
+Layout = list[tuple[str, torch.Size]]  # (name, shape) of each tensor in a flat vector, in order
 
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
 
@@ -162,18 +164,35 @@ def evaluate(
     return total_loss / n, correct / n
 
 
-def flatten(tensors: dict[str, Tensor] | Iterable[Tensor]) -> Tensor:
-    """Concatenate tensors into one flat vector."""
-    vals = tensors.values() if isinstance(tensors, dict) else tensors
+def flatten(tensors: Mapping[str, Tensor] | Iterable[Tensor], layout: Layout | None = None) -> Tensor:
+    """Concatenate tensors into one flat vector: a dict's values in its order, or the keys of `layout`.
+
+    The one flattening of the landscape math (Hessian vectors, curve control points, surface directions),
+    so every flat vector has the same element order as `unflatten_like` expects.
+    """
+    if layout is not None:
+        if not isinstance(tensors, Mapping):
+            raise ValueError("tensors: pass a {name: tensor} mapping together with a layout")
+        vals: Iterable[Tensor] = [tensors[k] for k, _ in layout]
+    else:
+        vals = tensors.values() if isinstance(tensors, Mapping) else tensors
     return torch.cat([t.reshape(-1) for t in vals])
 
 
-def unflatten_like(vec: Tensor, like: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Split a flat vector back into tensors shaped like `like` (same key order)."""
-    out, i = {}, 0
-    for k, t in like.items():
-        out[k] = vec[i : i + t.numel()].view_as(t)
-        i += t.numel()
+def unflatten_like(vec: Tensor, like: Mapping[str, Tensor] | Layout) -> dict[str, Tensor]:
+    """Split the last axis of `vec` into views shaped like `like` (same key order); leading axes are kept.
+
+    `like` is `{name: tensor}` or a layout `[(name, shape)]`; a `(P, D)` stack of P flat points becomes
+    `{name: (P, *shape)}`, which is what `torch.func.functional_call` under vmap consumes.
+    """
+    items = [(k, t.shape) for k, t in like.items()] if isinstance(like, Mapping) else like
+    lead, out, i = vec.shape[:-1], {}, 0
+    for k, shape in items:
+        n = math.prod(shape)
+        out[k] = vec[..., i : i + n].view((*lead, *shape))
+        i += n
+    if i != vec.shape[-1]:
+        raise ValueError(f"vec: last axis has {vec.shape[-1]} entries, the layout needs {i}")
     return out
 
 

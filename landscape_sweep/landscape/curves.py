@@ -8,43 +8,45 @@ The point's weights are plugged into one copy of the architecture with `torch.fu
 
 The varied state is every parameter plus any floating buffer that is not a BatchNorm statistic (those
 are recomputed at each evaluated point, never interpolated).
+
+`fit_curve` trains the bends until the training loss along the curve plateaus (capped; see there): an
+undertrained curve reports the optimiser's barrier, not the landscape's. Budgets per preset were measured
+with benchmarks/curve_budget.py.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterable
+import warnings
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from ._core import Data, LossFn, batches, check_finite, default_loss, has_batchnorm, model_device
+from ._core import (
+    Batch,
+    Data,
+    Layout,
+    LossFn,
+    batches,
+    check_finite,
+    default_loss,
+    flatten,
+    has_batchnorm,
+    model_device,
+    unflatten_like,
+)
 from .interpolation import bn_buffer_names, check_pair, recompute_bn
 
 CURVE_KINDS = ("bezier", "polychain")
 
 
-def varied_names(model: nn.Module) -> list[tuple[str, torch.Size]]:
+def varied_names(model: nn.Module) -> Layout:
     """(name, shape) of the state that a path varies: parameters and non-BN floating buffers."""
     skip = set(bn_buffer_names(model))
     return [(k, v.shape) for k, v in model.state_dict().items() if k not in skip and v.is_floating_point()]
-
-
-def flat_state(model: nn.Module, names: list[tuple[str, torch.Size]]) -> Tensor:
-    sd = model.state_dict()
-    return torch.cat([sd[k].detach().reshape(-1) for k, _ in names]).clone()
-
-
-def unflatten_points(flat: Tensor, names: list[tuple[str, torch.Size]]) -> dict[str, Tensor]:
-    """Split `(P, D)` stacked flat points into `{name: (P, *shape)}` views."""
-    out, i = {}, 0
-    for k, shape in names:
-        n = math.prod(shape)
-        out[k] = flat[:, i : i + n].view(flat.shape[0], *shape)
-        i += n
-    return out
 
 
 def curve_coefficients(t: Tensor, kind: str, num_bends: int) -> Tensor:
@@ -78,13 +80,16 @@ class Curve(nn.Module):
         self.kind, self.num_bends = kind, num_bends
         self.model = copy.deepcopy(model_a).requires_grad_(False)  # architecture + non-varied state
         self.names = varied_names(model_a)
-        theta_a, theta_b = flat_state(model_a, self.names), flat_state(model_b, self.names)
+        self.bn_names = bn_buffer_names(model_a)
+        theta_a, theta_b = flatten(model_a.state_dict(), self.names), flatten(model_b.state_dict(), self.names)
         if theta_a.dtype != theta_b.dtype:
             raise ValueError(f"model_b: dtype {theta_b.dtype} differs from model_a's {theta_a.dtype}")
         self.register_buffer("theta_a", theta_a)
         self.register_buffer("theta_b", theta_b)
         s = torch.arange(1, num_bends + 1, dtype=theta_a.dtype, device=theta_a.device) / (num_bends + 1)
         self.bends = nn.Parameter(torch.lerp(theta_a, theta_b, s[:, None].expand(-1, theta_a.numel())))
+        self.history: list[float] = []  # set by fit_curve: mean training loss per epoch
+        self.fit: dict = {}  # set by fit_curve: see _fit_record
 
     def controls(self) -> Tensor:
         """The `(K, D)` control points: theta_a, the bends, theta_b."""
@@ -96,12 +101,13 @@ class Curve(nn.Module):
 
     def points(self, t: Tensor | float | Iterable[float]) -> dict[str, Tensor]:
         """Varied state at the values `t`, stacked: `{name: (P, *shape)}`."""
-        return unflatten_points(self.coefficients(t) @ self.controls(), self.names)
+        return unflatten_like(self.coefficients(t) @ self.controls(), self.names)
 
     def forward(self, x: Tensor, t: Tensor | float) -> Tensor:
-        point = {k: v[0] for k, v in self.points(t).items()}
-        state = self.model.state_dict()  # BN stats passed as copies: train mode must not alter the template
-        point.update({k: state[k].clone() for k in bn_buffer_names(self.model)})
+        coeffs = self.coefficients(t).reshape(-1)
+        point = unflatten_like(coeffs @ self.controls(), self.names)
+        state = dict(self.model.named_buffers())  # BN stats passed as copies: train mode must not alter them
+        point.update({k: state[k].clone() for k in self.bn_names})
         return functional_call(self.model, point, (x,), strict=False)
 
     @torch.no_grad()
@@ -118,18 +124,135 @@ class Curve(nn.Module):
     def control_model(self, k: int) -> nn.Module:
         """A copy of the model at control point k (0 = model_a, K-1 = model_b; BN stats of model_a)."""
         model = copy.deepcopy(self.model)
-        flat = self.controls()[k][None]
-        model.load_state_dict({n: v[0] for n, v in unflatten_points(flat, self.names).items()}, strict=False)
+        model.load_state_dict(unflatten_like(self.controls()[k], self.names), strict=False)
         return model.requires_grad_(True)
 
 
-def _minibatches(data: Data, batch_size: int) -> Iterable[tuple[Tensor, Tensor]]:
-    """One epoch: a single `(x, y)` pair is reshuffled into minibatches; other data is used as given."""
-    if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, Tensor) for t in data):
+def _is_pair(data: Data) -> bool:
+    return isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, Tensor) for t in data)
+
+
+def epoch_batches(data: Data, batch_size: int, epoch: int, generator: torch.Generator) -> Iterable[Batch]:
+    """The minibatches of training epoch `epoch`, reshuffled every epoch where `data` allows it.
+
+    One `(x, y)` pair: a fresh permutation from `generator` (CPU, the caller's local stream) split into
+    minibatches of `batch_size`. A loader with `set_epoch` (TensorLoader, or a DataLoader whose sampler
+    has it): `set_epoch(epoch)`, so its own seeded order and augmentation change per epoch. Anything else
+    is used as given (a DataLoader with shuffle=True reshuffles itself).
+    """
+    if _is_pair(data):
         x, y = data
-        idx = torch.randperm(len(y)).to(y.device)
+        idx = torch.randperm(len(y), generator=generator).to(y.device)
         return [(x[i], y[i]) for i in idx.split(batch_size)]
-    return batches(data)
+    for obj in (data, getattr(data, "sampler", None)):
+        if callable(getattr(obj, "set_epoch", None)):
+            obj.set_epoch(epoch)  # type: ignore[union-attr]
+            break
+    return data  # type: ignore[return-value]
+
+
+def stratified_t(n: int, generator: torch.Generator) -> Tensor:
+    """`n` values of t, one uniform in each of n equal strata of [0, 1], in random order.
+
+    Each is marginally U(0, 1), as Garipov et al.'s one t per minibatch, but an epoch covers the curve
+    evenly: the epoch-mean loss is then far less noisy, which the plateau test relies on.
+    """
+    return (torch.randperm(n, generator=generator) + torch.rand(n, generator=generator)).double() / n
+
+
+def plateaued(history: list[float], window: int, tol: float | None) -> bool:
+    """True when the mean loss of the last `window` epochs improves on the window before by <= `tol` (relative).
+
+    Window means average out the noise of one random t per minibatch. `tol=None` never plateaus.
+    """
+    if tol is None or len(history) < 2 * window:
+        return False
+    prev = sum(history[-2 * window : -window]) / window
+    cur = sum(history[-window:]) / window
+    return prev - cur <= tol * abs(prev)
+
+
+def decay_epochs(stable: int, decay_frac: float) -> int:
+    """Length of the final LR decay after `stable` constant-LR epochs: `ceil(decay_frac * stable)`, >= 1."""
+    return max(1, math.ceil(decay_frac * stable)) if decay_frac > 0 else 0
+
+
+def _lr_factor(pos: float, warmup: int, decay: tuple[float, int] | None) -> float:
+    """LR multiplier at fractional epoch `pos`: linear warmup, constant, linear decay to 0 over `decay`."""
+    if decay is not None:
+        start, length = decay
+        return max(0.0, 1.0 - (pos - start) / length)
+    return min(1.0, pos / warmup) if warmup > 0 else 1.0
+
+
+class _Trainer:
+    """The state of one curve fit: SGD on the bends, the data, the local RNG stream, the loss history."""
+
+    def __init__(
+        self, curve: Curve, data: Data, opt: torch.optim.Optimizer, seed: int, loss_fn: LossFn, batch_size: int
+    ):
+        self.curve, self.data, self.opt, self.loss_fn, self.batch_size = curve, data, opt, loss_fn, batch_size
+        self.lr = opt.param_groups[0]["lr"]
+        self.device = model_device(curve)
+        self.generator = torch.Generator().manual_seed(seed)  # data order and t: reproducible, global RNG untouched
+        self.history: list[float] = []
+        self.steps = 0
+        self.last_steps: int | None = None
+
+    def epoch(self, factor: Callable[[float], float]) -> None:
+        """One epoch, one `t ~ U(0, 1)` per minibatch (stratified); the LR of a step is `lr * factor(epoch pos)`."""
+        e = len(self.history)
+        data = epoch_batches(self.data, self.batch_size, e, self.generator)
+        n_steps = len(data) if hasattr(data, "__len__") else self.last_steps  # type: ignore[arg-type]
+        ts = stratified_t(n_steps, self.generator) if n_steps else None
+        total, n, k = torch.zeros((), dtype=torch.float64, device=self.device), 0, 0
+        for x, y in data:
+            t = float(ts[k]) if ts is not None and k < len(ts) else float(torch.rand((), generator=self.generator))
+            for group in self.opt.param_groups:
+                group["lr"] = self.lr * factor(e + (min(1.0, (k + 1) / n_steps) if n_steps else 1.0))
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            loss = self.loss_fn(self.curve(x, t), y)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            total += loss.detach().double() * len(y)
+            n, k = n + len(y), k + 1
+        if n == 0:
+            raise ValueError("train_data: an epoch yielded no batches")
+        self.history.append(check_finite(float(total) / n, "fit_curve training loss"))
+        self.steps, self.last_steps = self.steps + k, k
+
+    def run(self, max_epochs: int, tol: float | None, window: int, warmup: int, decay_frac: float) -> int | None:
+        """Warmup/stable epochs until a plateau or the last stable epoch the cap allows, then the decay.
+
+        Returns the epoch count at the plateau (None: the cap came first; the decay then fills the cap).
+        """
+        stable_cap = max_epochs
+        while stable_cap > 0 and stable_cap + decay_epochs(stable_cap, decay_frac) > max_epochs:
+            stable_cap -= 1
+        plateau = None
+        while len(self.history) < stable_cap and plateau is None:
+            self.epoch(lambda pos: _lr_factor(pos, warmup, None))
+            plateau = len(self.history) if plateaued(self.history, window, tol) else None
+        start = len(self.history)
+        length = decay_epochs(start, decay_frac) if plateau is not None else max_epochs - start
+        for _ in range(length):
+            self.epoch(lambda pos: _lr_factor(pos, warmup, (start, length)))
+        return plateau
+
+
+def _check_fit_args(kind: str, num_bends: int, max_epochs: int, window: int, tol: float | None, args: dict) -> None:
+    if kind not in CURVE_KINDS:
+        raise ValueError(f"kind: '{kind}' is not offered; choose one of {list(CURVE_KINDS)}")
+    for name, value, low in (("num_bends", num_bends, 1), ("max_epochs", max_epochs, 1), ("window", window, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name}: got {value!r}; need an integer >= {low}")
+    if tol is not None and not tol >= 0:
+        raise ValueError(f"tol: got {tol!r}; need a number >= 0 or None (no early stop)")
+    if not (args["lr"] > 0 and args["batch_size"] >= 1 and args["warmup_epochs"] >= 0):
+        raise ValueError(f"lr/batch_size/warmup_epochs: got {args}; need lr > 0, batch_size >= 1, warmup >= 0")
+    if not 0 <= args["decay_frac"] <= 1:
+        raise ValueError(f"decay_frac: got {args['decay_frac']!r}; need a number in [0, 1]")
 
 
 def fit_curve(
@@ -138,45 +261,68 @@ def fit_curve(
     train_data: Data,
     kind: str = "bezier",
     num_bends: int = 1,
-    epochs: int = 20,
-    lr: float = 0.05,
+    *,
+    max_epochs: int = 100,
+    tol: float | None = 0.02,
+    window: int = 5,
+    lr: float = 0.2,
+    batch_size: int = 128,
     momentum: float = 0.9,
     weight_decay: float = 5e-4,
-    batch_size: int = 128,
+    warmup_epochs: int = 0,
+    decay_frac: float = 0.2,
     seed: int = 0,
     loss_fn: LossFn = default_loss,
+    epochs: int | None = None,
 ) -> Curve:
-    """Train a curve's bends on the training loss at one `t ~ U(0, 1)` per minibatch (Garipov et al.).
+    """Train a curve's bends to convergence on the training loss at one `t ~ U(0, 1)` per minibatch.
 
-    SGD (momentum, weight decay on the bends) with a cosine learning-rate decay; the endpoints stay
-    frozen and the model is in train mode (BN uses batch statistics). A single `(x, y)` pair is
-    shuffled into minibatches of `batch_size` each epoch. Seeded; the global RNG is left untouched.
-    Returns the curve (eval mode) with `curve.history` = mean training loss per epoch.
+    Garipov et al. (2018): the endpoints stay frozen, the model is in train mode (BN uses batch
+    statistics), SGD with momentum and weight decay on the bends. Data: see `epoch_batches` (a pair is
+    shuffled into minibatches of `batch_size`, a loader with `set_epoch` gets it every epoch).
+    Schedule (warmup-stable-decay): `warmup_epochs` of linear warmup, then constant `lr` until the
+    epoch-mean loss plateaus (`plateaued(history, window, tol)`), then a linear decay to 0 over
+    `ceil(decay_frac * epochs so far)` epochs; constant-LR losses are comparable across epochs, which
+    a decaying LR would confound with progress. At most `max_epochs` in all: without a plateau the
+    decay takes the last epochs and `converged` is False. `epochs` is a deprecated alias of `max_epochs`.
+    Seeded by `seed` through local generators (the global RNG is left untouched). Defaults = the
+    `default` preset of benchmarks/curve_budget.py (mnist1d MLPs: Bezier barrier 5-14 % of the linear
+    one). Returns the curve (eval mode) with `curve.history` (mean train loss per epoch) and `curve.fit`.
     """
-    if kind not in CURVE_KINDS:
-        raise ValueError(f"kind: '{kind}' is not offered; choose one of {list(CURVE_KINDS)}")
-    if not isinstance(num_bends, int) or num_bends < 1:
-        raise ValueError(f"num_bends: got {num_bends!r}; need an integer >= 1")
-    if epochs < 1 or batch_size < 1:
-        raise ValueError(f"epochs/batch_size: got {epochs}/{batch_size}; both must be >= 1")
+    if epochs is not None:
+        warnings.warn("fit_curve: `epochs` is deprecated; use `max_epochs`", DeprecationWarning, stacklevel=2)
+        max_epochs = epochs
+    hyper = {"lr": lr, "batch_size": batch_size, "warmup_epochs": warmup_epochs, "decay_frac": decay_frac}
+    _check_fit_args(kind, num_bends, max_epochs, window, tol, hyper)
     device = model_device(model_a)
+    data = train_data if _is_pair(train_data) else batches(train_data)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
+        torch.manual_seed(seed)  # only for randomness inside the model (dropout); data and t use `generator`
         curve = Curve(model_a, model_b, kind, num_bends).train()
         opt = torch.optim.SGD([curve.bends], lr=lr, momentum=momentum, weight_decay=weight_decay)
-        steps = epochs * max(1, sum(1 for _ in _minibatches(train_data, batch_size)))
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-        curve.history = []
-        for _ in range(epochs):
-            total, n = torch.zeros((), device=device), 0
-            for x, y in _minibatches(train_data, batch_size):
-                x, y = x.to(device), y.to(device)
-                loss = loss_fn(curve(x, torch.rand(()).item()), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                total += loss.detach() * len(y)
-                n += len(y)
-            curve.history.append(check_finite(float(total) / n, "fit_curve training loss"))
+        trainer = _Trainer(curve, data, opt, seed, loss_fn, batch_size)
+        plateau = trainer.run(max_epochs, tol, window, warmup_epochs, decay_frac)
+    curve.history = trainer.history
+    if not _is_pair(train_data):
+        hyper["batch_size"] = getattr(train_data, "batch_size", None)  # the loader's own batches are used
+    curve.fit = _fit_record(trainer.history, plateau, trainer.steps, max_epochs, tol, window, hyper)
     return curve.eval()
+
+
+def _fit_record(
+    history: list[float], plateau: int | None, steps: int, max_epochs: int, tol: float | None, window: int, hyper: dict
+) -> dict:
+    """`curve.fit`, JSON-serialisable: epochs run, final (last-epoch mean) train loss, whether a plateau
+    came before the cap (`converged`, at `plateau_epoch`), the per-epoch history, the settings, the steps."""
+    return {
+        "epochs": len(history),
+        "final_loss": history[-1],
+        "converged": plateau is not None,
+        "plateau_epoch": plateau,
+        "history": list(history),
+        "max_epochs": max_epochs,
+        "tol": tol,
+        "window": window,
+        "steps": steps,
+        **hyper,
+    }

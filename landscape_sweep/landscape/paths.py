@@ -26,8 +26,18 @@ from torch.func import functional_call, vmap
 
 from landscape_sweep.checks import check_choice, check_int, fail
 
-from ._core import Data, LossFn, default_loss, evaluate, has_batchnorm, iter_batches, model_device, preserved
-from .curves import Curve, unflatten_points
+from ._core import (
+    Data,
+    LossFn,
+    default_loss,
+    evaluate,
+    has_batchnorm,
+    iter_batches,
+    model_device,
+    preserved,
+    unflatten_like,
+)
+from .curves import Curve
 from .interpolation import BatchNormBase, bn_buffer_names, recompute_bn
 
 BARRIER_KINDS = ("linear", "mean")
@@ -123,7 +133,7 @@ def evaluate_points(
     parts: list[list[tuple[Tensor, Tensor]]] = []
     with preserved(model, mode="eval"):
         for s in range(0, num, chunk):
-            params = unflatten_points(coeffs[s : s + chunk] @ controls, names)
+            params = unflatten_like(coeffs[s : s + chunk] @ controls, names)
             if vectorize:
                 try:
                     parts.append(_vmapped(model, params, datasets, bn_data, loss_fn))

@@ -13,8 +13,8 @@ from torch import Tensor, nn
 
 from landscape_sweep.checks import check_choice, check_int, fail
 
-from ._core import Data, LossFn, default_loss, has_batchnorm
-from .curves import flat_state, varied_names
+from ._core import Data, LossFn, default_loss, flatten, has_batchnorm
+from .curves import varied_names
 from .interpolation import check_pair
 from .paths import evaluate_points
 
@@ -54,7 +54,7 @@ def _flat_direction(model: nn.Module, names: list, direction: dict[str, Tensor])
         if d is not None and d.shape != shape:
             raise ValueError(f"directions: '{k}' has shape {tuple(d.shape)}, the model's is {tuple(shape)}")
         parts.append(torch.zeros_like(state[k]).reshape(-1) if d is None else d.detach().to(state[k]).reshape(-1))
-    return torch.cat(parts)
+    return flatten(parts)
 
 
 def _grid(model, names, controls, xs, ys, datasets, bn_data, loss_fn, vectorize) -> list[list[float]]:
@@ -90,7 +90,8 @@ def loss_surface(
     if len(directions) != dims:
         fail("len(directions)", len(directions), f"must equal dims={dims} (one direction per dimension)")
     names = varied_names(model)
-    controls = torch.stack([flat_state(model, names)] + [_flat_direction(model, names, d) for d in directions])
+    origin = flatten(model.state_dict(), names)
+    controls = torch.stack([origin] + [_flat_direction(model, names, d) for d in directions])
     xs = torch.linspace(span[0], span[1], num_points, dtype=torch.float64).tolist()
     ys = xs if dims == 2 else None
     loss, acc = _grid(model, names, controls, xs, ys, [data], bn_data, loss_fn, vectorize)
@@ -125,7 +126,7 @@ def plane_surface(
     if has_batchnorm(model_a) and bn_data is None:
         raise ValueError("bn_data: the models have BatchNorm; pass data to recompute its statistics on the plane")
     names = varied_names(model_a)
-    a, b, c = (flat_state(m, names).double() for m in (model_a, model_b, model_c))
+    a, b, c = (flatten(m.state_dict(), names).double() for m in (model_a, model_b, model_c))
     u = b - a
     if float(u.norm()) == 0:
         raise ValueError("model_b: identical to model_a; the plane is undefined")
@@ -140,7 +141,7 @@ def plane_surface(
         lo, hi = min(p[j] for p in xy), max(p[j] for p in xy)
         pad = margin * (hi - lo)
         axes.append(torch.linspace(lo - pad, hi + pad, num_points, dtype=torch.float64).tolist())
-    dtype = flat_state(model_a, names).dtype
+    dtype = flatten(model_a.state_dict(), names).dtype
     controls = torch.stack([a, u, v]).to(dtype)
     loss, acc = _grid(model_a, names, controls, axes[0], axes[1], [data], bn_data, loss_fn, vectorize)
     n = num_points

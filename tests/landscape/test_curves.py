@@ -1,9 +1,12 @@
+import json
+
 import pytest
 import torch
 from torch import nn
 
+from landscape_sweep.data.loader import TensorLoader
 from landscape_sweep.landscape import Curve, evaluate_path, fit_curve, linear_path
-from landscape_sweep.landscape.curves import curve_coefficients
+from landscape_sweep.landscape.curves import curve_coefficients, decay_epochs, epoch_batches, plateaued, stratified_t
 
 
 def mlp(seed: int, d_in: int = 5, width: int = 8, classes: int = 3) -> nn.Module:
@@ -47,6 +50,11 @@ def test_bad_input():
         fit_curve(a, b, data, kind="spline")
     with pytest.raises(ValueError, match="model_b"):
         fit_curve(a, mlp(1, width=9), data)
+    for bad, match in (({"max_epochs": 0}, "max_epochs"), ({"window": 0}, "window"), ({"tol": -0.1}, "tol")):
+        with pytest.raises(ValueError, match=match):
+            fit_curve(a, b, data, **bad)
+    with pytest.raises(ValueError, match="decay_frac"):
+        fit_curve(a, b, data, decay_frac=1.5)
     bn = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4))
     with pytest.raises(ValueError, match="bn_data"):
         Curve(bn, bn).model_at(0.5)
@@ -76,7 +84,7 @@ def test_bezier_curve_beats_linear_path_on_mnist1d():
     a = _train(mlp(0, 40, 64, 10), x, y, 1500, 0)
     b = _train(mlp(1, 40, 64, 10), x, y, 1500, 1)
     theta_a = torch.cat([p.detach().flatten() for p in a.parameters()])
-    curve = fit_curve(a, b, (x, y), "bezier", 1, epochs=30, lr=0.05, batch_size=128)
+    curve = fit_curve(a, b, (x, y), "bezier", 1, max_epochs=30, lr=0.2, batch_size=128)
     assert torch.equal(curve.theta_a, theta_a)  # endpoints frozen, inputs untouched
     assert torch.equal(theta_a, torch.cat([p.detach().flatten() for p in a.parameters()]))
     lin = linear_path(a, b, (x, y), (xt, yt), num_points=11)
@@ -86,3 +94,97 @@ def test_bezier_curve_beats_linear_path_on_mnist1d():
     assert lin["loss_barrier"] > 0.1
     assert bez["loss_barrier"] < 0.5 * lin["loss_barrier"]
     assert bez["path_curvature"] > 0 and bez["arc_chord_ratio"] > 1
+
+
+def blobs(n: int = 256, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """An easy 3-class problem: Gaussian blobs in 5-D."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 3, (n,), generator=g)
+    return torch.randn(n, 5, generator=g) + 3 * nn.functional.one_hot(y, 5).float(), y
+
+
+@pytest.fixture(scope="module")
+def pair() -> tuple[nn.Module, nn.Module, tuple[torch.Tensor, torch.Tensor]]:
+    """Two endpoints trained on blobs, and the data (fit_curve leaves all three unchanged)."""
+    x, y = blobs()
+    return _train(mlp(0), x, y, 100, 0), _train(mlp(1), x, y, 100, 1), (x, y)
+
+
+def test_same_seed_same_curve_and_global_rng_untouched(pair):
+    a, b, data = pair
+    state = torch.random.get_rng_state()
+    c1 = fit_curve(a, b, data, max_epochs=4, tol=None, batch_size=32, seed=3)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    c2 = fit_curve(a, b, data, max_epochs=4, tol=None, batch_size=32, seed=3)
+    c3 = fit_curve(a, b, data, max_epochs=4, tol=None, batch_size=32, seed=4)
+    assert torch.equal(c1.bends, c2.bends) and c1.history == c2.history
+    assert not torch.equal(c1.bends, c3.bends)
+
+
+def test_pair_is_reshuffled_into_minibatches_of_batch_size(pair):
+    a, b, data = pair
+    small = fit_curve(a, b, data, max_epochs=3, tol=None, batch_size=16)
+    big = fit_curve(a, b, data, max_epochs=3, tol=None, batch_size=128)
+    assert small.fit["steps"] == 3 * 16 and big.fit["steps"] == 3 * 2  # 256 samples
+    assert small.fit["batch_size"] == 16 and not torch.equal(small.bends, big.bends)
+    g = torch.Generator().manual_seed(0)
+    e0, e1 = (epoch_batches(data, 16, e, g) for e in (0, 1))
+    assert [len(yb) for _, yb in e0] == [16] * 16
+    assert not torch.equal(torch.cat([yb for _, yb in e0]), torch.cat([yb for _, yb in e1]))
+    assert torch.equal(torch.cat([yb for _, yb in e0]).sort().values, data[1].sort().values)  # a permutation
+
+
+class RecordingLoader(TensorLoader):
+    """A TensorLoader that records the epochs it was set to."""
+
+    def set_epoch(self, epoch: int) -> None:
+        self.calls = [*getattr(self, "calls", []), epoch]
+        super().set_epoch(epoch)
+
+
+def test_loader_with_set_epoch_is_reshuffled_each_epoch(pair):
+    a, b, (x, y) = pair
+    loader = RecordingLoader(x, y, batch_size=64, shuffle=True, seed=5)
+    curve = fit_curve(a, b, loader, max_epochs=3, tol=None, batch_size=8)  # the loader's batches win
+    assert loader.calls == [0, 1, 2]
+    assert curve.fit["steps"] == 3 * 4 and curve.fit["batch_size"] == 64
+    fixed = fit_curve(a, b, [(x[:128], y[:128]), (x[128:], y[128:])], max_epochs=3, tol=None)
+    assert fixed.fit["steps"] == 6  # other iterables are used as given
+
+
+def test_easy_problem_converges_before_the_cap_and_records_the_fit(pair):
+    a, b, data = pair
+    curve = fit_curve(a, b, data, max_epochs=200, tol=0.05, window=3, batch_size=32)
+    fit = curve.fit
+    assert fit["converged"] and fit["epochs"] < 200 and fit["plateau_epoch"] < fit["epochs"]
+    assert fit["epochs"] == fit["plateau_epoch"] + decay_epochs(fit["plateau_epoch"], 0.2)
+    assert len(fit["history"]) == fit["epochs"] and curve.history == fit["history"]
+    assert fit["final_loss"] == fit["history"][-1] and fit["final_loss"] < fit["history"][0]
+    assert {"max_epochs": 200, "tol": 0.05, "window": 3}.items() <= fit.items()
+    assert json.loads(json.dumps(fit)) == fit
+
+
+def test_cap_reached_is_not_converged(pair):
+    a, b, data = pair
+    one = fit_curve(a, b, data, max_epochs=1)
+    assert one.fit["epochs"] == 1 and not one.fit["converged"] and len(one.history) == 1
+    fixed = fit_curve(a, b, data, max_epochs=7, tol=None)  # no early stop: the whole budget
+    assert fixed.fit["epochs"] == 7 and not fixed.fit["converged"] and fixed.fit["plateau_epoch"] is None
+
+
+def test_epochs_is_a_deprecated_alias_of_max_epochs(pair):
+    a, b, data = pair
+    with pytest.warns(DeprecationWarning, match="max_epochs"):
+        curve = fit_curve(a, b, data, epochs=2, tol=None)
+    assert curve.fit["max_epochs"] == 2 and curve.fit["epochs"] == 2
+
+
+def test_plateau_rule_and_schedule_pieces():
+    assert not plateaued([1.0] * 5, 3, 0.01)  # needs two windows
+    assert plateaued([1.0] * 6, 3, 0.01)
+    assert not plateaued([2, 2, 2, 1, 1, 1], 3, 0.01)
+    assert plateaued([1.0, 1.0, 1.0, 0.99, 0.99, 0.99], 3, 0.02)
+    assert not plateaued([1.0] * 6, 3, None)
+    assert decay_epochs(40, 0.2) == 8 and decay_epochs(0, 0.2) == 1 and decay_epochs(40, 0.0) == 0
+    t = stratified_t(10, torch.Generator().manual_seed(0))
+    assert sorted((t * 10).floor().long().tolist()) == list(range(10))  # one t in each tenth of [0, 1]
