@@ -1,11 +1,30 @@
-"""Hydra launcher plugins of landscape_sweep (Hydra instantiates launchers only from `hydra_plugins`).
+"""landscape_sweep's Hydra launchers: submitit SLURM (and local) arrays that collect every cell of a sweep.
 
-`SlurmLauncher` is the `_target_` of the `slurm` / `slurm_gpu` presets; see landscape_sweep/pipeline/launchers.py.
+Why here: Hydra discovers and instantiates launchers only from the `hydra_plugins` namespace package, and registers
+each under the module that defines it, so the classes named by `conf/hydra/launcher/slurm*.yaml`
+(`hydra_plugins.landscape_sweep_launchers.SlurmLauncher`) are defined in this file.
+
+Why a subclass of hydra-submitit-launcher's launchers: its `launch()` waits for the jobs in order and raises at
+the first one that produced no result (a process killed by SIGKILL or the OOM killer, a node failure), so the
+other cells are never collected and the multirun-end report is never written. These launchers keep the plugin's
+job side (restoring Hydra's state in the job, submitit's checkpoint/requeue) and replace only `launch()`: every
+job becomes a `JobReturn` — a dead one a failed one whose `CellJobError` names the cell (job number, overrides,
+SLURM job id, state, log file) — the report is built through the multirun-end callbacks, and Hydra then raises
+the first error so the command exits non-zero naming the cell. Re-running the same command finishes the sweep
+(completed cells are skipped).
+
+Requeueing: submitit's checkpoint/requeue (`max_num_timeout`) re-runs the whole cell; the cell resumes each
+endpoint from its `last.ckpt` and reuses finished endpoints. Lightning's SLURM auto-requeue stays off.
+
+The private Hydra/submitit APIs this needs are wrapped one per function in `_private.py`, with the versions they
+were checked against.
 """
 
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher as _plugin
 
-from landscape_sweep.pipeline.launchers import CollectAll
+from hydra_plugins.landscape_sweep_launchers._collect import CellJobError, CollectAll, cell_name, collect
+
+__all__ = ["CellJobError", "LocalLauncher", "SlurmLauncher", "cell_name", "collect"]
 
 
 class SlurmLauncher(CollectAll, _plugin.SlurmLauncher):
@@ -13,4 +32,4 @@ class SlurmLauncher(CollectAll, _plugin.SlurmLauncher):
 
 
 class LocalLauncher(CollectAll, _plugin.LocalLauncher):
-    """The same over submitit's local executor."""
+    """The same over submitit's local executor (processes on this machine)."""

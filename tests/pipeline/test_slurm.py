@@ -1,4 +1,7 @@
-"""SLURM: launcher presets, the collect-every-cell launcher, and real sweeps on a single-node localhost cluster.
+"""SLURM: launcher presets and real sweeps on a single-node localhost cluster.
+
+The launcher's own logic (collecting every cell, its private-API wrappers) is tested without a cluster in
+tests/hydra_plugins/test_launcher.py.
 
 The cluster tests start `scripts/slurm-localhost.sh` when no cluster answers (CI starts it before the suite) and
 are skipped, with the reason, only when it cannot start.
@@ -13,13 +16,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pandas as pd
 import pytest
-from hydra.core.utils import JobReturn, JobStatus
 
-from landscape_sweep.pipeline.launchers import CellJobError, collect
 from tests._support.cli import REPO, cli_env
 
 SCRIPT = REPO / "scripts" / "slurm-localhost.sh"
@@ -38,7 +38,7 @@ LONG = ["data.train_size=2000", "data.batch_size=16", "trainer.max_epochs=30", "
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
 
 
-# --- presets and the launcher's bookkeeping (no cluster) ---
+# --- presets (no cluster) ---
 
 
 def test_presets_compose(compose_cfg, tmp_path):
@@ -60,53 +60,6 @@ def test_presets_compose(compose_cfg, tmp_path):
         ["module load x"],
         4,
     )
-
-
-def test_launcher_is_a_discovered_hydra_plugin():
-    from hydra.core.plugins import Plugins
-    from hydra.plugins.launcher import Launcher
-
-    names = {f"{c.__module__}.{c.__name__}" for c in Plugins.instance().discover(Launcher)}
-    assert TARGET in names
-
-
-class _Job:
-    def __init__(self, job_id: str, result=None, error: Exception | None = None):
-        self.job_id, self._result, self._error = job_id, result, error
-        self.state = "FAILED"
-        self.paths = SimpleNamespace(stderr=Path(f"/sweep/.submitit/{job_id}/{job_id}_0_log.err"))
-
-    def results(self):
-        if self._error is not None:
-            raise self._error
-        return [self._result]
-
-
-def test_collect_names_the_cell_of_a_job_without_result():
-    err = RuntimeError(
-        "Job 7_3 (task: 0) with path /p/7_3_0_result.pkl\nhas not produced any output (state: FAILED)\n"
-        "Error stream produced:\n----------------------------------------\nsrun: error: task 0: Killed"
-    )
-    overrides = ["model.depth=2", "hydra.launcher.mem_gb=1", "optimizer=sam"]
-    ret = collect(_Job("7_3", error=err), 3, overrides)
-    assert ret.status == JobStatus.FAILED and ret.overrides == overrides
-    with pytest.raises(CellJobError) as e:
-        _ = ret.return_value
-    assert str(e.value) == (
-        "cell #3 (model.depth=2 optimizer=sam) SLURM job 7_3 ended without a result (state FAILED): "
-        "Job 7_3 (task: 0) with path /p/7_3_0_result.pkl has not produced any output (state: FAILED); "
-        "log: /sweep/.submitit/7_3/7_3_0_log.err"
-    )
-
-
-def test_collect_wraps_a_task_error_and_passes_successes_through():
-    bad = JobReturn(overrides=["seed=1"], status=JobStatus.FAILED, _return_value=ValueError("boom\n  more"))
-    ret = collect(_Job("9_0", result=bad), 0, ["seed=1"])
-    with pytest.raises(CellJobError, match=r"^cell #0 \(seed=1\) SLURM job 9_0 failed: ValueError: boom more$") as e:
-        _ = ret.return_value
-    assert isinstance(e.value.__cause__, ValueError)
-    ok = JobReturn(overrides=["seed=2"], status=JobStatus.COMPLETED, _return_value=None)
-    assert collect(_Job("9_1", result=ok), 1, ["seed=2"]) is ok
 
 
 # --- a real single-node cluster ---
