@@ -152,7 +152,7 @@ def fit_path(a: nn.Module, b: nn.Module, method: str, ad: AnalysisData, conn: di
     cc = conn["curve"]
     return ls.fit_curve(
         a, b, ad.curve_train, kind=method, num_bends=cc["num_bends"], max_epochs=cc["max_epochs"], tol=cc["tol"],
-        window=cc["window"], lr=cc["lr"], seed=seed,
+        window=cc["window"], lr=cc["lr"], batch_size=cc["batch_size"], seed=seed,
     )  # fmt: skip
 
 
