@@ -58,16 +58,19 @@ def reanalyze_cell(job_dir: Path, landscape: dict[str, Any]):
     if prev is None or prev.status != "completed":
         status = None if prev is None else prev.status
         raise ValueError(f"{job_dir}: status is {status!r}; only completed cells can be re-analysed")
-    c = validate({**prev.config, "landscape": landscape})
-    result = dataclasses.replace(prev, config=c, config_hash=config_hash(c), timing_s=dict(prev.timing_s))
-    data = cell.load_cell_data(c).to(cell.training_device(c))
-    models = [cell.load_endpoint(c, data, cell.endpoint_dir(job_dir, s) / "final.pt") for s in c["endpoints"]["seeds"]]
-    group = (c["logger"].get("wandb") or {}).get("group") or job_dir.parent.name
-    tracker = Tracker(c, job_dir, group=group, job_type="analysis", name=f"{job_dir.name}-analysis")
+    config = validate({**prev.config, "landscape": landscape})
+    result = dataclasses.replace(prev, config=config, config_hash=config_hash(config), timing_s=dict(prev.timing_s))
+    data = cell.load_cell_data(config).to(cell.training_device(config))
+    models = [
+        cell.load_endpoint(config, data, cell.endpoint_dir(job_dir, s) / "final.pt")
+        for s in config["endpoints"]["seeds"]
+    ]
+    group = (config["logger"].get("wandb") or {}).get("group") or job_dir.parent.name
+    tracker = Tracker(config, job_dir, group=group, job_type="analysis", name=f"{job_dir.name}-analysis")
     ok = False
     try:
         t0 = time.perf_counter()
-        result = cell.analyse(c, data, models, result, measures.analysis_data(c, data))
+        result = cell.analyse(config, data, models, result, measures.analysis_data(config, data))
         cell.record(result, job_dir, tracker)
         log.info("%s: re-analysed in %.1fs", job_dir, time.perf_counter() - t0)
         ok = True

@@ -195,15 +195,13 @@ def evaluate_path(
     num_points: int = 25,
     bn_data: Data | None = None,
     loss_fn: LossFn = default_loss,
-    sharpness_t: Sequence[float] | None = None,
     vectorize: bool | None = None,
 ) -> dict:
     """Evaluate a curve (or the segment between a `(model_a, model_b)` pair) at `num_points` even t.
 
     Returns a connectivity entry of results.json (without `pair`/`method`): `t`, train/test loss and
     accuracy per t, barriers (`loss_barrier`, `error_barrier`, `test_...`, and `..._mean` variants),
-    `path_length`, `endpoint_distance`, `path_curvature`, `arc_chord_ratio`, and with `sharpness_t`
-    `sharpness_along_path` (top Hessian eigenvalue on train data). Test fields are None without
+    `path_length`, `endpoint_distance`, `path_curvature`, `arc_chord_ratio`. Test fields are None without
     `test_data`. BN statistics are recomputed at each point over `bn_data` (default: `train_data`).
     `vectorize`: see `evaluate_points`.
     """
@@ -231,11 +229,6 @@ def evaluate_path(
             out[f"{key}loss_barrier{suffix}"] = None if loss is None else barrier(ts, loss, kind)
             out[f"{key}error_barrier{suffix}"] = None if err is None else barrier(ts, err, kind)
     out.update(path_geometry(coeffs, controls))
-    if sharpness_t:
-        from .hessian import hessian_eigenvalues  # lazy: written by another module owner
-
-        eigs = [float(hessian_eigenvalues(curve.model_at(s, bn_data), train_data, k=1)[0]) for s in sharpness_t]
-        out["sharpness_along_path"] = {"t": [float(s) for s in sharpness_t], "hessian_top_eig": eigs}
     return out
 
 

@@ -160,7 +160,7 @@ def _trainer(cfg: dict[str, Any], callbacks: list[pl.Callback], logger: Any, job
 def _build(cfg: dict[str, Any], data: DataBundle, seed: int, ck: Path, ad: measures.AnalysisData):
     """Model, LightningModule, loaders and callbacks of one endpoint's training run."""
     pl.seed_everything(seed, workers=True, verbose=False)
-    d, land = cfg["data"], cfg["landscape"]
+    d, landscape = cfg["data"], cfg["landscape"]
     train = TensorLoader(*data.train, batch_size=d["batch_size"], shuffle=True, seed=seed, augment=data.augment)
     val = TensorLoader(*data.val, batch_size=d["eval_batch_size"]) if data.val is not None else None
     module = LitClassifier(
@@ -170,13 +170,13 @@ def _build(cfg: dict[str, Any], data: DataBundle, seed: int, ck: Path, ad: measu
 
     def point(model: torch.nn.Module, epoch: int) -> dict[str, Any]:
         return measures.trajectory_point(
-            model, ad.probe, land["sharpness"], cfg["seed"], epoch=epoch, weights="running"
+            model, ad.probe, landscape["sharpness"], cfg["seed"], epoch=epoch, weights="running"
         )
 
-    trajectory = SharpnessTrajectory(point, land["checkpoint_epochs"], prefix=f"seed{seed}/")
+    trajectory = SharpnessTrajectory(point, landscape["checkpoint_epochs"], prefix=f"seed{seed}/")
     stop = StopAtCriterion(**(cfg["trainer"].get("stop_at") or {}), prefix=f"seed{seed}/")
     # the trajectory is measured before the epoch's checkpoint is written, so the checkpoint holds it
-    callbacks: list[pl.Callback] = [trajectory, stop, EpochCheckpoints(ck, land["checkpoint_epochs"])]
+    callbacks: list[pl.Callback] = [trajectory, stop, EpochCheckpoints(ck, landscape["checkpoint_epochs"])]
     return module, train, val, callbacks
 
 
@@ -256,12 +256,12 @@ def analyse(
     cfg: dict[str, Any], data: DataBundle, models: list[torch.nn.Module], result: CellResult, ad: measures.AnalysisData
 ) -> CellResult:
     """The result with every endpoint's measures and every pair's paths (see measures.py)."""
-    t0, land, weights = time.perf_counter(), cfg["landscape"], final_weights(cfg)
+    t0, landscape, weights = time.perf_counter(), cfg["landscape"], final_weights(cfg)
     endpoints = [
-        dataclasses.replace(e, **measures.endpoint_measures(m, e, ad, land, cfg["seed"], weights=weights))
+        dataclasses.replace(e, **measures.endpoint_measures(m, e, ad, landscape, cfg["seed"], weights=weights))
         for m, e in zip(models, result.endpoints)
     ]
-    paths = measures.cell_paths(models, ad, land, cfg["seed"])
+    paths = measures.cell_paths(models, ad, landscape, cfg["seed"])
     timing = {**result.timing_s, "analysis": time.perf_counter() - t0}
     return dataclasses.replace(result, endpoints=endpoints, connectivity=paths, timing_s=timing)
 
@@ -277,24 +277,24 @@ def run_cell(cfg: Any, job_dir: str | Path, *, group: str = "default") -> CellRe
     """Run one cell end to end and return its results (also written to `<job_dir>/results.json`)."""
     job_dir = Path(job_dir)
     quiet_lightning()
-    c = validate(cfg)
-    result = new_result(c)
+    config = validate(cfg)
+    result = new_result(config)
     prev = read_results(job_dir)
     if prev is not None and prev.status == "completed" and prev.config_hash == result.config_hash:
         log.info("cell already completed (config hash %s): skipping", result.config_hash)
         return prev
     t0, tracker = time.perf_counter(), None
     try:
-        tracker = Tracker(c, job_dir, group=group, job_type=result.cell["optimizer"], name=job_dir.name)
-        data = load_cell_data(c).to(training_device(c))
-        ad = measures.analysis_data(c, data)
-        trained = [train_endpoint(c, data, seed, job_dir, tracker, ad) for seed in c["endpoints"]["seeds"]]
+        tracker = Tracker(config, job_dir, group=group, job_type=result.cell["optimizer"], name=job_dir.name)
+        data = load_cell_data(config).to(training_device(config))
+        ad = measures.analysis_data(config, data)
+        trained = [train_endpoint(config, data, seed, job_dir, tracker, ad) for seed in config["endpoints"]["seeds"]]
         models = [m for m, _ in trained]
         result.endpoints = [e for _, e in trained]
-        result.cell = cell_info(c, data, models[0])
+        result.cell = cell_info(config, data, models[0])
         result.timing_s["train"] = time.perf_counter() - t0
         tracker.summary_of(result)
-        result = analyse(c, data, models, result, ad)
+        result = analyse(config, data, models, result, ad)
         result.status = "completed"
     except Diverged as e:
         result.status, result.error = "diverged", one_line(e)

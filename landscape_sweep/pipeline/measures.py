@@ -21,8 +21,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from landscape_sweep import landscape as ls
 from landscape_sweep.data import DataBundle, TensorLoader
+from landscape_sweep.landscape import (
+    Curve,
+    align,
+    evaluate,
+    evaluate_path,
+    fit_curve,
+    hessian_eigenvalues,
+    hessian_spectrum,
+    hessian_trace,
+    interpolate,
+    loss_surface,
+    plane_surface,
+    sharpness,
+)
 from landscape_sweep.landscape._core import num_samples
 from landscape_sweep.results import SHARPNESS_KINDS, Endpoint, PathEntry
 
@@ -54,11 +67,11 @@ def probe_subset(data: DataBundle, size: int | None, seed: int) -> tuple[torch.T
     return x[idx], y[idx]
 
 
-def analysis_data(c: dict[str, Any], data: DataBundle) -> AnalysisData:
-    land, seed, bs = c["landscape"], c["seed"], c["data"]["eval_batch_size"]
-    curve = land["connectivity"]["curve"]
+def analysis_data(cfg: dict[str, Any], data: DataBundle) -> AnalysisData:
+    landscape, seed, bs = cfg["landscape"], cfg["seed"], cfg["data"]["eval_batch_size"]
+    curve = landscape["connectivity"]["curve"]
     return AnalysisData(
-        probe=TensorLoader(*probe_subset(data, land["analysis_size"], seed), batch_size=bs),
+        probe=TensorLoader(*probe_subset(data, landscape["analysis_size"], seed), batch_size=bs),
         train=TensorLoader(*data.train, batch_size=bs),
         test=TensorLoader(*data.test, batch_size=bs),
         curve_train=TensorLoader(
@@ -71,11 +84,11 @@ def trajectory_point(
     model: nn.Module, probe: TensorLoader, sharp: dict[str, Any], seed: int, *, epoch: int | None, weights: str
 ) -> dict[str, Any]:
     """One point of the sharpness trajectory (see the module docstring); the model is left as it was."""
-    eigs, info = ls.hessian_eigenvalues(
+    eigs, info = hessian_eigenvalues(
         model, probe, k=1, tol=sharp["tol"], max_iter=sharp["max_iter"], seed=seed, return_info=True
     )
-    trace, trace_stderr = ls.hessian_trace(model, probe, num_probes=sharp["trace_probes"], seed=seed)
-    loss, acc = ls.evaluate(model, probe)
+    trace, trace_stderr = hessian_trace(model, probe, num_probes=sharp["trace_probes"], seed=seed)
+    loss, acc = evaluate(model, probe)
     return {
         "epoch": epoch,
         "weights": weights,
@@ -92,7 +105,7 @@ def trajectory_point(
 def endpoint_sharpness(model: nn.Module, probe: TensorLoader, sharp: dict[str, Any], seed: int) -> dict[str, Any]:
     """Every sharpness measure of one endpoint (eval mode, BN running statistics) with its estimate quality."""
     k = sharp["top_k"]
-    eigs, info = ls.hessian_eigenvalues(
+    eigs, info = hessian_eigenvalues(
         model, probe, k=k, tol=sharp["tol"], max_iter=max(sharp["max_iter"], k), seed=seed, return_info=True
     )
     out: dict[str, Any] = {
@@ -101,41 +114,41 @@ def endpoint_sharpness(model: nn.Module, probe: TensorLoader, sharp: dict[str, A
         "hessian_top_eigs_converged": info["converged"],
         "analysis_size": num_samples(probe),
     }
-    out["hessian_trace"], out["hessian_trace_stderr"] = ls.hessian_trace(
+    out["hessian_trace"], out["hessian_trace_stderr"] = hessian_trace(
         model, probe, num_probes=sharp["trace_probes"], seed=seed
     )
     for kind in sharp["kinds"]:
         adaptive, key = kind.startswith("adaptive_"), SHARPNESS_KINDS[kind]
         if kind.endswith("average"):  # antithetic pairs: the first-order term cancels
             sigma = sharp["adaptive_average_sigma" if adaptive else "average_sigma"]
-            out[key], out[f"{key}_stderr"] = ls.sharpness(
+            out[key], out[f"{key}_stderr"] = sharpness(
                 model, probe, "average", sigma, adaptive=adaptive, num_samples=sharp["num_samples"], seed=seed,
                 return_stderr=True,
             )  # fmt: skip
         else:
             rho = sharp["adaptive_rho" if adaptive else "rho"]
-            out[key] = ls.sharpness(model, probe, "worst", rho, adaptive=adaptive, steps=sharp["steps"], seed=seed)
+            out[key] = sharpness(model, probe, "worst", rho, adaptive=adaptive, steps=sharp["steps"], seed=seed)
     if sharp.get("spectrum"):
-        nodes, weights = ls.hessian_spectrum(model, probe, seed=seed)
+        nodes, weights = hessian_spectrum(model, probe, seed=seed)
         out["hessian_spectrum"] = {"nodes": [float(v) for v in nodes], "weights": [float(v) for v in weights]}
     return out
 
 
 def endpoint_measures(
-    model: nn.Module, endpoint: Endpoint, ad: AnalysisData, land: dict[str, Any], seed: int, *, weights: str
+    model: nn.Module, endpoint: Endpoint, ad: AnalysisData, landscape: dict[str, Any], seed: int, *, weights: str
 ) -> dict[str, Any]:
     """`sharpness`, `loss_surface` and the `trajectory` (in-training points + the final point) of an endpoint."""
     t0 = time.perf_counter()
-    sharp = land["sharpness"]
+    sharp = landscape["sharpness"]
     final = trajectory_point(model, ad.probe, sharp, seed, epoch=endpoint.epochs, weights=weights)
     out: dict[str, Any] = {
         "sharpness": endpoint_sharpness(model, ad.probe, sharp, seed),
         "trajectory": [p for p in endpoint.trajectory if p.get("epoch") != endpoint.epochs] + [final],
         "loss_surface": None,
     }
-    surf = land["surface"]
+    surf = landscape["surface"]
     if surf["enabled"]:  # 2-D filter-normalised loss surface around the endpoint (Li et al. 2018)
-        out["loss_surface"] = ls.loss_surface(
+        out["loss_surface"] = loss_surface(
             model, ad.probe, dims=2, span=(-surf["span"], surf["span"]), num_points=surf["num_points"], seed=seed,
             bn_data=ad.train,
         )  # fmt: skip
@@ -148,9 +161,9 @@ def fit_path(a: nn.Module, b: nn.Module, method: str, ad: AnalysisData, conn: di
     if method == "linear":
         return a, b
     if method == "linear_aligned":
-        return a, ls.align(a, b, seed=seed)
+        return a, align(a, b, seed=seed)
     cc = conn["curve"]
-    return ls.fit_curve(
+    return fit_curve(
         a, b, ad.curve_train, kind=method, num_bends=cc["num_bends"], max_epochs=cc["max_epochs"], tol=cc["tol"],
         window=cc["window"], lr=cc["lr"], batch_size=cc["batch_size"], seed=seed,
     )  # fmt: skip
@@ -160,37 +173,44 @@ def sharpness_along(path: Any, ts: list[float], ad: AnalysisData, sharp: dict[st
     """Top Hessian eigenvalue at points `ts` of a path (BN statistics recomputed at each point)."""
     eigs = []
     for t in ts:
-        model = ls.interpolate(path[0], path[1], t, ad.train) if isinstance(path, tuple) else path.model_at(t, ad.train)
-        top = ls.hessian_eigenvalues(model, ad.probe, k=1, tol=sharp["tol"], max_iter=sharp["max_iter"], seed=seed)
+        model = interpolate(path[0], path[1], t, ad.train) if isinstance(path, tuple) else path.model_at(t, ad.train)
+        top = hessian_eigenvalues(model, ad.probe, k=1, tol=sharp["tol"], max_iter=sharp["max_iter"], seed=seed)
         eigs.append(top[0])
     return {"t": [float(t) for t in ts], "hessian_top_eig": eigs}
 
 
 def pair_paths(
-    a: nn.Module, b: nn.Module, pair: tuple[int, int], ad: AnalysisData, land: dict[str, Any], seed: int
+    a: nn.Module, b: nn.Module, pair: tuple[int, int], ad: AnalysisData, landscape: dict[str, Any], seed: int
 ) -> list[PathEntry]:
     """Every configured path between two endpoints (see the module docstring)."""
-    conn, out = land["connectivity"], []
+    conn, out = landscape["connectivity"], []
     for method in conn["methods"]:
         t0 = time.perf_counter()
         path = fit_path(a, b, method, ad, conn, seed)
-        entry = ls.evaluate_path(path, ad.train, ad.test, num_points=conn["num_points"], bn_data=ad.train)
-        if isinstance(path, ls.Curve):
+        entry = evaluate_path(path, ad.train, ad.test, num_points=conn["num_points"], bn_data=ad.train)
+        if isinstance(path, Curve):
             entry["fit"] = path.fit
-            if land["surface"]["enabled"]:  # the plane through both endpoints and the first bend
-                entry["plane_surface"] = ls.plane_surface(
-                    a, b, path.control_model(1), ad.train, num_points=land["surface"]["num_points"], bn_data=ad.train
+            if landscape["surface"]["enabled"]:  # the plane through both endpoints and the first bend
+                entry["plane_surface"] = plane_surface(
+                    a,
+                    b,
+                    path.control_model(1),
+                    ad.train,
+                    num_points=landscape["surface"]["num_points"],
+                    bn_data=ad.train,
                 )
         if conn["sharpness_points"]:
-            entry["sharpness_along_path"] = sharpness_along(path, conn["sharpness_points"], ad, land["sharpness"], seed)
+            entry["sharpness_along_path"] = sharpness_along(
+                path, conn["sharpness_points"], ad, landscape["sharpness"], seed
+            )
         entry.update(pair=list(pair), method=method, time_s=time.perf_counter() - t0)
         out.append(PathEntry.from_dict(entry))
     return out
 
 
-def cell_paths(models: list[nn.Module], ad: AnalysisData, land: dict[str, Any], seed: int) -> list[PathEntry]:
+def cell_paths(models: list[nn.Module], ad: AnalysisData, landscape: dict[str, Any], seed: int) -> list[PathEntry]:
     """The paths of every pair of endpoints, pairs in order (0, 1), (0, 2), (1, 2), ..."""
     out: list[PathEntry] = []
     for i, j in itertools.combinations(range(len(models)), 2):
-        out += pair_paths(models[i], models[j], (i, j), ad, land, seed)
+        out += pair_paths(models[i], models[j], (i, j), ad, landscape, seed)
     return out
