@@ -11,11 +11,11 @@ import hashlib
 import inspect
 import json
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from landscape_sweep import CONF_DIR  # noqa: F401 (re-exported: the CLI and tests import it from here)
 from landscape_sweep.checks import (
     check_fraction,
     check_int,
@@ -26,12 +26,6 @@ from landscape_sweep.checks import (
     is_int,
 )
 from landscape_sweep.results import RUN_ONLY
-
-CONF_DIR = next(
-    p
-    for p in (Path(__file__).resolve().parents[1] / "conf", Path(__file__).resolve().parents[2] / "conf")
-    if (p / "config.yaml").is_file()
-)
 
 TOP_KEYS = {
     "data",

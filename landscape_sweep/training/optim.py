@@ -16,8 +16,8 @@ import torch
 from omegaconf import OmegaConf
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
+from landscape_sweep import CONF_DIR
 from landscape_sweep.checks import check_choice, check_int, check_number, check_positive, fail, is_int, is_number
-from landscape_sweep.pipeline.config import CONF_DIR
 
 BASES = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
