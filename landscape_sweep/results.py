@@ -198,6 +198,77 @@ def upgrade(d: dict[str, Any]) -> dict[str, Any]:
     return d
 
 
+# --- validation (the report's reader: a file that fails is listed as `invalid`, never dropped) --------------------
+STATUSES = ("completed", "failed", "diverged")
+_KINDS = {  # kind -> (test, what it must be)
+    "num": (lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)), "a number or null"),
+    "nums": (lambda v: v is None or (isinstance(v, list) and all(_KINDS["num"][0](x) for x in v)), "a list of numbers"),
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "str?": (lambda v: v is None or isinstance(v, str), "a string or null"),
+    "dict": (lambda v: isinstance(v, dict), "an object"),
+    "dict?": (lambda v: v is None or isinstance(v, dict), "an object or null"),
+    "list": (lambda v: isinstance(v, list), "a list"),
+}
+_REQUIRED = ("seed", "pair", "method")
+_TOP = {"error": "str?", "endpoints": "list", "connectivity": "list"} | dict.fromkeys(
+    ("config", "cell", "timing_s", "versions"), "dict"
+)
+_CELL = dict.fromkeys(("depth", "width", "num_params", "train_size", "label_noise"), "num")
+_ENDPOINT = {"seed": "int", "stop": "dict?", "sharpness": "dict", "trajectory": "list"} | dict.fromkeys(
+    ("epochs", "train_time_s", "train_loss", "train_acc", "test_loss", "test_acc"), "num"
+)
+_SHARPNESS = {"hessian_top_eigs": "nums"} | dict.fromkeys(
+    ("hessian_trace", "analysis_size", *SHARPNESS_KINDS.values()), "num"
+)
+_PATH = (
+    {"pair": "nums", "method": "str", "fit": "dict?", "sharpness_along_path": "dict?"}
+    | dict.fromkeys(("t", "train_loss", "train_acc", "test_loss", "test_acc"), "nums")
+    | dict.fromkeys((*(m for m in PATH_MEASURES if not m.startswith("max_")), "time_s"), "num")
+)
+
+
+def _check(node: Any, spec: dict[str, str], where: str) -> str | None:
+    """The first field of `node` that `spec` ({key: kind}) rejects, as `<where>.<key>: must be …, got …`."""
+    if not isinstance(node, dict):
+        return f"{where}: must be an object, got {type(node).__name__}"
+    for key, kind in spec.items():
+        name = f"{where}.{key}" if where else key
+        if key not in node:
+            if key in _REQUIRED:
+                return f"{name}: missing"
+            continue
+        test, what = _KINDS[kind]
+        if not test(node[key]):
+            return f"{name}: must be {what}, got {type(node[key]).__name__} {json.dumps(node[key], default=str)[:40]}"
+    return None
+
+
+def _parts(d: dict[str, Any]) -> Iterable[tuple[Any, dict[str, str], str]]:
+    """(node, spec, where) of every part of a results dict, lazily: a part is only reached if those before pass."""
+    yield d, _TOP, ""
+    yield d.get("cell", {}), _CELL, "cell"
+    yield d.get("timing_s", {}), dict.fromkeys(d.get("timing_s", {}), "num"), "timing_s"
+    for i, e in enumerate(d.get("endpoints", [])):
+        yield e, _ENDPOINT, f"endpoints[{i}]"
+        yield e.get("sharpness", {}), _SHARPNESS, f"endpoints[{i}].sharpness"
+    for i, p in enumerate(d.get("connectivity", [])):
+        yield p, _PATH, f"connectivity[{i}]"
+
+
+def validate_results(d: Any) -> str | None:
+    """Why `d` (a parsed results.json) is not a results record this version reads, or None when it is: a known
+    schema and status, and the types of the fields the report reads. One line naming the field."""
+    if not isinstance(d, dict):
+        return f"must be a JSON object, got {type(d).__name__}"
+    schema = d.get("schema", 1)
+    if isinstance(schema, bool) or schema not in (1, SCHEMA):
+        return f"schema={schema!r}: unknown results schema; this version reads 1 and {SCHEMA}"
+    if d.get("status") not in STATUSES:
+        return f"status={d.get('status')!r}: must be one of {', '.join(STATUSES)}"
+    return next(filter(None, (_check(*part) for part in _parts(d))), None)
+
+
 # --- summaries -------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Stat:

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from landscape_sweep.report import build_report
 from landscape_sweep.report.table import TABLE_NAME
 from landscape_sweep.results import job_dirs
@@ -26,6 +28,16 @@ PRINTED = [
 ]
 
 
+def problem_lines(table: pd.DataFrame) -> list[str]:
+    """`<job>: <status>: <error or reason> (overrides: …)` for every job that did not complete."""
+    lines = []
+    for _, r in table[table["status"] != "completed"].iterrows():
+        over = r.get("overrides")
+        over = f" (overrides: {over})" if isinstance(over, str) and over else ""
+        lines.append(f"{r['job']}: {r['status']}: {r['error'] if isinstance(r['error'], str) else '—'}{over}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m landscape_sweep.report", description=__doc__)
     ap.add_argument("sweep_dir", help="a Hydra multirun directory (or a single run directory)")
@@ -41,12 +53,12 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    import pandas as pd
-
     paths = build_report(sweep, wandb=args.wandb)
     table = pd.read_csv(sweep / TABLE_NAME)
     with pd.option_context("display.width", 200, "display.max_columns", None):
         print(table[[c for c in PRINTED if c in table]].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    for line in problem_lines(table):
+        print(line)
     for name, p in paths.items():
         print(f"{name}: {p}")
     return 0

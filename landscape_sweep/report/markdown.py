@@ -17,7 +17,10 @@ finite values over endpoints (metrics, sharpness) or endpoint pairs (paths); std
 
 | column | meaning |
 |---|---|
-| `job`, `status`, `error` | job dir relative to the sweep; completed / failed / diverged / missing; one-line error |
+| `job` | job dir relative to the sweep |
+| `status` | completed / failed / diverged; missing: no results.json; invalid: a results.json this version cannot read |
+| `error` | one-line error (failed, diverged) or reason (missing, invalid) |
+| `overrides` | the job's Hydra overrides (`.hydra/overrides.yaml`): what defines the cell on the command line |
 | `dataset` … `label_noise` | the cell fields (`num_params`: trainable parameters of one endpoint) |
 | `num_endpoints` | endpoints (seeds) trained |
 | `cfg:<key>` | config values that differ between cells (the hyperparameters of the granulated τ) |
@@ -106,14 +109,31 @@ def tau_section(tau: pd.DataFrame) -> str:
     return text + md_table(headers, rows)
 
 
+def _defining(overrides: pd.Series) -> list[list[str]]:
+    """Each job's overrides without those every job that has overrides shares (the sweep's fixed settings): what
+    defines the cell. All of a job's overrides when none is its own (e.g. a single job)."""
+    tokens = [str(o).split() if isinstance(o, str) else [] for o in overrides]
+    known = [set(t) for t in tokens if t]
+    shared = set.intersection(*known) if len(known) > 1 else set()
+    return [[o for o in t if o not in shared] or t for t in tokens]
+
+
 def problems_section(table: pd.DataFrame) -> str:
+    """One line per job that did not complete: status, cell fields, the overrides that define it, the error."""
+    if "overrides" not in table:
+        table = table.assign(overrides="")
+    table = table.assign(_defining=_defining(table["overrides"]))
     bad = table[table["status"] != "completed"]
     if bad.empty:
         return "All cells completed."
     lines = []
     for _, r in bad.iterrows():
-        where = ", ".join(f"{k}={_num(r[k], 6)}" for k in ("arch", "depth", "width", "optimizer") if pd.notna(r.get(k)))
-        lines.append(f"- `{r['job']}` **{r['status']}**" + (f" ({where})" if where else "") + f": {r['error'] or '—'}")
+        where = [f"{k}={_num(r[k], 6)}" for k in ("arch", "depth", "width", "optimizer") if pd.notna(r.get(k))]
+        if r["_defining"]:
+            where.append("overrides: `" + " ".join(r["_defining"]) + "`")
+        lines.append(
+            f"- `{r['job']}` **{r['status']}**" + (f" ({', '.join(where)})" if where else "") + f": {r['error'] or '—'}"
+        )
     return "\n".join(lines)
 
 
@@ -141,7 +161,7 @@ def render_report(
         ),
         "## Cells\n\n" + cells_section(table),
         "## Landscape measures vs generalization gap\n\n" + tau_section(tau),
-        "## Failed, diverged and missing cells\n\n" + problems_section(table),
+        "## Failed, diverged, missing and invalid cells\n\n" + problems_section(table),
         "## Figures\n\n" + (figs or "_No figures._"),
     ]
     if notes:

@@ -1,9 +1,11 @@
 """The sweep table: one row per cell, read from the cells' results.json files only.
 
-A job directory is any folder under the sweep holding `.hydra/` or `results.json`; one without results.json is
-reported with status `missing` (killed, or still running) rather than dropped.
+A job directory is any folder under the sweep holding `.hydra/` or `results.json`; nothing is dropped: one without
+results.json is reported with status `missing` (killed, or still running), one whose results.json is not a results
+record this version reads (not JSON, another schema, a field of the wrong type) with status `invalid` and the reason.
 
-Columns (documented for users in report.md): `job, status, error`, the cell fields, `num_endpoints`, the varied
+Columns (documented for users in report.md): `job, status, error, overrides` (the job's Hydra overrides), the
+cell fields, `num_endpoints`, the varied
 config values (`cfg:<key>`), then for every measure of `results.cell_stats` `<measure>_mean/_std/_n`: endpoint
 metrics and sharpness over endpoints, `<method>/<measure>` over endpoint pairs (std: sample standard deviation,
 empty for n < 2); `<method>/num_pairs`, `<method>/unconverged` (fitted curves that hit their epoch cap); timings.
@@ -11,6 +13,7 @@ empty for n < 2); `<method>/num_pairs`, `<method>/unconverged` (fitted curves th
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable
 from pathlib import Path
@@ -29,17 +32,19 @@ from landscape_sweep.results import (
     atomic_write_text,
     cell_stats,
     job_dirs,
-    read_results,
+    results_path,
     summarize,
+    validate_results,
 )
 
 TABLE_NAME = "sweep_results.csv"
+MISSING = "no results.json (job killed, timed out or still running)"
 # config keys that never tell cells apart as hyperparameters: run-only keys, analysis settings, endpoint seeds
 NOT_HYPERPARAMETERS = (*RUN_ONLY, "landscape", "endpoints")
 
 
 def _overrides(job_dir: Path) -> str:
-    """The job's Hydra overrides as one line ('' when unknown): names a job that left no results.json."""
+    """The job's Hydra overrides as one line ('' when unknown): what defines the cell on the command line."""
     try:
         import yaml
 
@@ -49,18 +54,35 @@ def _overrides(job_dir: Path) -> str:
     return " ".join(str(o) for o in items) if isinstance(items, list) else ""
 
 
+def read_cell(job_dir: Path) -> CellResult:
+    """The job's results; a `missing` stub when results.json is absent, an `invalid` one (error: the reason, one
+    line) when it is not JSON, of another schema, or has a field of the wrong type."""
+    path = results_path(job_dir)
+    if not path.exists():
+        return CellResult(status="missing", error=MISSING)
+    try:
+        d = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        reason = f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}"
+    except (OSError, UnicodeDecodeError) as e:
+        reason = f"unreadable: {type(e).__name__}: {e}"
+    else:
+        reason = validate_results(d)
+        if reason is None:
+            try:
+                return CellResult.from_dict(d)
+            except Exception as e:  # a shape the validator did not foresee: still invalid, never a crash
+                reason = f"{type(e).__name__}: {e}"
+    return CellResult(status="invalid", error=" ".join(reason.split()))
+
+
 def load_results(sweep_dir: str | Path) -> list[CellResult]:
-    """Every cell's results (a `missing` stub where results.json is absent or unreadable), `job` set."""
+    """Every cell's results (`read_cell`: a stub for a missing or invalid results.json), `job` set."""
     out = []
     for d in job_dirs(sweep_dir):
-        r = read_results(d)
-        if r is None:
-            over = _overrides(d)
-            error = "no results.json (job killed, timed out or still running)" + (
-                f"; overrides: {over}" if over else ""
-            )
-            r = CellResult(status="missing", error=error)
+        r = read_cell(d)
         r.job = str(d.relative_to(sweep_dir)) if d != Path(sweep_dir) else "."
+        r.extra["overrides"] = _overrides(d) or r.extra.get("overrides") or ""  # report only, never written
         out.append(r)
     return out
 
@@ -96,7 +118,7 @@ def varied_config(results: Iterable[CellResult]) -> list[str]:
 
 def cell_row(r: CellResult, methods: Iterable[str], config_keys: Iterable[str] = ()) -> dict[str, Any]:
     """One row of the sweep table (`methods`: the path-method columns to fill)."""
-    row: dict[str, Any] = {"job": r.job, "status": r.status, "error": r.error}
+    row: dict[str, Any] = {"job": r.job, "status": r.status, "error": r.error, "overrides": r.extra.get("overrides")}
     row.update({k: r.cell.get(k) for k in CELL_KEYS})
     row["num_endpoints"] = len(r.endpoints)
     flat = _flat(r.config)

@@ -1,5 +1,7 @@
 """A synthetic sweep with known relations, for the report tests: depth {1,2} x width {16,64} x optimizer
-{sgd,sam} completed cells, plus one failed, one diverged and one job dir without results.json.
+{sgd,sam} completed cells, plus one failed, one diverged (optimizer.lr=10) and one job dir without results.json;
+every job has the Hydra overrides that define it (`.hydra/overrides.yaml`, `trainer.max_epochs=30` shared by all).
+`add_invalid` adds three jobs whose results.json this version cannot read.
 
 gen_gap = 0.10 + 0.04*d + 0.02*w + 0.01*o (d, w, o: 0/1 indices), so the gap ranks the cells 000 < 001 < ... < 111.
 hessian_top_eig = X below: overall tau 0.5 (7 of 28 pairs discordant), psi depth 0.5, width 0.5, optimizer 1.
@@ -103,10 +105,33 @@ def completed(depth: int, width: int, opt: str, connectivity: bool = True) -> di
     }
 
 
-def write(job: Path, obj: dict) -> None:
+SHARED = "trainer.max_epochs=30"
+# job -> (results.json text, the reason the report gives); added by add_invalid
+INVALID = {
+    "11": (  # a completed record cut off after 400 characters (a crash mid-write without the atomic rename)
+        json.dumps(completed(1, 16, "sgd"), indent=2)[:400],
+        "not valid JSON: Expecting value at line 23 column 15",
+    ),
+    "12": (
+        json.dumps({"schema": 99, "status": "completed"}),
+        "schema=99: unknown results schema; this version reads 1 and 2",
+    ),
+    "13": (
+        json.dumps({"schema": 2, "status": "completed", "endpoints": "x", "connectivity": []}),
+        'endpoints: must be a list, got str "x"',
+    ),
+}
+
+
+def overrides(job: Path, *items: str) -> None:
+    (job / ".hydra").mkdir(parents=True, exist_ok=True)
+    (job / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in (*items, SHARED)))
+
+
+def write(job: Path, obj: dict | str, *over: str) -> None:
     job.mkdir(parents=True)
-    (job / ".hydra").mkdir()
-    (job / "results.json").write_text(json.dumps(obj))
+    overrides(job, *over)
+    (job / "results.json").write_text(obj if isinstance(obj, str) else json.dumps(obj))
 
 
 def make_sweep(root: Path, connectivity: bool = True) -> Path:
@@ -114,13 +139,25 @@ def make_sweep(root: Path, connectivity: bool = True) -> Path:
     for opt in OPTS:
         for depth in DEPTHS:
             for width in WIDTHS:
-                write(root / str(job), completed(depth, width, opt, connectivity))
+                over = (f"model.depth={depth}", f"model.width={width}", f"optimizer={opt}")
+                write(root / str(job), completed(depth, width, opt, connectivity), *over)
                 job += 1
     failed = {"schema": 1, "status": "failed", "error": "RuntimeError: out of memory", "cell": cell(4, 16, "sgd", None)}
-    write(root / "8", {**failed, "endpoints": [], "connectivity": []})
+    over = ("model.depth=4", "model.width=16", "optimizer=sgd")
+    write(root / "8", {**failed, "endpoints": [], "connectivity": []}, *over)
     diverged = {"schema": 1, "status": "diverged", "error": "non-finite training loss at epoch 3 (seed 0)"}
     ep = {"seed": 0, "train_loss": None, "train_acc": 0.1, "test_loss": None, "test_acc": 0.1, "sharpness": {}}
-    write(root / "9", {**diverged, "cell": cell(4, 64, "sam", 9999), "endpoints": [ep], "connectivity": []})
-    (root / "10" / ".hydra").mkdir(parents=True)
-    (root / "10" / ".hydra" / "overrides.yaml").write_text("- model.depth=8\n- optimizer=sgd\n")
+    write(
+        root / "9",
+        {**diverged, "cell": cell(4, 64, "sam", 9999), "endpoints": [ep], "connectivity": []},
+        "model.depth=4", "model.width=64", "optimizer=sam", "optimizer.lr=10",
+    )  # fmt: skip
+    overrides(root / "10", "model.depth=8", "optimizer=sgd")
+    return root
+
+
+def add_invalid(root: Path) -> Path:
+    """Jobs 11 (truncated JSON), 12 (schema 99) and 13 (`endpoints` a string) of `INVALID`."""
+    for job, (text, _) in INVALID.items():
+        write(root / job, text, f"seed={job}")
     return root

@@ -7,8 +7,10 @@ import os
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
+from tests._support.sweep import INVALID, add_invalid
 from tests._support.wandb_offline import offline_runs, read_run
 
 
@@ -29,6 +31,26 @@ def test_cli_prints_table(sweep):
     assert any(line.split()[:2] == ["8", "failed"] for line in lines)
     assert f"report: {sweep / 'report.md'}" in lines
     assert (sweep / "sweep_results.csv").is_file() and not offline_runs(sweep)
+
+
+@pytest.mark.slow  # ~6 s, as above
+def test_cli_lists_invalid_results_and_builds_the_rest(sweep, run_cli):
+    """A truncated results.json, one of schema 99 and one with `endpoints: "x"`: exit 0, each listed as invalid
+    with its reason (table, printed lines, report.md), every other row as before."""
+    add_invalid(sweep)
+    proc = run_cli([str(sweep)], module="landscape_sweep.report")
+    lines = proc.stdout.splitlines()
+    for job, (_, reason) in INVALID.items():
+        assert any(line.split()[:2] == [job, "invalid"] for line in lines)
+        assert f"{job}: invalid: {reason} (overrides: seed={job} trainer.max_epochs=30)" in lines
+    assert "10: missing: no results.json (job killed, timed out or still running) (overrides: model.depth=8 " \
+        "optimizer=sgd trainer.max_epochs=30)" in lines  # fmt: skip
+    assert lines[1].split()[:7] == ["0", "completed", "mlp", "1", "16", "sgd", "800"]
+    table = pd.read_csv(sweep / "sweep_results.csv")
+    assert list(table.status) == ["completed"] * 8 + ["failed", "diverged", "missing"] + ["invalid"] * 3
+    assert table.loc[0, "gen_gap_mean"] == pytest.approx(0.10)
+    report = (sweep / "report.md").read_text()
+    assert "| invalid | 3 |" in report and "**invalid** (overrides: `seed=12`): schema=99: unknown" in report
 
 
 @pytest.mark.parametrize("make", [False, True])

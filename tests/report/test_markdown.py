@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from landscape_sweep.report import build_report
-from tests._support.sweep import make_sweep
+from tests._support.sweep import INVALID, add_invalid, make_sweep
 
 
 def section(text: str, title: str) -> str:
@@ -25,8 +25,7 @@ def test_report_sections(built):
     assert "| job | status | arch | depth | width | optimizer | params | test acc | gen gap |" in cells
     assert (
         "| 0 | completed | mlp | 1 | 16 | sgd | 800 | 0.89 ± 0 (3) | 0.1 ± 0.01 (3) | 1 ± 0.1 (3) | 0.05 ± 0 (3) "
-        "| 1 ± 0.5 (3) |"
-        in cells
+        "| 1 ± 0.5 (3) |" in cells
     )
     assert "| 8 | failed | mlp | 4 | 16 | sgd |" in cells
 
@@ -42,14 +41,29 @@ def test_tau_table(built):
 
 
 def test_failures_listed_with_errors(built):
+    """Each cell that did not complete, with the overrides that define it (those all jobs share left out)."""
     text = Path(built[1]["report"]).read_text()
-    problems = section(text, "Failed, diverged and missing cells").strip().splitlines()
+    problems = section(text, "Failed, diverged, missing and invalid cells").strip().splitlines()
     assert problems == [
-        "- `8` **failed** (arch=mlp, depth=4, width=16, optimizer=sgd): RuntimeError: out of memory",
-        "- `9` **diverged** (arch=mlp, depth=4, width=64, optimizer=sam): non-finite training loss at epoch 3 (seed 0)",
-        "- `10` **missing**: no results.json (job killed, timed out or still running); "
-        "overrides: model.depth=8 optimizer=sgd",
+        "- `8` **failed** (arch=mlp, depth=4, width=16, optimizer=sgd, overrides: `model.depth=4 model.width=16 "
+        "optimizer=sgd`): RuntimeError: out of memory",
+        "- `9` **diverged** (arch=mlp, depth=4, width=64, optimizer=sam, overrides: `model.depth=4 model.width=64 "
+        "optimizer=sam optimizer.lr=10`): non-finite training loss at epoch 3 (seed 0)",
+        "- `10` **missing** (overrides: `model.depth=8 optimizer=sgd`): no results.json (job killed, timed out or "
+        "still running)",
     ]
+
+
+def test_invalid_results_listed_and_counted(tmp_path):
+    """Unreadable results.json files are counted and listed with their reason; the rest of the report is built."""
+    root = add_invalid(make_sweep(tmp_path / "s", connectivity=False))
+    text = Path(build_report(root)["report"]).read_text()
+    assert "| invalid | 3 |" in section(text, "Status") and "| completed | 8 |" in section(text, "Status")
+    problems = section(text, "Failed, diverged, missing and invalid cells").strip().splitlines()
+    assert problems[3:] == [
+        f"- `{job}` **invalid** (overrides: `seed={job}`): {reason}" for job, (_, reason) in INVALID.items()
+    ]
+    assert "| hessian_top_eig | 8 | +0.500 |" in text  # the completed cells' numbers are intact
 
 
 def test_figures_linked_relatively(built):

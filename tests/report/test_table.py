@@ -9,6 +9,8 @@ import pytest
 
 from landscape_sweep.report import load_results, sweep_table, write_table
 from landscape_sweep.report.table import mean_std
+from landscape_sweep.results import validate_results
+from tests._support.sweep import INVALID, add_invalid, completed
 
 S1 = 1.0  # sample std of (-1, 0, 1)
 
@@ -25,7 +27,12 @@ def test_rows_status_and_errors(table):
     assert list(table["status"]) == ["completed"] * 8 + ["failed", "diverged", "missing"]
     assert table.loc[8, "error"] == "RuntimeError: out of memory"
     assert table.loc[9, "error"] == "non-finite training loss at epoch 3 (seed 0)"
-    assert table.loc[10, "error"].endswith("overrides: model.depth=8 optimizer=sgd")
+    assert table.loc[10, "error"] == "no results.json (job killed, timed out or still running)"
+    assert table.loc[10, "overrides"] == "model.depth=8 optimizer=sgd trainer.max_epochs=30"
+    assert (
+        table.loc[9, "overrides"] == "model.depth=4 model.width=64 optimizer=sam optimizer.lr=10 trainer.max_epochs=30"
+    )
+    assert list(table.columns[:4]) == ["job", "status", "error", "overrides"]
     assert list(table.loc[:7, "optimizer"]) == ["sgd"] * 4 + ["sam"] * 4
     assert list(table.loc[:3, "num_params"]) == [800, 3200, 1056, 7296]
 
@@ -83,3 +90,48 @@ def test_no_connectivity_has_no_method_columns(tmp_path):
 
     t = sweep_table(load_results(make_sweep(tmp_path / "s", connectivity=False)))
     assert len(t) == 11 and not any("/" in c for c in t.columns)
+
+
+def test_invalid_results_are_rows_with_their_reason(sweep):
+    """A truncated file, another schema and a field of the wrong type: `invalid` rows with the reason; the rest
+    of the table is what it was."""
+    before = sweep_table(load_results(sweep))
+    after = sweep_table(load_results(add_invalid(sweep)))
+    assert list(after["status"][11:]) == ["invalid"] * 3
+    assert list(after["error"][11:]) == [reason for _, reason in INVALID.values()]
+    assert list(after["overrides"][11:]) == ["seed=11 trainer.max_epochs=30", "seed=12 trainer.max_epochs=30",
+                                             "seed=13 trainer.max_epochs=30"]  # fmt: skip
+    pd.testing.assert_frame_equal(after.iloc[:11][before.columns], before)
+
+
+def test_missing_only_when_absent(sweep):
+    (sweep / "0" / "results.json").write_text("")  # present but empty: invalid, not missing
+    (sweep / "1" / "results.json").unlink()
+    r0, r1 = load_results(sweep)[:2]
+    assert (r0.status, r0.error) == ("invalid", "not valid JSON: Expecting value at line 1 column 1")
+    assert (r1.status, r1.error) == ("missing", "no results.json (job killed, timed out or still running)")
+
+
+@pytest.mark.parametrize(
+    "patch, reason",
+    [
+        ({"schema": "2"}, "schema='2': unknown results schema; this version reads 1 and 2"),
+        ({"status": "done"}, "status='done': must be one of completed, failed, diverged"),
+        ({"error": 3}, "error: must be a string or null, got int 3"),
+        ({"cell": []}, "cell: must be an object, got list []"),
+        ({"timing_s": {"train": "1 s"}}, 'timing_s.train: must be a number or null, got str "1 s"'),
+        ({"endpoints": [{"train_acc": 0.9}]}, "endpoints[0].seed: missing"),
+        ({"endpoints": [{"seed": 0, "test_acc": "0.9"}]},
+         'endpoints[0].test_acc: must be a number or null, got str "0.9"'),
+        ({"endpoints": [{"seed": 0, "sharpness": {"hessian_top_eigs": [1, "x"]}}]},
+         'endpoints[0].sharpness.hessian_top_eigs: must be a list of numbers, got list [1, "x"]'),
+        ({"connectivity": [{"pair": [0, 1], "method": "linear", "loss_barrier": True}]},
+         "connectivity[0].loss_barrier: must be a number or null, got bool true"),
+        ({"connectivity": [7]}, "connectivity[0]: must be an object, got int"),
+    ],
+)  # fmt: skip
+def test_validate_results_names_the_field(patch, reason):
+    good = completed(1, 16, "sgd")
+    assert validate_results(good) is None and validate_results({**good, "schema": 2}) is None
+    assert validate_results({**good, **patch}) == reason
+    assert validate_results([good]) == "must be a JSON object, got list"
