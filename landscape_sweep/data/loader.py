@@ -69,6 +69,8 @@ class TensorLoader:
         applied batch-wise on the tensors' device with randomness seeded by `(seed, epoch)` as well. Call
         `set_epoch(e)` before iterating epoch `e` (Lightning does it through `.sampler`). Without `set_epoch`
     the loader stays at its current epoch (0 at first), so iterating twice gives the same batches.
+    Without drop_last, a final batch of one sample is merged into the batch before it (BatchNorm cannot train on
+    one sample; e.g. 257 samples in batches of 128 give 128 + 129): every sample is still served every epoch.
     """
 
     def __init__(
@@ -111,13 +113,17 @@ class TensorLoader:
 
     def __len__(self) -> int:
         full, rest = divmod(self.num_samples, self.batch_size)
-        return full + int(rest > 0 and not self.drop_last)
+        if self.drop_last or (rest == 1 and full > 0):  # a 1-sample remainder joins the last full batch
+            return full
+        return full + int(rest > 0)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         order = self.order().to(self.x.device) if self.shuffle else None
         gen = generator(self.seed, "augment", self.epoch) if self.augment else None
-        for index in range(len(self)):
-            batch = slice(index * self.batch_size, (index + 1) * self.batch_size)
+        batches = len(self)
+        for index in range(batches):
+            last = index == batches - 1 and not self.drop_last
+            batch = slice(index * self.batch_size, self.num_samples if last else (index + 1) * self.batch_size)
             if order is None:
                 x, y = self.x[batch], self.y[batch]
             else:

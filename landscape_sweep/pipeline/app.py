@@ -2,7 +2,10 @@
 
 Before Hydra creates any directory, every cell of the requested run or sweep (command-line grids and
 `hydra.sweeper.params` of an experiment) is composed and validated, so a bad value fails in one line
-before any work. Each job then runs one cell (`pipeline.cell.run_cell`).
+before any work: config values, the devices a local launcher would use, a real write probe of the output dir,
+and each cell's job dir. A job dir that holds completed results of another config is never overwritten: only a
+change of `landscape.*` settings may reuse it (the cell is re-analysed on its trained endpoints); any other change
+is refused, naming the dir and the differing keys. Each job then runs one cell (`pipeline.cell.run_cell`).
 """
 
 from __future__ import annotations
@@ -10,28 +13,96 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, read_write
 
-from landscape_sweep.pipeline.config import CONF_DIR, ConfigError, validate
+from landscape_sweep.pipeline.config import (
+    CONF_DIR,
+    ConfigError,
+    analysis_only,
+    check_devices_available,
+    config_changes,
+    config_hash,
+    validate,
+)
 
 log = logging.getLogger("landscape_sweep")
 _last_status: list[str] = []
 
 
-def _job_dirs_writable(cfg: DictConfig, multirun: bool) -> None:
-    """One-line error when the run/sweep directory (or its nearest existing parent) cannot be written."""
-    target = Path(str(cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir)).absolute()
+# launchers whose cells run on this machine (the precheck checks their devices here)
+LOCAL_LAUNCHERS = ("BasicLauncher", "JoblibLauncher", "LocalLauncher")
+
+
+def _output_key(multirun: bool) -> str:
+    return "hydra.sweep.dir" if multirun else "hydra.run.dir"
+
+
+def as_job(cfg: DictConfig, multirun: bool, num: int) -> Path:
+    """Make `cfg` the config of job `num` as a launcher would (job number, HydraConfig); returns its job dir:
+    the run dir, or sweep dir / `hydra.sweep.subdir`."""
+    if multirun:
+        with read_write(cfg.hydra):
+            cfg.hydra.job.num = num
+            cfg.hydra.job.id = num  # as the basic and joblib launchers set it
+    HydraConfig.instance().set_config(cfg)
+    if not multirun:
+        return Path(str(cfg.hydra.run.dir)).absolute()
+    return Path(str(cfg.hydra.sweep.dir)).absolute() / str(cfg.hydra.sweep.subdir)
+
+
+def _probe_writable(cfg: DictConfig, multirun: bool) -> None:
+    """Create and remove a file in the output dir's nearest existing parent (root ignores permission bits)."""
+    key = _output_key(multirun)
+    target = Path(str(OmegaConf.select(cfg, key))).absolute()
     probe = target
     while not probe.exists() and probe.parent != probe:
         probe = probe.parent
-    if not (probe.is_dir() and os.access(probe, os.W_OK | os.X_OK)):
-        key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-        raise ConfigError(f"{key}={str(target)!r}: output dir cannot be written ({probe} is not a writable directory)")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=probe, prefix=".landscape_sweep-probe-")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise ConfigError(
+            f"{key}={str(target)!r}: output dir cannot be written ({probe}: {e.strerror or e}); "
+            f"choose a writable {key} or paths.log_dir"
+        ) from None
+
+
+def _runs_here(cfg: DictConfig) -> bool:
+    """Whether the launcher runs the cells on this machine (basic, joblib, submitit_local; not SLURM)."""
+    target = str(OmegaConf.select(cfg, "hydra.launcher._target_", default="") or "")
+    return target.rsplit(".", 1)[-1] in LOCAL_LAUNCHERS
+
+
+def _check_job_dir(cfg: DictConfig, config: dict[str, Any], directory: Path, multirun: bool) -> None:
+    """Refuse a job dir holding completed results of another config, unless only `landscape.*` changed."""
+    from landscape_sweep.results import read_results
+
+    key = _output_key(multirun)
+    where = f"{key}={str(OmegaConf.select(cfg, key))!r}"
+    try:
+        prev = read_results(directory)
+    except ValueError as e:  # e.g. a results schema this version does not read
+        raise ConfigError(f"{where}: {directory}/results.json cannot be read ({e}); use a new {key}") from None
+    if prev is None or prev.status != "completed" or prev.config_hash == config_hash(config):
+        return
+    changes = config_changes(prev.config, config)
+    kept = {k: v for k, v in changes.items() if not analysis_only(k)}
+    if not kept:  # same training, other analysis settings: the cell re-analyses its trained endpoints
+        return
+    shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in list(kept.items())[:4])
+    more = f"; and {len(kept) - 4} more" if len(kept) > 4 else ""
+    raise ConfigError(
+        f"{where}: job dir {directory} holds completed results of another config ({shown}{more}); only landscape.* "
+        f"settings may change in an existing job dir: use a new {key} or move {directory} aside"
+    )
 
 
 def cell_overrides(argv: list[str]) -> tuple[bool, list[list[str]]] | None:
@@ -66,12 +137,15 @@ def precheck(argv: list[str]) -> None:
         return
     multirun, jobs = expanded
     with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="landscape_sweep"):
-        for i, job in enumerate(jobs):
+        for num, job in enumerate(jobs):
             cfg = compose("config", overrides=job, return_hydra_config=True)
-            HydraConfig.instance().set_config(cfg)
-            if i == 0:
-                _job_dirs_writable(cfg, multirun)
-            validate(cfg)
+            directory = as_job(cfg, multirun, num)
+            if num == 0:
+                _probe_writable(cfg, multirun)
+            config = validate(cfg)
+            if _runs_here(cfg):
+                check_devices_available(config["trainer"])
+            _check_job_dir(cfg, config, directory, multirun)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
@@ -86,7 +160,7 @@ def hydra_main(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     job_dir = Path(hc.runtime.output_dir)
-    group = Path(hc.sweep.dir if multirun else hc.run.dir).name
+    group = Path(hc.sweep.dir).name if multirun else job_dir.name
     try:
         result = run_cell(cfg, job_dir, group=group)
     except ConfigError as e:  # only reachable when the precheck was bypassed (e.g. hydra flags)

@@ -2,15 +2,22 @@
 
 `validate(cfg)` runs before any work and raises `ConfigError` with one line naming the key, the value and what
 is allowed. `config_hash(cfg)` is the cell's identity: the resolved config minus run-only keys (paths, logger,
-progress bars), so re-running a sweep can skip finished cells and resume interrupted ones.
+progress bars), so re-running a sweep can skip finished cells and resume interrupted ones; `config_changes` names
+the keys in which two cells differ. One cell runs on one device: parallelism is across cells (launchers).
+`${run_stamp:}` (registered here) names default run/sweep dirs uniquely: local time to the millisecond + pid.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import inspect
 import json
-from collections.abc import Iterable, Mapping
+import os
+import typing
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -59,10 +66,39 @@ LOGGERS = ("wandb", "csv", "none")
 
 # keys that only change the post-hoc analysis: a trained endpoint stays valid when only these change
 ANALYSIS_ONLY = ("landscape",)
+ABSENT = "<absent>"  # a key one of two configs does not have (config_changes)
+
+
+# one cell = one device; several devices are used by running several cells at once (joblib, SLURM arrays)
+ONE_DEVICE = (
+    "one cell runs on one device (choose it with CUDA_VISIBLE_DEVICES); run cells in parallel instead with "
+    "hydra/launcher=joblib, slurm or slurm_gpu"
+)
 
 
 class ConfigError(ValueError):
     """A bad config value; its message is one line: `key=value: what is allowed`."""
+
+
+@contextmanager
+def config_errors() -> Iterator[None]:
+    """Turn the plain one-line ValueErrors of the shared checks into ConfigError."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def run_stamp() -> str:
+    """A unique, time-sortable directory name: `YYYY-mm-dd_HH-MM-SS.mmm_<pid>` (local time)."""
+    now = datetime.now()
+    return f"{now:%Y-%m-%d_%H-%M-%S}.{now.microsecond // 1000:03d}_{os.getpid()}"
+
+
+# cached per config like Hydra's `now`, so every job of a sweep (and Hydra's own copies of it) sees one value
+OmegaConf.register_new_resolver("run_stamp", run_stamp, use_cache=True, replace=True)
 
 
 def _check_keys(node: Mapping, allowed: Iterable[str], prefix: str) -> None:
@@ -106,6 +142,64 @@ def _validate_trainer(trainer: Mapping) -> None:
             "trainer.gradient_clip_val",
             trainer["gradient_clip_val"],
             "not supported with manual optimization; set optimizer.grad_clip instead",
+        )
+    _validate_devices(trainer)
+    _validate_precision(trainer.get("precision", "32-true"))
+
+
+def _validate_devices(trainer: Mapping) -> None:
+    """One cell = one device: devices 1, num_nodes 1, a single-device strategy, a known accelerator."""
+    accelerator = trainer.get("accelerator", "auto")
+    if accelerator not in accelerators():
+        fail("trainer.accelerator", accelerator, f"must be one of {', '.join(accelerators())}")
+    devices = trainer.get("devices", "auto")
+    if not (is_int(devices) and devices == 1) and devices != "1":
+        fail("trainer.devices", devices, f"must be 1: {ONE_DEVICE}")
+    nodes = trainer.get("num_nodes", 1)
+    if not (is_int(nodes) and nodes == 1):
+        fail("trainer.num_nodes", nodes, f"must be 1: {ONE_DEVICE}")
+    strategy = trainer.get("strategy", "auto")
+    if strategy not in ("auto", "single_device"):
+        fail("trainer.strategy", strategy, f"must be auto or single_device: {ONE_DEVICE}")
+
+
+def accelerators() -> tuple[str, ...]:
+    """The accelerator names Lightning accepts here: auto, gpu and its registered ones (cpu, cuda, mps, ...)."""
+    from pytorch_lightning.accelerators import AcceleratorRegistry
+
+    return ("auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators()))
+
+
+def precisions() -> tuple[Any, ...]:
+    """Every `Trainer(precision=...)` value Lightning accepts (read from its own type)."""
+    from lightning_fabric.connector import _PRECISION_INPUT
+
+    def flat(t: Any) -> list[Any]:
+        return [a for x in typing.get_args(t) for a in (flat(x) if typing.get_args(x) else [x])]
+
+    return tuple(flat(_PRECISION_INPUT))
+
+
+def _validate_precision(precision: Any) -> None:
+    allowed = precisions()
+    if isinstance(precision, bool) or precision not in allowed:
+        fail("trainer.precision", precision, f"must be one of {', '.join(dict.fromkeys(map(str, allowed)))}")
+    if str(precision).startswith("transformer-engine") and importlib.util.find_spec("transformer_engine") is None:
+        fail("trainer.precision", precision, "needs the transformer_engine package; use bf16-mixed or 32-true")
+
+
+def check_devices_available(trainer: Mapping) -> None:
+    """ConfigError when `trainer.accelerator` names a device this machine does not have (gpu/cuda/mps/tpu)."""
+    from pytorch_lightning.accelerators import AcceleratorRegistry
+
+    accelerator = trainer.get("accelerator", "auto")
+    if accelerator in ("auto", "cpu"):
+        return
+    names = ("cuda", "mps") if accelerator == "gpu" else (accelerator,)
+    if not any(n in AcceleratorRegistry and AcceleratorRegistry[n]["accelerator"].is_available() for n in names):
+        raise ConfigError(
+            f"trainer.accelerator={accelerator!r}: no such device on this machine; use trainer.accelerator=cpu "
+            "or auto (trainer=cpu), or run the cells where one is (hydra/launcher=slurm_gpu)"
         )
 
 
@@ -188,12 +282,8 @@ def resolved(cfg: DictConfig | Mapping) -> dict[str, Any]:
 def validate(cfg: DictConfig | Mapping) -> dict[str, Any]:
     """Check a composed config; returns it resolved as a plain dict. Raises ConfigError (one line)."""
     c = resolved(cfg)
-    try:
+    with config_errors():  # the shared checks and the model/optimizer validators raise plain ValueErrors
         _validate(c)
-    except ConfigError:
-        raise
-    except ValueError as e:  # the shared checks and the model/optimizer validators raise plain ValueErrors
-        raise ConfigError(str(e)) from None
     return c
 
 
@@ -209,12 +299,27 @@ def _validate(c: dict[str, Any]) -> None:
     m = c["model"]
     validate_model_args(m.get("arch"), m.get("depth"), m.get("width"), m.get("norm"), m.get("activation"))
     _validate_data(c["data"])
+    _validate_batchnorm_batches(c)
     _validate_trainer(c["trainer"])
     precision = c["trainer"].get("precision")
     validate_optimizer_cfg(c["optimizer"], max_epochs=c["trainer"]["max_epochs"], precision=precision)
     _validate_landscape(c["landscape"], max_epochs=c["trainer"]["max_epochs"])
     if c["logger"].get("name") not in LOGGERS:
         fail("logger.name", c["logger"].get("name"), f"allowed: {', '.join(LOGGERS)}")
+
+
+def _validate_batchnorm_batches(c: Mapping[str, Any]) -> None:
+    """BatchNorm in an MLP cannot train on 1-sample batches (a final 1-sample batch is merged by TensorLoader)."""
+    if c["model"].get("arch") != "mlp" or c["model"].get("norm") != "batchnorm":
+        return
+    allowed = "must be >= 2 with model.norm=batchnorm in an MLP (BatchNorm needs 2 samples per batch)"
+    for key, value in (
+        ("data.batch_size", c["data"].get("batch_size")),
+        ("data.train_size", c["data"].get("train_size")),
+        ("landscape.connectivity.curve.batch_size", c["landscape"]["connectivity"]["curve"].get("batch_size")),
+    ):
+        if value == 1:
+            fail(key, value, allowed)
 
 
 def _drop(c: dict[str, Any], dotted: str) -> None:
@@ -241,3 +346,28 @@ def config_hash(resolved: Mapping[str, Any], *, training_only: bool = False) -> 
     for key in RUN_ONLY + (ANALYSIS_ONLY if training_only else ()):
         _drop(c, key)
     return _digest(c)
+
+
+def flatten(node: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted keys to leaf values (lists and empty mappings are leaves)."""
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, f"{dotted}."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """`{dotted key: (old value, new value)}` for the keys that change what a cell computes (RUN_ONLY left out)."""
+    a = flatten(json.loads(json.dumps(old, default=str)))
+    b = flatten(json.loads(json.dumps(new, default=str)))
+    keys = sorted(k for k in set(a) | set(b) if not any(k == r or k.startswith(f"{r}.") for r in RUN_ONLY))
+    return {k: (a.get(k, ABSENT), b.get(k, ABSENT)) for k in keys if a.get(k, ABSENT) != b.get(k, ABSENT)}
+
+
+def analysis_only(key: str) -> bool:
+    """A key that only changes the post-hoc analysis (a trained endpoint stays valid)."""
+    return any(key == a or key.startswith(f"{a}.") for a in ANALYSIS_ONLY)

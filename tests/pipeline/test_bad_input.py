@@ -1,0 +1,136 @@
+"""Every bad input fails before anything runs: exit 2, one line on stderr naming the key, the value and what is
+allowed, nothing written under the output root.
+
+Most kinds go through `main(argv)` in-process (the CLI's entry, exit code and stderr included; about a second each); a
+handful also run `python -m landscape_sweep` in a subprocess.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from landscape_sweep.pipeline.app import main
+
+NO_GPU = not (torch.cuda.is_available() or torch.backends.mps.is_available())
+ROOT_ON_LINUX = sys.platform.startswith("linux") and os.geteuid() == 0
+NEEDS_NO_GPU = pytest.mark.skipif(not NO_GPU, reason="this machine has a GPU")
+NEEDS_ROOT = pytest.mark.skipif(not ROOT_ON_LINUX, reason="only root sees /proc as writable (os.access)")
+
+# (kind, command-line arguments, what the one line must contain[, skip mark]); {file}: a regular file under the root
+KINDS = [
+    ("unknown arch", ["model.arch=vgg"], ["model.arch='vgg'", "mlp, cnn, resnet, wide_resnet"]),
+    ("unknown dataset", ["data.name=imagenet"], ["data.name='imagenet'", "mnist1d"]),
+    ("depth < 1", ["model.depth=0"], ["model.depth=0", ">= 1"]),
+    ("negative width", ["model.width=-3"], ["model.width=-3", ">= 1"]),
+    ("fractional width", ["model.width=2.5"], ["model.width=2.5", "integer"]),
+    ("unknown norm", ["model.norm=groupnorm"], ["model.norm='groupnorm'", "batchnorm"]),
+    ("unknown activation", ["model.activation=swish"], ["model.activation='swish'", "relu"]),
+    ("unknown model key", ["+model.dropout=0.1"], ["model.dropout", "allowed: activation, arch, depth, norm, width"]),
+    ("unknown top-level key", ["+foo=1"], ["foo", "unknown key; allowed:"]),
+    ("no endpoint seeds", ["endpoints.seeds=[]"], ["endpoints.seeds=[]", "non-empty"]),
+    ("duplicate seeds", ["endpoints.seeds=[0,0]"], ["endpoints.seeds=[0, 0]", "duplicates"]),
+    ("non-integer seed", ["seed=abc"], ["seed='abc'", "integer"]),
+    ("train_size < 1", ["data.train_size=0"], ["data.train_size=0", ">= 1"]),
+    ("label noise > 1", ["data.label_noise=1.5"], ["data.label_noise=1.5", "[0, 1]"]),
+    ("label noise < 0", ["data.label_noise=-0.1"], ["data.label_noise=-0.1", "[0, 1]"]),
+    ("negative val_size", ["data.val_size=-1"], ["data.val_size=-1", "count >= 0"]),
+    ("batch size < 1", ["data.batch_size=0"], ["data.batch_size=0", ">= 1"]),
+    ("eval batch size < 1", ["data.eval_batch_size=0"], ["data.eval_batch_size=0", ">= 1"]),
+    (
+        "batchnorm MLP with 1-sample batches",
+        ["model.norm=batchnorm", "data.batch_size=1"],
+        ["data.batch_size=1", "BatchNorm needs 2 samples"],
+    ),
+    ("negative lr", ["optimizer.lr=-0.1"], ["optimizer.lr=-0.1", "> 0"]),
+    ("SAM under fp16", ["optimizer=sam", "trainer.precision=16-mixed"], ["precision=16-mixed", "bf16-mixed"]),
+    ("max_epochs < 1", ["trainer.max_epochs=0"], ["max_epochs=0", ">= 1"]),
+    ("stop_at accuracy > 1", ["trainer.stop_at.train_acc=1.5"], ["trainer.stop_at.train_acc=1.5", "<= 1"]),
+    (
+        "Lightning gradient clipping",
+        ["+trainer.gradient_clip_val=1.0"],
+        ["gradient_clip_val=1.0", "optimizer.grad_clip"],
+    ),
+    ("several devices", ["trainer.devices=4"], ["trainer.devices=4", "one cell runs on one device", "joblib"]),
+    ("all devices", ["trainer.devices=-1"], ["trainer.devices=-1", "one cell runs on one device"]),
+    ("auto devices", ["trainer.devices=auto"], ["trainer.devices='auto'", "must be 1"]),
+    ("several nodes", ["+trainer.num_nodes=2"], ["trainer.num_nodes=2", "one cell runs on one device"]),
+    ("ddp strategy", ["+trainer.strategy=ddp"], ["trainer.strategy='ddp'", "one cell runs on one device"]),
+    ("removed ddp preset", ["trainer=ddp"], ["trainer/ddp", "available options in 'trainer': cpu default gpu"]),
+    ("unknown precision", ["trainer.precision=fp16"], ["trainer.precision='fp16'", "bf16-mixed", "32-true"]),
+    ("unknown accelerator", ["trainer.accelerator=tpux"], ["trainer.accelerator='tpux'", "auto, gpu, cpu"]),
+    (
+        "gpu without a gpu",
+        ["trainer.accelerator=gpu"],
+        ["trainer.accelerator='gpu'", "no such device on this machine", "trainer.accelerator=cpu"],
+        NEEDS_NO_GPU,
+    ),
+    ("checkpoint epoch > max_epochs", ["landscape.checkpoint_epochs=[99]"], ["checkpoint_epochs=[99]", "1..30"]),
+    ("unknown sharpness kind", ["landscape.sharpness.kinds=[bogus]"], ["kinds=['bogus']", "worst"]),
+    ("unknown path method", ["landscape.connectivity.methods=[teleport]"], ["methods=['teleport']", "linear"]),
+    ("too few path points", ["landscape.connectivity.num_points=1"], ["num_points=1", ">= 2"]),
+    ("one trace probe", ["landscape.sharpness.trace_probes=1"], ["trace_probes=1", ">= 2"]),
+    ("unknown logger", ["logger.name=tensorboard"], ["logger.name='tensorboard'", "wandb, csv, none"]),
+    ("unknown optimizer preset", ["optimizer=nope"], ["optimizer/nope", "sgd"]),
+    ("bad cell inside a grid", ["-m", "model.depth=2,0"], ["model.depth=0", ">= 1"]),
+    ("output dir under a file", ["hydra.run.dir={file}/runs"], ["hydra.run.dir=", "output dir cannot be written"]),
+    ("sweep dir under a file", ["-m", "hydra.sweep.dir={file}/s"], ["hydra.sweep.dir=", "Not a directory"]),
+    (
+        "output dir where even root cannot write",
+        ["hydra.run.dir=/proc/landscape_sweep_probe/run"],
+        ["hydra.run.dir='/proc/landscape_sweep_probe/run'", "output dir cannot be written"],
+        NEEDS_ROOT,
+    ),
+]
+BY_KIND = {k[0]: k for k in KINDS}
+
+
+def _params(kinds) -> list:
+    return [pytest.param(*k[:3], id=k[0], marks=list(k[3:])) for k in kinds]
+
+
+def _args(args: list[str], root: Path, data_dir: Path) -> list[str]:
+    (root / "file").write_text("")
+    return [a.replace("{file}", str(root / "file")) for a in args] + [f"paths.data_dir={data_dir}"]
+
+
+def _one_line(stderr: str, expected: list[str]) -> None:
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("landscape_sweep: config error: "), lines[0]
+    assert all(e in lines[0] for e in expected), (lines[0], expected)
+
+
+def _nothing_written(root: Path) -> None:
+    assert sorted(p.name for p in root.iterdir()) == ["file"], list(root.iterdir())  # no logs/, no probe left
+
+
+def test_at_least_25_kinds():
+    assert len(BY_KIND) == len(KINDS) >= 25
+
+
+@pytest.mark.parametrize("kind,args,expected", _params(KINDS))
+def test_bad_input_fails_in_one_line_and_writes_nothing(kind, args, expected, tmp_path, monkeypatch, capsys, data_dir):
+    monkeypatch.setenv("LANDSCAPE_SWEEP_ROOT", str(tmp_path))
+    with pytest.raises(SystemExit) as e:
+        main(_args(args, tmp_path, data_dir))
+    assert e.value.code == 2, kind
+    _one_line(capsys.readouterr().err, expected)
+    _nothing_written(tmp_path)
+
+
+CLI_KINDS = ["bad cell inside a grid", "several devices", "removed ddp preset", "unknown precision"]
+CLI_KINDS += ["gpu without a gpu", "output dir under a file"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind,args,expected", _params(BY_KIND[k] for k in CLI_KINDS))
+def test_bad_input_through_the_real_cli(kind, args, expected, run_cli, tmp_path, data_dir):
+    proc = run_cli(_args(args, tmp_path, data_dir), check=False, data=False)
+    assert proc.returncode == 2, proc.stderr
+    _one_line(proc.stderr, expected)
+    _nothing_written(tmp_path)

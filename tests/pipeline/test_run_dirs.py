@@ -1,0 +1,86 @@
+"""Nothing lost: runs started together get their own dirs, an existing job dir is never overwritten by another
+config (only `landscape.*` may change there), and a BatchNorm cell whose last training batch would hold one
+sample completes. Each through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from landscape_sweep.data import TensorLoader
+from landscape_sweep.pipeline.app import precheck
+from landscape_sweep.pipeline.config import ConfigError
+from tests._support.cli import FAST, check_completed, cli_env, only
+
+pytestmark = pytest.mark.slow
+
+STAMP = re.compile(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d\.\d{3}_\d+")
+
+
+def _without(*keys: str) -> list[str]:
+    return [o for o in FAST if not o.startswith(keys)]
+
+
+ONE_SEED = [*_without("endpoints.seeds", "model.width"), "endpoints.seeds=[0]", "landscape=fast"]  # no pairs: quick
+
+
+def test_runs_started_in_the_same_second_get_their_own_dirs(tmp_path, data_dir):
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "landscape_sweep", *ONE_SEED, f"model.width={w}", f"paths.data_dir={data_dir}"],
+            cwd=tmp_path,
+            env=cli_env(tmp_path),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for w in (16, 32)
+    ]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    runs = sorted((tmp_path / "logs" / "landscape_sweep" / "runs").iterdir())
+    assert len(runs) == 2 and all(STAMP.fullmatch(r.name) for r in runs), runs
+    assert sorted(check_completed(r)["cell"]["width"] for r in runs) == [16, 32]
+
+
+def test_a_changed_grid_never_overwrites_completed_cells(run_cli, tmp_path, data_dir, monkeypatch):
+    sweep = tmp_path / "sweep"
+    base = ["-m", f"hydra.sweep.dir={sweep}", *ONE_SEED]
+    run_cli([*base, "model.width=16,32"])
+    before = (sweep / "1" / "results.json").read_bytes()
+    assert json.loads(before)["cell"]["width"] == 32
+
+    proc = run_cli([*base, "model.width=16,24,32"], check=False)
+    assert proc.returncode == 2, proc.stderr
+    line = only(ln for ln in proc.stderr.splitlines() if ln.strip())
+    assert f"hydra.sweep.dir='{sweep}'" in line and f"job dir {sweep / '1'} " in line, line
+    assert "model.width: 32 -> 24" in line and "landscape.*" in line, line
+    assert (sweep / "1" / "results.json").read_bytes() == before and not (sweep / "2").exists()
+
+    # a single run into a completed job dir with another training config is refused the same way
+    monkeypatch.setenv("LANDSCAPE_SWEEP_ROOT", str(tmp_path))
+    with pytest.raises(ConfigError, match=r"^hydra.run.dir=.*model.width: 16 -> 64"):
+        precheck([f"hydra.run.dir={sweep / '0'}", *ONE_SEED, "model.width=64"])
+
+    # only the analysis changes: the job dir is reused, the endpoints are not retrained
+    final = sweep / "1" / "checkpoints" / "seed0" / "final.pt"
+    mtime = final.stat().st_mtime_ns
+    run_cli([*base, "model.width=16,32", "landscape.sharpness.kinds=[worst]"])
+    after = check_completed(sweep / "1")
+    assert after["cell"]["width"] == 32 and after["config"]["landscape"]["sharpness"]["kinds"] == ["worst"]
+    assert final.stat().st_mtime_ns == mtime
+
+
+def test_batchnorm_cell_with_a_one_sample_last_batch_completes(run_cli, tmp_path):
+    x, y = torch.zeros(257, 1), torch.arange(257)
+    batches = [len(b) for _, b in TensorLoader(x, y, batch_size=128, shuffle=True)]
+    assert batches == [128, 129]  # the 1-sample remainder joins the batch before it: nothing dropped
+    job = tmp_path / "job"
+    args = [*_without("data.train_size"), "data.train_size=257", "model.norm=batchnorm", "landscape=fast"]
+    run_cli([*args, f"hydra.run.dir={job}"])  # two endpoints: trained, BN recomputed along paths, curves fitted
+    assert check_completed(job)["cell"]["train_size"] == 257
