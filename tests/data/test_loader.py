@@ -181,3 +181,12 @@ def test_lightning_resume_from_checkpoint_replays_the_epoch_order(tmp_path):
     assert sorted(resumed.seen) == [1, 2]
     assert resumed.seen[1] == full.seen[1] and resumed.seen[2] == full.seen[2]
     assert full.seen[1] != full.seen[2]
+
+
+def test_one_sample_last_batch_is_merged():
+    """BatchNorm cannot train on one sample: 9 samples in batches of 4 are served as 4 + 5, none dropped."""
+    x, y = torch.arange(9.0)[:, None], torch.arange(9)
+    for shuffle in (False, True):
+        sizes = [len(b) for b, _ in TensorLoader(x, y, batch_size=4, shuffle=shuffle, seed=0)]
+        assert sizes == [4, 5]
+    assert [len(b) for b, _ in TensorLoader(x, y, batch_size=3)] == [3, 3, 3]

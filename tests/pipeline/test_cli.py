@@ -18,6 +18,7 @@ from tests._support.wandb_offline import offline_runs, read_run
 
 pytestmark = pytest.mark.slow
 
+
 def test_single_cell_writes_results(run_cli, tmp_path):
     run_cli(FAST)
     job = only((tmp_path / "logs" / "landscape_sweep" / "runs").iterdir())
@@ -131,4 +132,3 @@ def test_wandb_offline_run_holds_config_history_and_summary(run_cli, tmp_path):
     assert {"test/acc", "train/loss", "gen_gap", "num_params"} <= set(run["summary"])
     assert run["exit_code"] == 0
     assert not (tmp_path / "wandb").exists()  # the run lives in the job dir
-
