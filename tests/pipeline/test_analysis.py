@@ -24,22 +24,23 @@ def test_thorough_preset_adds_spectrum_polychain_and_surfaces(compose_cfg, tmp_p
             "landscape.connectivity.num_points=5",
             "landscape.sharpness.trace_probes=10",
             "landscape.analysis_size=256",
+            "landscape.connectivity.curve.max_epochs=10",
         ]
     )
     r = run_cell(cfg, tmp_path / "job")
-    assert r["status"] == "completed", r["error"]
-    for e in r["endpoints"]:
-        spec = e["sharpness"]["hessian_spectrum"]
+    assert r.status == "completed", r.error
+    for e in r.endpoints:
+        spec = e.sharpness["hessian_spectrum"]
         assert sum(spec["weights"]) == pytest.approx(1.0)
-        assert len(e["sharpness"]["hessian_top_eigs"]) == 5
-        surf = e["loss_surface"]
+        assert len(e.sharpness["hessian_top_eigs"]) == 5
+        surf = e.loss_surface
         assert len(surf["x"]) == len(surf["y"]) == 5 and len(surf["loss"]) == 5 and len(surf["loss"][0]) == 5
         centre = surf["loss"][2][2]  # the unperturbed model, BN recomputed on the training data
         assert math.isfinite(centre) and centre == pytest.approx(min(min(row) for row in surf["loss"]), abs=0.5)
-    methods = [c["method"] for c in r["connectivity"]]
+    methods = [c.method for c in r.connectivity]
     assert methods == ["linear", "linear_aligned", "bezier", "polychain"]
-    for c in r["connectivity"]:
-        assert ("plane_surface" in c) == (c["method"] in ("bezier", "polychain"))
-        assert len(c["sharpness_along_path"]["t"]) == 3
-    plane = r["connectivity"][2]["plane_surface"]
+    for c in r.connectivity:
+        assert (c.plane_surface is not None) == (c.method in ("bezier", "polychain"))
+        assert len(c.sharpness_along_path["t"]) == 3
+    plane = r.connectivity[2].plane_surface
     assert len(plane["models_xy"]) == 3 and len(plane["loss"]) == 5

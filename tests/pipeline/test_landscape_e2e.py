@@ -41,6 +41,7 @@ def test_fast_landscape_sweep_end_to_end(run_cli, tmp_path):
             "landscape.checkpoint_epochs=[2]",
             "trainer.max_epochs=4",
             "model.width=16",
+            "endpoints.seeds=[0,1]",
             "logger=wandb",
             "trainer.enable_progress_bar=false",
             f"hydra.sweep.dir={sweep}",
