@@ -1,11 +1,14 @@
 """One cell = one Hydra job: load data once, train each endpoint seed, analyse, write results.json.
 
-Stages of `run_cell`: skip if done → load data → for each seed `train_endpoint` (reuse a finished endpoint, else
-resume or start → build → fit → finalise) → `analyse` (measures.py) → `record` (results.json, cell files, W&B).
+Stages of `run_cell`: lock the job dir → skip if done → load data → for each seed `train_endpoint` (reuse a
+finished endpoint, else resume or start → build → fit → finalise) → `analyse` (measures.py) → `record`
+(results.json, cell files, W&B) → unlock.
 Robustness contract (docs/architecture.md): any exception is caught here and recorded as `status: failed` with a
 one-line error; a non-finite loss gives `status: diverged`; a cell whose results.json is `completed` for the same
-config hash is skipped; an interrupted endpoint resumes from its `last.ckpt`; a finished endpoint (its `final.pt`
-with a matching training hash) is never retrained.
+config hash is skipped; a cell another live process holds the lock of is skipped here (status `locked`, nothing
+written); an interrupted endpoint resumes from its `last.ckpt`; a finished endpoint (its `final.pt` with a
+matching training hash) is never retrained, unless that file cannot be read. Every file is written through a
+unique temp file beside it and renamed (`results.atomic_open`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import logging
 import os
 import platform
 import shutil
-import tempfile
 import time
 import traceback
 import warnings
@@ -30,11 +32,19 @@ from landscape_sweep.data import DataBundle, TensorLoader, load_data
 from landscape_sweep.landscape._core import evaluate, preserved
 from landscape_sweep.models import build_model, num_params
 from landscape_sweep.pipeline import measures
-from landscape_sweep.pipeline.artifacts import write_cell_artifacts
+from landscape_sweep.pipeline.artifacts import CellLock, lock_stale_after, write_cell_artifacts
 from landscape_sweep.pipeline.config import config_hash, validate
 from landscape_sweep.pipeline.tracking import Tracker
-from landscape_sweep.results import CellResult, Endpoint, read_json, read_results, write_json, write_results
-from landscape_sweep.training.callbacks import EpochCheckpoints, StopAtCriterion
+from landscape_sweep.results import (
+    CellResult,
+    Endpoint,
+    atomic_open,
+    read_json,
+    read_results,
+    write_json,
+    write_results,
+)
+from landscape_sweep.training.callbacks import EpochCheckpoints, SameDirCheckpointIO, StopAtCriterion
 from landscape_sweep.training.landscape_callback import SharpnessTrajectory
 from landscape_sweep.training.module import LitClassifier
 from landscape_sweep.training.optim import optimizer_label
@@ -119,12 +129,21 @@ def final_weights(cfg: dict[str, Any]) -> str:
 
 # --- one endpoint: reuse / resume → build → fit → finalise -----------------------------------------------------
 def _reuse_finished(cfg: dict[str, Any], data: DataBundle, ck: Path, train_hash: str):
-    """The finished endpoint (model, entry) of this training config, or None."""
-    meta = read_json(ck / "final.json")
-    if meta and meta.get("train_hash") == train_hash and (ck / "final.pt").is_file():
-        log.info("reusing finished endpoint %s", ck / "final.pt")
-        return load_endpoint(cfg, data, ck / "final.pt"), Endpoint.from_dict(meta["entry"])
-    return None
+    """The finished endpoint (model, entry) of this training config, or None (also when `final.pt` is unreadable:
+    then the endpoint is trained again, like after an unreadable `last.ckpt`)."""
+    meta, path = read_json(ck / "final.json"), ck / "final.pt"
+    if not (meta and meta.get("train_hash") == train_hash and path.is_file()):
+        return None
+    try:
+        model = load_endpoint(cfg, data, path)
+    except Exception as e:  # truncated or corrupt (a kill or a full disk mid-write)
+        log.warning("ignoring unreadable endpoint %s (%s): training this endpoint again", path, one_line(e))
+        # last.ckpt of a finished run is past its last epoch: resuming would skip the end of training (SWA's average)
+        for name in ("final.json", "final.pt", "last.ckpt"):
+            (ck / name).unlink(missing_ok=True)
+        return None
+    log.info("reusing finished endpoint %s", path)
+    return model, Endpoint.from_dict(meta["entry"])
 
 
 def _resume_point(ck: Path, train_hash: str) -> str | None:
@@ -147,10 +166,12 @@ def _resume_point(ck: Path, train_hash: str) -> str | None:
 
 def _trainer(cfg: dict[str, Any], callbacks: list[pl.Callback], logger: Any, job_dir: Path, val: bool) -> pl.Trainer:
     kw = {k: v for k, v in cfg["trainer"].items() if k != "stop_at"}
+    plugins = [*(kw.pop("plugins", None) or []), SameDirCheckpointIO()]  # checkpoints written beside their place
     if "SLURM_JOB_ID" in os.environ:  # submitit owns requeueing; Lightning's own SLURM requeue must not fight it
         from pytorch_lightning.plugins.environments import SLURMEnvironment
 
-        kw["plugins"] = [SLURMEnvironment(auto_requeue=False)]
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+    kw["plugins"] = plugins
     return pl.Trainer(
         **kw, callbacks=callbacks, logger=logger, default_root_dir=str(job_dir), limit_val_batches=None if val else 0,
         enable_checkpointing=False,  # EpochCheckpoints writes last.ckpt / epoch<e>.ckpt itself
@@ -188,16 +209,10 @@ def _finalise(cfg, data, module, trainer, callbacks, seed: int, ck: Path, job_di
         train_time_s=seconds, stop=stop.record() if stop.criterion else None, trajectory=trajectory.trajectory,
         **endpoint_metrics(module.model, data, cfg["data"]["eval_batch_size"]),
     )  # fmt: skip
-    fd, tmp = _unique_tmp(ck / "final.pt")
-    with os.fdopen(fd, "wb") as f:
+    with atomic_open(ck / "final.pt", "wb") as f:
         torch.save(module.model.state_dict(), f)
-    os.replace(tmp, ck / "final.pt")
     write_json(ck / "final.json", {"train_hash": config_hash(cfg, training_only=True), "entry": entry})
     return entry
-
-
-def _unique_tmp(path: Path) -> tuple[int, str]:
-    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
 
 
 def train_endpoint(
@@ -213,6 +228,8 @@ def train_endpoint(
     trainer = _trainer(cfg, callbacks, tracker.lightning_logger(seed), job_dir, val is not None)
     if resume:
         log.info("seed %d: resuming from %s", seed, resume)
+    else:
+        log.info("seed %d: training in %s", seed, ck)
     t0 = time.perf_counter()
     trainer.fit(module, train_dataloaders=train, val_dataloaders=val, ckpt_path=resume)
     if module.diverged:
@@ -274,10 +291,25 @@ def record(result: CellResult, job_dir: Path, tracker: Tracker | None) -> None:
 
 
 def run_cell(cfg: Any, job_dir: str | Path, *, group: str = "default") -> CellResult:
-    """Run one cell end to end and return its results (also written to `<job_dir>/results.json`)."""
+    """Run one cell end to end and return its results (also written to `<job_dir>/results.json`).
+
+    A cell whose lock a live process holds is left to it: status `locked` (error: who holds it), nothing written.
+    """
     job_dir = Path(job_dir)
     quiet_lightning()
     config = validate(cfg)
+    lock = CellLock(job_dir, stale_after=lock_stale_after())
+    if not lock.acquire():
+        log.warning("cell %s is being run by %s: skipping it here", job_dir, lock.holder)
+        return dataclasses.replace(new_result(config), status="locked", error=f"being run by {lock.holder}")
+    try:
+        return run_locked(config, job_dir, group)
+    finally:
+        lock.release()
+
+
+def run_locked(config: dict[str, Any], job_dir: Path, group: str) -> CellResult:
+    """`run_cell` once the job dir is locked: skip if done, else train, analyse and record; never raises."""
     result = new_result(config)
     prev = read_results(job_dir)
     if prev is not None and prev.status == "completed" and prev.config_hash == result.config_hash:
@@ -286,15 +318,7 @@ def run_cell(cfg: Any, job_dir: str | Path, *, group: str = "default") -> CellRe
     t0, tracker = time.perf_counter(), None
     try:
         tracker = Tracker(config, job_dir, group=group, job_type=result.cell["optimizer"], name=job_dir.name)
-        data = load_cell_data(config).to(training_device(config))
-        ad = measures.analysis_data(config, data)
-        trained = [train_endpoint(config, data, seed, job_dir, tracker, ad) for seed in config["endpoints"]["seeds"]]
-        models = [m for m, _ in trained]
-        result.endpoints = [e for _, e in trained]
-        result.cell = cell_info(config, data, models[0])
-        result.timing_s["train"] = time.perf_counter() - t0
-        tracker.summary_of(result)
-        result = analyse(config, data, models, result, ad)
+        result = train_and_analyse(config, job_dir, tracker, result)
         result.status = "completed"
     except Diverged as e:
         result.status, result.error = "diverged", one_line(e)
@@ -308,3 +332,17 @@ def run_cell(cfg: Any, job_dir: str | Path, *, group: str = "default") -> CellRe
         if tracker is not None:
             tracker.close(exit_code=0 if result.status == "completed" else 1)
     return result
+
+
+def train_and_analyse(config: dict[str, Any], job_dir: Path, tracker: Tracker, result: CellResult) -> CellResult:
+    """Load the data, train every endpoint (filling `result` in place, so a failure keeps them), then analyse."""
+    t0 = time.perf_counter()
+    data = load_cell_data(config).to(training_device(config))
+    ad = measures.analysis_data(config, data)
+    trained = [train_endpoint(config, data, seed, job_dir, tracker, ad) for seed in config["endpoints"]["seeds"]]
+    models = [m for m, _ in trained]
+    result.endpoints = [e for _, e in trained]
+    result.cell = cell_info(config, data, models[0])
+    result.timing_s["train"] = time.perf_counter() - t0
+    tracker.summary_of(result)
+    return analyse(config, data, models, result, ad)

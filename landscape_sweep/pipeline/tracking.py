@@ -1,6 +1,8 @@
 """Experiment tracking for one cell: one W&B run (offline by default) or Lightning CSV logs, or nothing.
 
-The W&B run lives in `<job_dir>/wandb/`; `wandb.finish()` always runs (see `Tracker.close`). Per-endpoint
+The W&B run lives in `<job_dir>/wandb/`, and so do W&B's other files of the run (`wandb_dirs`: artifact staging
+of tables and plots, which an offline run needs until `wandb sync`, caches, the service's debug log), set for the
+cell only; `wandb.finish()` and the service's teardown always run (see `Tracker.close`). Per-endpoint
 metrics carry a `seed<k>/` prefix so all endpoints of a cell share one run. Summary names are chosen so a
 dashboard can plot them against `model.depth`, `model.width`, `optimizer` from the run config (`wandb_name`);
 each summary has `<name>_std` and `<name>_n` beside it (over endpoints, or endpoint pairs for paths).
@@ -43,6 +45,46 @@ def summary_metrics(result: CellResult) -> dict[str, float]:
     return {k: v for k, v in out.items() if v is not None}
 
 
+class ScopedEnv:
+    """Environment variables set for a while, then restored exactly (unset ones unset again)."""
+
+    def __init__(self, values: dict[str, str]):
+        self.saved = {k: os.environ.get(k) for k in values}
+        os.environ.update(values)
+
+    def restore(self) -> None:
+        for k, v in self.saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        self.saved = {}
+
+
+def wandb_dirs(job_dir: Path) -> dict[str, str]:
+    """Where W&B keeps a cell's files outside the run dir, unless the user set them: all in `<job_dir>/wandb/`
+    (defaults: ~/.local/share/wandb staging, ~/.cache/wandb, `./artifacts`)."""
+    dirs = {"WANDB_DATA_DIR": "data", "WANDB_CACHE_DIR": "cache", "WANDB_ARTIFACT_DIR": "artifacts"}
+    return {k: str(job_dir / "wandb" / sub) for k, sub in dirs.items() if not os.environ.get(k)}
+
+
+def start_wandb_run(cfg: dict[str, Any], job_dir: Path, *, group: str, job_type: str, name: str) -> Any:
+    """The cell's W&B run; the W&B service it starts writes its log (`core-debug-*.log`) into the job dir too."""
+    import wandb
+
+    w = cfg["logger"]["wandb"]
+    service_env = ScopedEnv({"XDG_CACHE_HOME": str(job_dir / "wandb" / "cache")})  # read when the service starts
+    try:
+        return wandb.init(
+            project=w.get("project"), entity=w.get("entity"), group=w.get("group") or group,
+            job_type=w.get("job_type") or job_type, tags=[str(t) for t in (w.get("tags") or [])], name=name,
+            config=cfg, dir=str(job_dir), mode=os.environ.get("WANDB_MODE") or w.get("mode") or "offline",
+            reinit="create_new", settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
+        )  # fmt: skip
+    finally:
+        service_env.restore()
+
+
 class Tracker:
     """Owns the cell's W&B run (if any) and hands Lightning a logger for each endpoint."""
 
@@ -50,16 +92,14 @@ class Tracker:
         self.kind = cfg["logger"]["name"]
         self.job_dir = job_dir
         self.run = None
+        self.env: ScopedEnv | None = None
         if self.kind == "wandb":
-            import wandb
-
-            w = cfg["logger"]["wandb"]
-            self.run = wandb.init(
-                project=w.get("project"), entity=w.get("entity"), group=w.get("group") or group,
-                job_type=w.get("job_type") or job_type, tags=[str(t) for t in (w.get("tags") or [])], name=name,
-                config=cfg, dir=str(job_dir), mode=os.environ.get("WANDB_MODE") or w.get("mode") or "offline",
-                reinit="create_new", settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
-            )  # fmt: skip
+            self.env = ScopedEnv(wandb_dirs(job_dir))
+            try:
+                self.run = start_wandb_run(cfg, job_dir, group=group, job_type=job_type, name=name)
+            except BaseException:
+                self.close()
+                raise
 
     def lightning_logger(self, seed: int) -> Logger | bool:
         """The Lightning logger of one endpoint (False: none)."""
@@ -92,9 +132,18 @@ class Tracker:
             self.run.log(payload)
 
     def close(self, exit_code: int = 0) -> None:
-        if self.run is not None:
-            self.run.finish(exit_code=exit_code)
-            self.run = None
+        """Finish the run and stop the W&B service (the next cell starts its own, logging into its own dir)."""
+        try:
+            if self.run is not None:
+                import wandb
+
+                self.run.finish(exit_code=exit_code)
+                self.run = None
+                wandb.teardown()
+        finally:
+            if self.env is not None:
+                self.env.restore()
+                self.env = None
 
 
 def path_tables(result: CellResult) -> dict[str, Any]:

@@ -13,8 +13,6 @@ Each function returns the written path, or None when the sweep has nothing to pl
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,23 +22,16 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from landscape_sweep.results import CellResult, PathEntry
+from landscape_sweep.results import CellResult, PathEntry, atomic_open
 
 FACET_KEYS = ("dataset", "arch", "norm", "train_size", "label_noise")
 MARKERS = "osD^v<>ph*"
 
 
 def save_png(fig: Figure, path: Path) -> Path:
-    """Save atomically: a temp file in the same directory, then os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png.tmp")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Save atomically and readable like any new file (`results.atomic_open`)."""
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
     return path
 
 

@@ -1,4 +1,4 @@
-"""Lightning callbacks of a cell's training run."""
+"""Lightning callbacks of a cell's training run and the checkpoint IO its Trainer writes through."""
 
 from __future__ import annotations
 
@@ -7,13 +7,34 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
+from pytorch_lightning.plugins import TorchCheckpointIO
+
+from landscape_sweep.results import atomic_open
+
+
+class SameDirCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint IO that writes each file beside its final place (`results.atomic_open`).
+
+    Lightning's default goes through an fsspec transaction: a temp file in the system temp dir ($TMPDIR), moved
+    with `shutil.move`, which across file systems copies into the final name (a reader or a kill then sees a
+    partial `last.ckpt`). Here: a unique temp file in the same directory, fsync, a new file's mode, rename.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"storage_options={storage_options!r}: must be None (local checkpoint files only)")
+        with atomic_open(path, "wb") as f:
+            torch.save(checkpoint, f)
 
 
 class EpochCheckpoints(pl.Callback):
     """Save `last.ckpt` after every epoch (for resuming) and `epoch<e>.ckpt` after each listed epoch `e`.
 
     `e` counts finished epochs (1-based); the listed ones are the points of the sharpness trajectory
-    (`landscape.checkpoint_epochs`). Lightning writes checkpoints atomically (temp file, then move).
+    (`landscape.checkpoint_epochs`). Files are written through the Trainer's checkpoint IO; the cell's Trainer
+    uses `SameDirCheckpointIO`, so each write is atomic, stays on the checkpoint's file system and is readable
+    like any new file.
     """
 
     def __init__(self, dirpath: str | Path, epochs: Iterable[int]):
