@@ -16,15 +16,46 @@ the first error so the command exits non-zero naming the cell. Re-running the sa
 Requeueing: submitit's checkpoint/requeue (`max_num_timeout`) re-runs the whole cell; the cell resumes each
 endpoint from its `last.ckpt` and reuses finished endpoints. Lightning's SLURM auto-requeue stays off.
 
+Waiting: while the array waits, `_pending.py` polls `squeue`; a pending reason that can never resolve
+(PartitionConfig, ...) or `pending_timeout_min` with cells pending and none running cancels the array and fails
+the command with one line naming the request (`PendingError`). A request sbatch rejects fails the same way.
+
 The private Hydra/submitit APIs this needs are wrapped one per function in `_private.py`, with the versions they
 were checked against.
 """
 
+from dataclasses import dataclass
+
+from hydra.core.config_store import ConfigStore
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher as _plugin
+from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
 
 from hydra_plugins.landscape_sweep_launchers._collect import CellJobError, CollectAll, cell_name, collect
+from hydra_plugins.landscape_sweep_launchers._pending import PendingError
 
-__all__ = ["CellJobError", "LocalLauncher", "SlurmLauncher", "cell_name", "collect"]
+__all__ = [
+    "CellJobError",
+    "LandscapeSlurmConf",
+    "LocalLauncher",
+    "PendingError",
+    "SlurmLauncher",
+    "cell_name",
+    "collect",
+]
+
+
+@dataclass
+class LandscapeSlurmConf(SlurmQueueConf):
+    """The plugin's SLURM schema plus our keys; the base of conf/hydra/launcher/slurm*.yaml."""
+
+    _target_: str = "hydra_plugins.landscape_sweep_launchers.SlurmLauncher"
+    # minutes the array may spend with cells pending and none running before it is cancelled; None: unbounded
+    pending_timeout_min: float | None = None
+
+
+ConfigStore.instance().store(
+    group="hydra/launcher", name="landscape_sweep_slurm", node=LandscapeSlurmConf, provider="landscape_sweep"
+)
 
 
 class SlurmLauncher(CollectAll, _plugin.SlurmLauncher):

@@ -15,7 +15,7 @@ from typing import Any
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from omegaconf import DictConfig
 
-from hydra_plugins.landscape_sweep_launchers import _private
+from hydra_plugins.landscape_sweep_launchers import _pending, _private
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,10 @@ def _open_sweep_dir(config: DictConfig) -> Path:
 class CollectAll:
     """Mixin over the plugin's launchers: submit the array, collect every job, report, then fail if any failed.
 
-    The plugin's own job side (`__call__`: restore Hydra's state, run the cell; `checkpoint`: requeue) is kept.
+    A SLURM array is watched while it waits (`_pending`): one that can never start, or pends past
+    `pending_timeout_min`, is cancelled and fails the command in one line (`PendingError`), as does one that sbatch
+    rejects. The plugin's own job side (`__call__`: restore Hydra's state, run the cell; `checkpoint`: requeue) is
+    kept.
     """
 
     _sweep_config: DictConfig | None = None
@@ -97,10 +100,14 @@ class CollectAll:
         nums = [initial_job_idx + i for i in range(len(job_overrides))]
         for num, ov in zip(nums, job_overrides):
             log.info("\t#%d : %s", num, " ".join(filter_overrides(list(ov))))
-        state = _private.hydra_state()
-        jobs = executor.map_array(self, *zip(*(_private.job_args(ov, n, state) for n, ov in zip(nums, job_overrides))))
-        log.info("submitted %d jobs: %s", len(jobs), ", ".join(j.job_id for j in jobs))
-        returns = [collect(job, num, ov) for job, num, ov in zip(jobs, nums, job_overrides)]
+        jobs = self._submit(executor, nums, job_overrides)
+        with _private.quiet_sacct_errors():
+            try:
+                self._wait(executor, jobs)
+            except _pending.PendingError:
+                self._report_cancelled(jobs)
+                raise
+            returns = [collect(job, num, ov) for job, num, ov in zip(jobs, nums, job_overrides)]
         failed = [r for r in returns if r.status == JobStatus.FAILED]
         if failed:
             for r in failed:
@@ -108,3 +115,36 @@ class CollectAll:
             log.error("%d of %d cells failed; building the sweep report from the others", len(failed), len(returns))
             _private.run_multirun_end(self._hydra_context, config)
         return returns
+
+    def _submit(self, executor: Any, nums: Sequence[int], job_overrides: Sequence[Sequence[str]]) -> list[Any]:
+        """Submit the cells as one array; a request the scheduler rejects fails in one line naming the request."""
+        from submitit.core.utils import FailedJobError
+
+        state = _private.hydra_state()
+        args = [_private.job_args(ov, n, state) for n, ov in zip(nums, job_overrides)]
+        try:
+            jobs = executor.map_array(self, *zip(*args))
+        except FailedJobError as e:
+            why = "; ".join(ln.strip().removeprefix("sbatch: error: ") for ln in str(e).splitlines() if ln.strip())
+            request = _pending.request_text(self._params())
+            raise _pending.PendingError(f"{request}: {executor.cluster} rejected the array: {_summary(why)}") from e
+        log.info("submitted %d jobs: %s", len(jobs), ", ".join(j.job_id for j in jobs))
+        return jobs
+
+    def _params(self) -> dict[str, Any]:
+        """The launcher's parameters (the plugin's `params`: the preset's keys)."""
+        return dict(getattr(self, "params", {}))
+
+    def _wait(self, executor: Any, jobs: Sequence[Any]) -> None:
+        """Wait for every job; SLURM arrays are watched for requests that cannot start (see `_pending`)."""
+        if executor.cluster != "slurm":
+            for job in jobs:
+                job.wait()
+            return
+        params = self._params()
+        _pending.wait(jobs, _pending.PendingWatch(params, params.get("pending_timeout_min")))
+
+    def _report_cancelled(self, jobs: Sequence[Any]) -> None:
+        """After cancelling: report the cells that finished before (if any); the others show as missing."""
+        if any(job.paths.result_pickle.exists() for job in jobs):
+            _private.run_multirun_end(self._hydra_context, self._sweep_config)

@@ -8,7 +8,9 @@ does not import (and re-execute) it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -32,9 +34,13 @@ PRIVATE_APIS = {
     "submitit": (
         "make_executor: AutoExecutor(cluster=..., <cluster>_max_num_timeout=...) and the `<cluster>_` prefix of "
         "update_parameters keys",
+        "quiet_sacct_errors: the `submitit` logger and its per-poll warning 'Call #N - Bypassing sacct error ...' "
+        "(InfoWatcher.update)",
     ),
 }
 HERE = "hydra_plugins/landscape_sweep_launchers/_private.py"
+# launcher keys of our own schema (LandscapeSlurmConf), never handed to submitit
+OWN_KEYS = ("pending_timeout_min",)
 
 
 def version_mismatches() -> list[str]:
@@ -70,7 +76,7 @@ def make_executor(launcher: Any) -> Any:
     """A submitit AutoExecutor configured from the plugin launcher's parameters, exactly as its `launch` does.
 
     `max_num_timeout` is a constructor argument; the keys of `BaseQueueConf` are shared by every executor, all
-    others take the executor's prefix (`slurm_partition`, ...).
+    others take the executor's prefix (`slurm_partition`, ...); our own keys (`OWN_KEYS`) are left out.
     """
     import submitit
     from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
@@ -82,7 +88,7 @@ def make_executor(launcher: Any) -> Any:
         init[f"{kind}_max_num_timeout"] = params["max_num_timeout"]
     executor = submitit.AutoExecutor(cluster=kind, **init)
     shared = set(OmegaConf.structured(BaseQueueConf).keys())
-    rest = {k: v for k, v in params.items() if k not in ("submitit_folder", "max_num_timeout")}
+    rest = {k: v for k, v in params.items() if k not in ("submitit_folder", "max_num_timeout", *OWN_KEYS)}
     executor.update_parameters(**{(k if k in shared else f"{kind}_{k}"): v for k, v in rest.items()})
     return executor
 
@@ -95,3 +101,35 @@ def job_error(ret: JobReturn) -> Any:
 def run_multirun_end(hydra_context: Any, config: DictConfig) -> None:
     """Run the multirun-end callbacks (the sweep report) now: Hydra skips them once a job has failed."""
     hydra_context.callbacks.on_multirun_end(config=config)
+
+
+class _FirstSacctError(logging.Filter):
+    """Drops submitit's sacct errors and logs the first one through our logger.
+
+    Passed on, each record would print three times: submitit's stdout and stderr handlers, then Hydra's.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "Bypassing sacct error" not in str(record.msg):
+            return True
+        self.seen += 1
+        if self.seen == 1:
+            logging.getLogger(__package__ or __name__).warning(
+                "%s (further sacct errors are not logged)", record.getMessage()
+            )
+        return False
+
+
+@contextmanager
+def quiet_sacct_errors() -> Iterator[None]:
+    """While waiting on jobs, submitit warns on every failed sacct poll: log the first warning only, once."""
+    logger, only_first = logging.getLogger("submitit"), _FirstSacctError()
+    logger.addFilter(only_first)
+    try:
+        yield
+    finally:
+        logger.removeFilter(only_first)

@@ -8,6 +8,7 @@ process is killed. tests/pipeline/test_slurm.py runs the same launcher on a real
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 import subprocess
 import sys
@@ -22,7 +23,15 @@ from hydra.experimental.callback import Callback
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher as plugin
 from omegaconf import OmegaConf
 
-from hydra_plugins.landscape_sweep_launchers import CellJobError, LocalLauncher, SlurmLauncher, _private, collect
+from hydra_plugins.landscape_sweep_launchers import (
+    CellJobError,
+    LocalLauncher,
+    PendingError,
+    SlurmLauncher,
+    _pending,
+    _private,
+    collect,
+)
 
 TARGET = "hydra_plugins.landscape_sweep_launchers.SlurmLauncher"
 
@@ -93,7 +102,7 @@ def test_make_executor_sets_up_what_the_plugin_sets_up(compose_cfg, monkeypatch,
     params.pop("_target_")
     monkeypatch.setattr(submitit, "AutoExecutor", _RecordingExecutor)
     base = plugin.SlurmLauncher if preset == "slurm" else plugin.LocalLauncher
-    theirs = base(**params)
+    theirs = base(**{k: v for k, v in params.items() if k not in _private.OWN_KEYS})  # the plugin knows no own keys
     theirs.setup(hydra_context=None, task_function=None, config=cfg)
     _RecordingExecutor.calls = []
     with pytest.raises(_Stop):
@@ -101,6 +110,40 @@ def test_make_executor_sets_up_what_the_plugin_sets_up(compose_cfg, monkeypatch,
     expected, _RecordingExecutor.calls = _RecordingExecutor.calls, []
     _private.make_executor(ours(**params))
     assert _RecordingExecutor.calls == expected and expected[0][2] == base._EXECUTOR
+    assert ("pending_timeout_min" in params) == (preset == "slurm")
+
+
+def test_our_schema_is_the_plugin_schema_plus_our_keys():
+    from dataclasses import fields
+
+    from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
+
+    from hydra_plugins.landscape_sweep_launchers import LandscapeSlurmConf
+
+    ours, theirs = {f.name for f in fields(LandscapeSlurmConf)}, {f.name for f in fields(SlurmQueueConf)}
+    assert ours - theirs == set(_private.OWN_KEYS) and theirs <= ours
+    assert LandscapeSlurmConf._target_ == TARGET
+
+
+def test_quiet_sacct_errors_logs_submitit_s_first_sacct_error_once(monkeypatch, tmp_path, caplog):
+    from submitit.slurm.slurm import SlurmInfoWatcher
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sacct: every poll fails
+    watcher = SlurmInfoWatcher(delay_s=600)
+    watcher.register_job("41_0")
+    with caplog.at_level(logging.WARNING), _private.quiet_sacct_errors():
+        for _ in range(3):
+            watcher.update()
+        logging.getLogger("submitit").warning("something else")
+    assert watcher.num_calls == 3
+    msgs = [(r.name, r.getMessage()) for r in caplog.records]
+    assert len(msgs) == 2 and msgs[1] == ("submitit", "something else"), msgs
+    assert msgs[0][0] == "hydra_plugins.landscape_sweep_launchers"
+    assert msgs[0][1].startswith("Call #1 - Bypassing sacct error ")
+    assert msgs[0][1].endswith("(further sacct errors are not logged)")
+    caplog.clear()
+    watcher.update()  # outside the context submitit logs as before
+    assert [r.name for r in caplog.records] == ["submitit"]
 
 
 def test_job_error_reads_a_failed_job_without_raising(capsys):
@@ -130,10 +173,14 @@ def test_run_multirun_end_runs_the_configured_callbacks():
 
 
 class _Job:
-    def __init__(self, job_id: str, result=None, error: Exception | None = None):
-        self.job_id, self._result, self._error = job_id, result, error
+    def __init__(self, job_id: str, result=None, error: Exception | None = None, done: bool = True):
+        self.job_id, self._result, self._error, self._done = job_id, result, error, done
         self.state = "FAILED"
-        self.paths = SimpleNamespace(stderr=Path(f"/sweep/.submitit/{job_id}/{job_id}_0_log.err"))
+        folder = Path(f"/sweep/.submitit/{job_id}")
+        self.paths = SimpleNamespace(stderr=folder / f"{job_id}_0_log.err", result_pickle=folder / "none.pkl")
+
+    def done(self):
+        return self._done
 
     def results(self):
         if self._error is not None:
@@ -174,18 +221,20 @@ def test_collect_wraps_a_task_error_and_passes_successes_through():
 class _Executor:
     cluster = "slurm"
 
-    def __init__(self, jobs):
-        self.jobs, self.submitted = jobs, None
+    def __init__(self, jobs, error: Exception | None = None):
+        self.jobs, self.submitted, self.error = jobs, None, error
 
     def map_array(self, fn, *args):
+        if self.error is not None:
+            raise self.error
         self.submitted = (fn, [tuple(a) for a in zip(*args)])
         return self.jobs
 
 
-def _launcher(tmp_path, jobs, monkeypatch):
-    ex, reports = _Executor(jobs), []
+def _launcher(tmp_path, jobs, monkeypatch, error=None, **params):
+    ex, reports = _Executor(jobs, error), []
     monkeypatch.setattr(_private, "make_executor", lambda launcher: ex)
-    launcher = SlurmLauncher(submitit_folder=str(tmp_path / "%j"))
+    launcher = SlurmLauncher(submitit_folder=str(tmp_path / "%j"), **params)
     cfg = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path / "sweep")}}})
     ctx = SimpleNamespace(callbacks=SimpleNamespace(on_multirun_end=lambda config: reports.append(config)))
     launcher.setup(hydra_context=ctx, task_function=None, config=cfg)
@@ -210,6 +259,44 @@ def test_launch_leaves_the_report_to_hydra_when_every_cell_completed(tmp_path, m
     ok = JobReturn(overrides=[], status=JobStatus.COMPLETED, _return_value=None)
     launcher, _, reports = _launcher(tmp_path, [_Job("6_0", result=ok)], monkeypatch)
     assert launcher.launch([[]], initial_job_idx=0) == [ok] and reports == []
+
+
+def test_launch_cancels_a_hopeless_array_and_reports_the_cells_that_finished(tmp_path, monkeypatch):
+    calls = []
+    squeue = "5_[1-2]|PENDING|debug|PartitionConfig\n"
+    monkeypatch.setattr(_pending, "slurm", lambda *a: calls.append(a) or {"squeue": squeue}.get(a[0], ""))
+    ok = JobReturn(overrides=["seed=0"], status=JobStatus.COMPLETED, _return_value=None)
+    finished = _Job("5_0", result=ok)
+    finished.paths.result_pickle = tmp_path / "5_0_result.pkl"
+    finished.paths.result_pickle.write_bytes(b"")
+    jobs = [finished, _Job("5_1", done=False), _Job("5_2", done=False)]
+    launcher, _, reports = _launcher(tmp_path, jobs, monkeypatch, cpus_per_task=64, pending_timeout_min=None)
+    with pytest.raises(PendingError) as e:
+        launcher.launch([["seed=0"], ["seed=1"], ["seed=2"]], initial_job_idx=0)
+    assert str(e.value) == (
+        "hydra.launcher (cpus_per_task=64): job 5_[1-2] can never start (PartitionConfig) in partition debug; "
+        "the array was cancelled"
+    )
+    assert ("scancel", "5") in calls and len(reports) == 1  # the finished cell is reported, the others missing
+    jobs = [_Job("6_0", done=False)]
+    launcher, _, reports = _launcher(tmp_path, jobs, monkeypatch, cpus_per_task=64)
+    with pytest.raises(PendingError):
+        launcher.launch([["seed=0"]], initial_job_idx=0)
+    assert reports == []  # nothing finished: no report
+
+
+def test_a_request_the_scheduler_rejects_fails_in_one_line(tmp_path, monkeypatch):
+    from submitit.core.utils import FailedJobError
+
+    stderr = "sbatch: error: Memory specification can not be satisfied\nsbatch: error: Batch job submission failed"
+    launcher, _, reports = _launcher(tmp_path, [], monkeypatch, error=FailedJobError(stderr), mem_gb=4096)
+    with pytest.raises(PendingError) as e:
+        launcher.launch([["seed=0"]], initial_job_idx=0)
+    assert str(e.value) == (
+        "hydra.launcher (mem_gb=4096): slurm rejected the array: Memory specification can not be satisfied; "
+        "Batch job submission failed"
+    )
+    assert reports == []
 
 
 # --- a real sweep over submitit's local executor ---

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -45,9 +47,13 @@ def test_presets_compose(compose_cfg, tmp_path):
     cpu = compose_cfg(["hydra/launcher=slurm"]).hydra.launcher
     assert cpu._target_ == TARGET and cpu.gpus_per_node is None and cpu.cpus_per_task == 4
     assert cpu.max_num_timeout > 0 and cpu.setup == [] and cpu.partition is None
+    assert cpu.pending_timeout_min == 720
     gpu = compose_cfg(["hydra/launcher=slurm_gpu", "hydra.launcher.partition=gpu", "hydra.launcher.qos=high"])
     assert gpu.hydra.launcher._target_ == TARGET and gpu.hydra.launcher.gpus_per_node == 1
     assert (gpu.hydra.launcher.partition, gpu.hydra.launcher.qos) == ("gpu", "high")
+    assert gpu.hydra.launcher.pending_timeout_min == 1440
+    bounds = [compose_cfg(["hydra/launcher=slurm", f"hydra.launcher.pending_timeout_min={v}"]) for v in ("0.1", "null")]
+    assert [b.hydra.launcher.pending_timeout_min for b in bounds] == [0.1, None]
     local = compose_cfg(["hydra/launcher=submitit_local"]).hydra.launcher
     assert local._target_.startswith("hydra_plugins.hydra_submitit_launcher")
     # site settings from conf/local/slurm.yaml (here: a search-path copy) land in the launcher node
@@ -86,16 +92,26 @@ def slurm():
     _sh("bash", str(SCRIPT), "stop")
 
 
-def _env(tmp_path: Path) -> dict[str, str]:
+@pytest.fixture
+def cluster(slurm, tmp_path):
+    """The running cluster; afterwards, the arrays this test submitted are cancelled (a failed test leaves none)."""
+    yield
+    arrays = {d.name.split("_")[0] for d in tmp_path.glob("logs/*/multiruns/*/.submitit/*") if d.is_dir()}
+    if arrays:
+        _sh("scancel", *sorted(arrays))
+
+
+def _env(tmp_path: Path, sacct: bool = True) -> dict[str, str]:
     env = cli_env(tmp_path)
-    env["PATH"] = f"{SLURM_TMP / 'bin'}{os.pathsep}{env['PATH']}"  # the sacct stand-in (no accounting database)
+    if sacct:  # the sacct stand-in (no accounting database); without it the real sacct fails on every poll
+        env["PATH"] = f"{SLURM_TMP / 'bin'}{os.pathsep}{env['PATH']}"
     return env
 
 
-def _sweep(tmp_path: Path, data_dir: Path, args: list[str]) -> subprocess.Popen:
+def _sweep(tmp_path: Path, data_dir: Path, args: list[str], sacct: bool = True) -> subprocess.Popen:
     argv = [sys.executable, "-m", "landscape_sweep", "-m", *LAUNCH, *CELL, *args, f"paths.data_dir={data_dir}"]
     return subprocess.Popen(
-        argv, cwd=tmp_path, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        argv, cwd=tmp_path, env=_env(tmp_path, sacct), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
 
 
@@ -135,7 +151,7 @@ def _results(job_dir: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_two_cell_sweep_on_slurm(slurm, tmp_path, data_dir):
+def test_two_cell_sweep_on_slurm(cluster, tmp_path, data_dir):
     proc = _sweep(tmp_path, data_dir, ["trainer.max_epochs=2", "model.depth=1,2"])
     out = _finish(proc)
     assert proc.returncode == 0, out[-4000:]
@@ -161,7 +177,7 @@ def test_two_cell_sweep_on_slurm(slurm, tmp_path, data_dir):
 
 
 @pytest.mark.slow
-def test_requeued_cell_resumes_to_the_same_result(slurm, tmp_path, data_dir):
+def test_requeued_cell_resumes_to_the_same_result(cluster, tmp_path, data_dir):
     # two cells that differ only in a run-only key: cell 1 is requeued mid-training, cell 0 is the reference
     proc = _sweep(tmp_path, data_dir, [*LONG, "trainer.enable_model_summary=false,true"])
     ckpt = _wait_for("logs/landscape_sweep/multiruns/*/1/checkpoints/seed0/last.ckpt", tmp_path, proc)
@@ -198,7 +214,7 @@ def _step_pid(job: str) -> int:
 
 
 @pytest.mark.slow
-def test_killed_cell_fails_the_sweep_without_hanging(slurm, tmp_path, data_dir):
+def test_killed_cell_fails_the_sweep_without_hanging(cluster, tmp_path, data_dir):
     proc = _sweep(tmp_path, data_dir, [*LONG, "model.depth=1,2"])
     ckpt = _wait_for("logs/landscape_sweep/multiruns/*/1/checkpoints/seed0/last.ckpt", tmp_path, proc)
     sweep = ckpt.parents[3]
@@ -218,3 +234,73 @@ def test_killed_cell_fails_the_sweep_without_hanging(slurm, tmp_path, data_dir):
     table = pd.read_csv(sweep / "sweep_results.csv").set_index("job")
     assert table.loc[0, "status"] == "completed" and table.loc[1, "status"] == "missing"
     assert (sweep / "report.md").is_file()
+
+
+# --- requests that can never start, and waits that never end ---
+
+
+def _node(field: str) -> int:
+    """The local node's CPUs (`%c`) or memory in MB (`%m`)."""
+    return int(_sh("sinfo", "-h", "-o", field).stdout.split()[0].rstrip("+"))
+
+
+def _since_submission(out: str) -> float:
+    """Seconds from the launcher's `submitted N jobs` log line to now."""
+    stamp = re.search(r"^\[([\d-]+ [\d:]+,\d+)\]\[[^]]*\] submitted \d+ jobs", out, re.M)
+    assert stamp, out[-4000:]
+    return (datetime.now() - datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S,%f")).total_seconds()
+
+
+def _error_line(pattern: str, out: str) -> re.Match:
+    found = re.search(f"^{pattern}$", out, re.M)
+    assert found, out[-4000:]
+    return found
+
+
+@pytest.mark.slow
+def test_a_request_no_node_can_meet_is_cancelled_in_one_line(cluster, tmp_path, data_dir):
+    cpus = max(64, 2 * _node("%c"))
+    # no sacct stand-in: the real sacct fails on every poll, and is logged once
+    proc = _sweep(tmp_path, data_dir, [f"hydra.launcher.cpus_per_task={cpus}", "model.depth=1,2"], sacct=False)
+    out = _finish(proc, timeout=300)
+    assert proc.returncode == 1, out[-4000:]
+    assert _since_submission(out) < 30, "a request that can never start must end the sweep within 30 s"
+    error = _error_line(
+        rf"hydra\.launcher\.cpus_per_task={cpus}: job (\d+)_\[0-1\] can never start \(PartitionConfig\): "
+        rf"partition debug has nodes with at most {_node('%c')} CPUs; the array was cancelled",
+        out,
+    )
+    assert _sh("squeue", "-h", "-j", error.group(1)).stdout.strip() == "", "the array must be cancelled"
+    assert out.count("Bypassing sacct error") <= 1 and out.count("further sacct errors are not logged") <= 1
+    assert "Traceback" not in out
+
+
+@pytest.mark.slow
+def test_pending_timeout_cancels_an_array_that_waits_too_long(cluster, tmp_path, data_dir):
+    held = ["+hydra.launcher.additional_parameters.begin=now+1hour", "hydra.launcher.pending_timeout_min=0.1"]
+    proc = _sweep(tmp_path, data_dir, [*held, "model.depth=1,2"])
+    out = _finish(proc, timeout=300)
+    assert proc.returncode == 1, out[-4000:]
+    assert 6 <= _since_submission(out) < 30
+    error = _error_line(
+        r"hydra\.launcher\.pending_timeout_min=0\.1: job (\d+)_\[0-1\] pended 0\.\d min with no cell running "
+        r"\(BeginTime, partition debug\); the array was cancelled",
+        out,
+    )
+    assert _sh("squeue", "-h", "-j", error.group(1)).stdout.strip() == "", "the array must be cancelled"
+    sbatch = next((_sweep_dir(tmp_path) / ".submitit").glob(".submission_file_*.sh")).read_text()
+    assert "#SBATCH --begin=now+1hour" in sbatch
+
+
+@pytest.mark.slow
+def test_a_request_sbatch_rejects_fails_in_one_line(cluster, tmp_path, data_dir):
+    mem_gb = 2 * _node("%m") // 1024 + 1
+    proc = _sweep(tmp_path, data_dir, [f"hydra.launcher.mem_gb={mem_gb}", "model.depth=1,2"])
+    out = _finish(proc, timeout=300)
+    assert proc.returncode == 1, out[-4000:]
+    _error_line(
+        rf"hydra\.launcher \(partition=None, cpus_per_task=1, mem_gb={mem_gb}, gpus_per_node=None, timeout_min=10, "
+        r"constraint=None, qos=None, account=None\): slurm rejected the array: Memory specification can not be "
+        r"satisfied; .*",
+        out,
+    )
