@@ -168,7 +168,8 @@ def hydra_main(cfg: DictConfig) -> None:
         write_results(job_dir, result)
     _last_status.append(result.status)
     msg = f"cell {job_dir}: {result.status}" + (f" ({result.error})" if result.error else "")
-    (log.info if result.status == "completed" else log.error)(msg)
+    level = {"completed": logging.INFO, "locked": logging.WARNING}.get(result.status, logging.ERROR)
+    log.log(level, msg)
 
 
 def _squash(e: Exception) -> str:

@@ -48,6 +48,7 @@ from landscape_sweep.training.callbacks import EpochCheckpoints, SameDirCheckpoi
 from landscape_sweep.training.landscape_callback import SharpnessTrajectory
 from landscape_sweep.training.module import LitClassifier
 from landscape_sweep.training.optim import optimizer_label
+from landscape_sweep.training.progress import progress_callbacks
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +147,13 @@ def _reuse_finished(cfg: dict[str, Any], data: DataBundle, ck: Path, train_hash:
     return model, Endpoint.from_dict(meta["entry"])
 
 
-def _resume_point(ck: Path, train_hash: str) -> str | None:
-    """`last.ckpt` to resume from, if it belongs to this training config and loads; stale state is removed."""
+def _resume_point(ck: Path, train_hash: str, max_epochs: int) -> str | None:
+    """`last.ckpt` to resume from, if it belongs to this training config, loads and is unfinished.
+
+    Stale state is removed. A checkpoint of a finished run (killed after its last epoch, before `final.pt`) is
+    not resumed: Lightning would skip the end of fit (the SWA average), so the endpoint trains again (same seed,
+    same result).
+    """
     stamp = read_json(ck / "train_hash.json")
     if stamp is None or stamp.get("train_hash") != train_hash:
         shutil.rmtree(ck, ignore_errors=True)  # checkpoints of another config: never resume from them
@@ -156,9 +162,14 @@ def _resume_point(ck: Path, train_hash: str) -> str | None:
     if not path.is_file():
         return None
     try:
-        torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated (killed mid-write): start afresh
         log.warning("ignoring unreadable checkpoint %s (%s): starting this endpoint afresh", path, one_line(e))
+        path.unlink()
+        return None
+    stopped = any(isinstance(v, dict) and v.get("reached_epoch") for v in (state.get("callbacks") or {}).values())
+    if state.get("epoch", -1) + 1 >= max_epochs or stopped:
+        log.info("%s is of a finished run without final.pt: training this endpoint again", path)
         path.unlink()
         return None
     return str(path)
@@ -198,6 +209,7 @@ def _build(cfg: dict[str, Any], data: DataBundle, seed: int, ck: Path, ad: measu
     stop = StopAtCriterion(**(cfg["trainer"].get("stop_at") or {}), prefix=f"seed{seed}/")
     # the trajectory is measured before the epoch's checkpoint is written, so the checkpoint holds it
     callbacks: list[pl.Callback] = [trajectory, stop, EpochCheckpoints(ck, landscape["checkpoint_epochs"])]
+    callbacks += progress_callbacks(cfg["trainer"], seed)
     return module, train, val, callbacks
 
 
@@ -223,7 +235,7 @@ def train_endpoint(
     finished = _reuse_finished(cfg, data, ck, train_hash)
     if finished is not None:
         return finished
-    resume = _resume_point(ck, train_hash)
+    resume = _resume_point(ck, train_hash, cfg["trainer"]["max_epochs"])
     module, train, val, callbacks = _build(cfg, data, seed, ck, ad)
     trainer = _trainer(cfg, callbacks, tracker.lightning_logger(seed), job_dir, val is not None)
     if resume:

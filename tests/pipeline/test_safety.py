@@ -266,3 +266,29 @@ def test_wandb_cell_writes_nothing_outside_its_job_dir(tmp_path, data_dir):
     assert sorted(p for p in iso.rglob("*")) == sorted(dirs.values())  # nothing left behind either
     staged = list((job / "wandb" / "data" / "artifacts" / "staging").iterdir())
     assert staged  # the tables an offline run refers to until `wandb sync`: kept with the run
+
+
+@pytest.mark.slow
+def test_kill_after_the_last_epoch_retrains_instead_of_resuming_a_finished_run(compose_cfg, tmp_path):
+    """A kill between the last epoch's last.ckpt and final.pt: resuming would skip the end of fit (the SWA
+    average), so the endpoint trains again and ends with the same weights as the uninterrupted run."""
+    import torch
+
+    from landscape_sweep.pipeline.cell import run_cell
+
+    cfg = compose_cfg(
+        ["logger=none", "optimizer=swa", "trainer.max_epochs=3", "data.train_size=256", "model.width=16",
+         "endpoints.seeds=[0]", "trainer.enable_progress_bar=false", "landscape=fast",
+         "landscape.connectivity.methods=[linear]"]
+    )  # fmt: skip
+    job = tmp_path / "job"
+    assert run_cell(cfg, job).status == "completed"
+    ck = job / "checkpoints" / "seed0"
+    done = torch.load(ck / "final.pt", weights_only=True)
+    assert (ck / "last.ckpt").is_file()
+    for name in ("final.pt", "final.json"):
+        (ck / name).unlink()
+    (job / "results.json").unlink()
+    assert run_cell(cfg, job).status == "completed"
+    again = torch.load(ck / "final.pt", weights_only=True)
+    assert all(torch.equal(done[k], again[k]) for k in done)
