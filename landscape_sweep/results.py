@@ -9,18 +9,16 @@ it against the records here.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
 import json
 import math
-import os
 import statistics
-import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from landscape_sweep.files import atomic_write_text
 
 SCHEMA = 2
 RESULTS_NAME = "results.json"
@@ -326,59 +324,6 @@ def _clean(o: Any) -> Any:
     if isinstance(o, float) and not math.isfinite(o):
         return None
     return o
-
-
-def _umask() -> int:
-    """The process umask, read without changing it (Linux: /proc/self/status; elsewhere set-and-restore once)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return _umask_once()
-
-
-@functools.cache
-def _umask_once() -> int:
-    old = os.umask(0o022)
-    os.umask(old)
-    return old
-
-
-def new_file_mode() -> int:
-    """The mode `open()` gives a new file (0o666 & ~umask): mkstemp's 0600 would hide a shared sweep's files."""
-    return 0o666 & ~_umask()
-
-
-@contextlib.contextmanager
-def atomic_open(path: str | Path, mode: str = "w") -> Iterator[Any]:
-    """A file object whose content replaces `path` atomically once the block ends without error.
-
-    Written through a uniquely named temp file in the same directory (concurrent writers never share one, the
-    rename never crosses file systems), flushed to disk, given a normal new file's mode (`new_file_mode`), then
-    renamed over `path`; the temp file is removed when the block fails.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, new_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write `text` to `path` atomically (`atomic_open`)."""
-    with atomic_open(path, "w") as f:
-        f.write(text)
 
 
 def write_json(path: str | Path, obj: Any) -> None:

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,20 +15,14 @@ import torch
 from torch import Tensor
 
 from ..checks import check_choice, check_int, check_positive, fail
+from ..files import atomic_open
 from .core import Raw, generator
 
 
 def _atomic_save(obj: object, path: Path) -> None:
-    """torch.save to a temp file in the same folder, then os.replace: readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """torch.save atomically (`files.atomic_open`): readers never see a partial file."""
+    with atomic_open(path, "wb") as f:
+        torch.save(obj, f)
 
 
 def mnist1d_args(num_train: int = 4000, num_test: int = 1000, shuffle_seq: bool = False, gen_seed: int = 42) -> dict:

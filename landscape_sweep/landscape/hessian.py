@@ -97,9 +97,7 @@ def lanczos_top(op: HessianOperator, k: int, tol: float, max_iter: int, gen: tor
     return theta.flip(0)[:k], vecs, info
 
 
-def _power_round(
-    op: HessianOperator, vals: list, vecs: list, tol: float, max_iter: int, gen: torch.Generator
-) -> tuple:
+def _power_round(op: HessianOperator, vals: list, vecs: list, tol: float, max_iter: int, gen: torch.Generator) -> tuple:
     """One deflated power iteration: `(lambda, v, residual of the deflated operator, converged, products)`."""
     v, lam = _random_unit(op.dim, gen, op.w), None
     for i in range(max_iter):

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from landscape_sweep.checks import check_positive
-from landscape_sweep.results import CellResult, PathEntry, atomic_open, atomic_write_text
+from landscape_sweep.files import atomic_open, atomic_write_text
+from landscape_sweep.results import CellResult, PathEntry
 
 log = logging.getLogger(__name__)
 

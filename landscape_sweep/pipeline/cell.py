@@ -29,6 +29,7 @@ import torch
 
 import landscape_sweep
 from landscape_sweep.data import DataBundle, TensorLoader, load_data
+from landscape_sweep.files import atomic_open
 from landscape_sweep.landscape._core import evaluate, preserved
 from landscape_sweep.models import build_model, num_params
 from landscape_sweep.pipeline import measures
@@ -38,7 +39,6 @@ from landscape_sweep.pipeline.tracking import Tracker
 from landscape_sweep.results import (
     CellResult,
     Endpoint,
-    atomic_open,
     read_json,
     read_results,
     write_json,

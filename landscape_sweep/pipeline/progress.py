@@ -59,7 +59,7 @@ def claim(sweep_dir: str | Path) -> tuple[int, int | None, float | None]:
     k = sum(1 for p in state.iterdir() if p.name.isdigit()) + 1
     while True:
         try:
-            os.close(os.open(state / str(k), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            os.close(os.open(state / str(k), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
             break
         except FileExistsError:  # another cell finished at the same moment
             k += 1

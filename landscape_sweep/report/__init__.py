@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from landscape_sweep.files import atomic_write_text
 from landscape_sweep.report.correlation import TAU_NAME, correlation_table, granulated_tau, kendall
 from landscape_sweep.report.markdown import render_report
 from landscape_sweep.report.plots import barrier_vs_params, curves_grid, heatmap
 from landscape_sweep.report.quality import quality_warnings
 from landscape_sweep.report.table import TABLE_NAME, load_results, methods_of, sweep_table, write_table
-from landscape_sweep.results import atomic_write_text
 
 __all__ = [
     "load_results",

@@ -22,7 +22,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from landscape_sweep.results import CellResult, PathEntry, atomic_open
+from landscape_sweep.files import atomic_open
+from landscape_sweep.results import CellResult, PathEntry
 
 FACET_KEYS = ("dataset", "arch", "norm", "train_size", "label_noise")
 MARKERS = "osD^v<>ph*"

@@ -10,7 +10,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins import TorchCheckpointIO
 
-from landscape_sweep.results import atomic_open
+from landscape_sweep.files import atomic_open
 
 
 class SameDirCheckpointIO(TorchCheckpointIO):

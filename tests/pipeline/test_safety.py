@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from landscape_sweep.files import atomic_write_text, new_file_mode
 from landscape_sweep.pipeline.artifacts import LOCK_NAME, STALE_ENV, CellLock, lock_stale_after
-from landscape_sweep.results import atomic_write_text, new_file_mode
 from tests._support.cli import FAST, check_completed, cli_env
 
 # FAST with the analysis cut to a few seconds: one linear path, tiny sharpness budgets
