@@ -48,7 +48,22 @@ def cell_dirs(path: str | Path) -> list[Path]:
 
 
 def reanalyze_cell(job_dir: Path, landscape: dict[str, Any]):
-    """Re-run the analysis of one completed cell with new landscape settings; returns the new `CellResult`."""
+    """Re-run the analysis of one completed cell with new landscape settings; returns the new `CellResult`.
+
+    Holds the cell's lock meanwhile, so a training run and a re-analysis never write one job dir at once.
+    """
+    from landscape_sweep.pipeline.artifacts import CellLock, lock_stale_after
+
+    lock = CellLock(job_dir, stale_after=lock_stale_after())
+    if not lock.acquire():
+        raise RuntimeError(f"{job_dir}: being run by {lock.holder}; re-analyse it when that has finished")
+    try:
+        return _reanalyze_locked(job_dir, landscape)
+    finally:
+        lock.release()
+
+
+def _reanalyze_locked(job_dir: Path, landscape: dict[str, Any]):
     from landscape_sweep.pipeline import cell, measures
     from landscape_sweep.pipeline.config import config_hash, validate
     from landscape_sweep.pipeline.tracking import Tracker
@@ -61,10 +76,11 @@ def reanalyze_cell(job_dir: Path, landscape: dict[str, Any]):
     config = validate({**prev.config, "landscape": landscape})
     result = dataclasses.replace(prev, config=config, config_hash=config_hash(config), timing_s=dict(prev.timing_s))
     data = cell.load_cell_data(config).to(cell.training_device(config))
-    models = [
-        cell.load_endpoint(config, data, cell.endpoint_dir(job_dir, s) / "final.pt")
-        for s in config["endpoints"]["seeds"]
-    ]
+    try:
+        paths = [cell.endpoint_dir(job_dir, s) / "final.pt" for s in config["endpoints"]["seeds"]]
+        models = [cell.load_endpoint(config, data, p) for p in paths]
+    except Exception as e:  # unreadable or missing weights: only retraining can restore them
+        raise RuntimeError(f"{job_dir}: trained endpoints unreadable ({cell.one_line(e)}); re-run the cell") from e
     group = (config["logger"].get("wandb") or {}).get("group") or job_dir.parent.name
     tracker = Tracker(config, job_dir, group=group, job_type="analysis", name=f"{job_dir.name}-analysis")
     ok = False
