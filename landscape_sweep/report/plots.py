@@ -163,61 +163,66 @@ def _mean_curve(entries: list[PathEntry], key: str) -> tuple[np.ndarray, np.ndar
     return t0, np.nanmean([np.interp(t0, t, y) for t, y in curves], axis=0)
 
 
+def _grid_slots(table: pd.DataFrame) -> tuple[list, list, dict[tuple, list[str]]]:
+    """Rows (optimizer × other varied fields), columns ((depth, width)) and the jobs in each slot; one panel per job
+    when cells differ outside the cell fields."""
+    t, facets = _placed(table)
+    labels = _facet_labels(t, facets)
+    row_of = t["optimizer"].astype(str) + labels.map(lambda s: f"\n{s}" if s else "")
+    rows, cols = _sorted(row_of), _sorted(zip(t["depth"], t["width"]))
+    slots: dict[tuple, list[str]] = {}
+    for job, rk, d, w in zip(t["job"], row_of, t["depth"], t["width"]):
+        slots.setdefault((rk, (d, w)), []).append(job)
+    if any(len(v) > 1 for v in slots.values()):
+        return [""], list(t["job"]), {("", j): [j] for j in t["job"]}
+    return rows, cols, slots
+
+
+def _curves_panel(ax: Any, r: CellResult, methods: list[str], colors: dict[str, Any]) -> None:
+    """Mean train (solid) / test (dashed) loss along t per method, or the reason there is none."""
+    if r.status != "completed" or not r.connectivity:
+        reason = r.status if r.status != "completed" else "no connectivity"
+        ax.text(0.5, 0.5, reason, ha="center", va="center", transform=ax.transAxes, color="#a00000")
+        ax.set_yticks([])
+        return
+    for m in methods:
+        entries = [p for p in r.connectivity if p.method == m]
+        for key, style in (("train_loss", "-"), ("test_loss", "--")):
+            curve = _mean_curve(entries, key)
+            if curve is not None:
+                ax.plot(*curve, color=colors[m], ls=style, lw=1.4)
+    ax.grid(alpha=0.3)
+
+
 def curves_grid(results: list[CellResult], table: pd.DataFrame, path: Path, methods: list[str]) -> Path | None:
     """Small multiples: rows = optimizer (× other varied fields), columns = (depth, width)."""
     if not methods or not any(r.connectivity for r in results):
         return None
-    t, facets = _placed(table)
     by_job = {r.job: r for r in results}
-    labels = _facet_labels(t, facets)
-    row_of = t["optimizer"].astype(str) + labels.map(lambda s: f"\n{s}" if s else "")
-    rows = _sorted(row_of)
-    cols = _sorted(zip(t["depth"], t["width"]))
-    slots: dict[tuple, list[str]] = {}
-    for job, rk, d, w in zip(t["job"], row_of, t["depth"], t["width"]):
-        slots.setdefault((rk, (d, w)), []).append(job)
-    if any(len(v) > 1 for v in slots.values()):  # cells differing outside the cell fields: one panel each
-        rows, cols = [""], list(t["job"])
-        slots = {("", j): [j] for j in t["job"]}
+    rows, cols, slots = _grid_slots(table)
     colors = {m: mpl.colormaps["tab10"](i % 10) for i, m in enumerate(methods)}
     fig = Figure(figsize=(2.6 * len(cols) + 1.6, 2.2 * len(rows) + 0.6), layout="constrained")
     axes = fig.subplots(len(rows), len(cols), squeeze=False, sharex=True)
     for i, rk in enumerate(rows):
         for j, ck in enumerate(cols):
-            ax = axes[i, j]
-            jobs = slots.get((rk, ck))
+            ax, jobs = axes[i, j], slots.get((rk, ck))
             if not jobs:
                 ax.set_axis_off()
                 continue
             r = by_job[jobs[0]]
-            cell = r.cell
             if rk:
                 ax.set_title(f"depth {_label(ck[0])}, width {_label(ck[1])}", fontsize=9)
                 if j == 0:
                     ax.set_ylabel(f"{rk}\nloss", fontsize=9)
             else:
-                title = f"{jobs[0]}: {cell.get('optimizer')} d={cell.get('depth')} w={cell.get('width')}"
-                ax.set_title(title, fontsize=8)
-            conn = r.connectivity
-            if r.status != "completed" or not conn:
-                reason = r.status if r.status != "completed" else "no connectivity"
-                ax.text(0.5, 0.5, reason, ha="center", va="center", transform=ax.transAxes, color="#a00000")
-                ax.set_yticks([])
-                continue
-            for m in methods:
-                entries = [p for p in conn if p.method == m]
-                for key, ls in (("train_loss", "-"), ("test_loss", "--")):
-                    curve = _mean_curve(entries, key)
-                    if curve is not None:
-                        ax.plot(*curve, color=colors[m], ls=ls, lw=1.4)
-            ax.grid(alpha=0.3)
+                ax.set_title(
+                    f"{jobs[0]}: {r.cell.get('optimizer')} d={r.cell.get('depth')} w={r.cell.get('width')}", fontsize=8
+                )
+            _curves_panel(ax, r, methods, colors)
             if i == len(rows) - 1:
                 ax.set_xlabel("t")
     handles = [Line2D([], [], color=colors[m], lw=2, label=m) for m in methods]
-    handles += [
-        Line2D([], [], color="black", ls="-", label="train"),
-        Line2D([], [], color="black", ls="--", label="test"),
-    ]
+    handles += [Line2D([], [], color="black", ls=ls, label=name) for ls, name in (("-", "train"), ("--", "test"))]
     fig.legend(handles=handles, loc="outside right center", fontsize=8)
     fig.suptitle("Loss along the paths between endpoints (mean over pairs)", fontsize=11)
     return save_png(fig, path)
