@@ -155,10 +155,7 @@ def render_report(
         f"Sweep directory: `{root.resolve()}` — {len(table)} job(s). Table: `sweep_results.csv`; "
         "correlations: `kendall_tau.csv`.",
         "## Status\n\n" + status,
-        "## Quality of the estimates\n\n"
-        + (
-            "\n".join(f"- ⚠ {w}" for w in warnings) if warnings else "No warnings: curves converged, Lanczos converged."
-        ),
+        "## Quality of the estimates\n\n" + ("\n".join(f"- ⚠ {w}" for w in warnings) if warnings else "No warnings."),
         "## Cells\n\n" + cells_section(table),
         "## Landscape measures vs generalization gap\n\n" + tau_section(tau),
         "## Failed, diverged, missing and invalid cells\n\n" + problems_section(table),
