@@ -64,10 +64,19 @@ def _fmt(v: float) -> str:
     return "n/a" if not math.isfinite(v) else f"{v:.3g}"
 
 
+def _spread(cells: pd.DataFrame, column: str) -> str:
+    """`\n±std (n=k)` of one cell's measure (n: endpoints or pairs); `\n(mean of k cells)` when several."""
+    if len(cells) > 1:
+        return f"\n(mean of {len(cells)} cells)"
+    row = cells.iloc[0]
+    s, n = float(row.get(f"{column}_std", math.nan)), float(row.get(f"{column}_n", math.nan))
+    return (f"\n±{s:.2g}" if math.isfinite(s) else "\n") + (f" (n={int(n)})" if math.isfinite(n) else "")
+
+
 def heatmap(table: pd.DataFrame, column: str, title: str, path: Path) -> Path | None:
-    """Depth × width heatmap of `column` (+ `_std` partner if present) per optimizer and facet."""
+    """Depth × width heatmap of `column` (mean, with its `_std`/`_n` partners) per optimizer and facet."""
     t, facets = _placed(table)
-    mean_col, std_col = f"{column}_mean", f"{column}_std"
+    mean_col = f"{column}_mean"
     if mean_col not in t or not np.isfinite(t.loc[t["status"] == "completed", mean_col].astype(float)).any():
         return None
     opts = _sorted(t["optimizer"])
@@ -96,9 +105,7 @@ def heatmap(table: pd.DataFrame, column: str, title: str, path: Path) -> Path | 
                     v = ok[mean_col].astype(float).mean() if len(ok) else math.nan
                     grid[a, b] = v
                     if len(ok) and math.isfinite(v):
-                        s = ok[std_col].astype(float).mean() if std_col in ok and len(ok) == 1 else math.nan
-                        text = _fmt(v) + (f"\n±{s:.2g}" if math.isfinite(s) and s > 0 else "")
-                        text += f"\n(n={len(ok)})" if len(ok) > 1 else ""
+                        text = _fmt(v) + _spread(ok, column)
                         color = "white" if norm(v) < 0.55 else "black"
                     elif len(c):
                         text, color = ("n/a" if len(ok) else "\n".join(sorted(set(c["status"])))), "#a00000"
@@ -112,7 +119,7 @@ def heatmap(table: pd.DataFrame, column: str, title: str, path: Path) -> Path | 
             ax.set_ylabel("depth")
             ax.set_title(f"{opt}\n{facet}" if facet else f"{opt}", fontsize=10)
     fig.colorbar(im, ax=axes.ravel().tolist(), label=title, shrink=0.9)
-    fig.suptitle(f"{title} (completed cells; mean ± std over endpoints/pairs)", fontsize=11)
+    fig.suptitle(f"{title} (completed cells; mean ± sample std over n endpoints/pairs)", fontsize=11)
     return save_png(fig, path)
 
 
