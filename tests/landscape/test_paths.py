@@ -105,18 +105,6 @@ def test_geometry_of_a_bent_polyline():
     assert g["arc_chord_ratio"] == pytest.approx(math.sqrt(2))
 
 
-def test_sharpness_along_path_matches_direct_hessian():
-    from landscape_sweep.landscape import hessian_eigenvalues
-
-    a, b, data = mlp(0, False).double(), mlp(1, False).double(), loader(64, 0)
-    data = [(x.double(), y) for x, y in data]
-    res = linear_path(a, b, data, num_points=3, sharpness_t=[0.5])
-    mid = Curve(a, b, "polychain", 0).model_at(0.5)
-    assert res["sharpness_along_path"]["t"] == [0.5]
-    ref = hessian_eigenvalues(mid, data, k=1)[0]
-    assert res["sharpness_along_path"]["hessian_top_eig"][0] == pytest.approx(ref, rel=1e-4)
-
-
 def test_bad_input():
     a = mlp(0, False)
     with pytest.raises(ValueError, match="^num_points=1: must be an integer >= 2$"):

@@ -19,6 +19,7 @@ def test_thorough_preset_adds_spectrum_polychain_and_surfaces(compose_cfg, tmp_p
             "data.train_size=512",
             "model.width=16",
             "model.norm=batchnorm",
+            "endpoints.seeds=[0,1]",
             "trainer.enable_progress_bar=false",
             "landscape.surface.num_points=5",
             "landscape.connectivity.num_points=5",

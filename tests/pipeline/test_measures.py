@@ -115,3 +115,22 @@ def test_stop_at_bad_values(compose_cfg):
         validate(compose_cfg(["trainer.stop_at.train_acc=1.5"]))
     with pytest.raises(ConfigError, match=r"^trainer.stop_at.loss: unknown key"):
         validate(compose_cfg(["+trainer.stop_at.loss=0.1"]))
+
+
+def test_sharpness_along_a_path_matches_the_direct_hessian():
+    """The top eigenvalue along a segment is the one of the interpolated model (BN recomputed) on the probe."""
+    from landscape_sweep.data import TensorLoader
+    from landscape_sweep.landscape import hessian_eigenvalues, interpolate
+    from landscape_sweep.models import build_model
+
+    torch.manual_seed(0)
+    a, b = (build_model("mlp", (12,), 3, 2, 8, norm="batchnorm").double() for _ in range(2))
+    x, y = torch.randn(96, 12, dtype=torch.float64), torch.randint(0, 3, (96,))
+    loader = TensorLoader(x, y, batch_size=32)
+    ad = measures.AnalysisData(probe=loader, train=loader, test=loader, curve_train=loader)
+    sharp = {"tol": 1e-6, "max_iter": 50}
+    out = measures.sharpness_along((a, b), [0.25, 0.5], ad, sharp, seed=0)
+    assert out["t"] == [0.25, 0.5]
+    for t, eig in zip(out["t"], out["hessian_top_eig"]):
+        ref = hessian_eigenvalues(interpolate(a, b, t, loader), loader, k=1, tol=1e-6, max_iter=50, seed=1)[0]
+        assert eig == pytest.approx(ref, rel=1e-4)
