@@ -87,16 +87,21 @@ def trajectory_point(
     eigs, info = hessian_eigenvalues(
         model, probe, k=1, tol=sharp["tol"], max_iter=sharp["max_iter"], seed=seed, return_info=True
     )
-    trace, trace_stderr = hessian_trace(model, probe, num_probes=sharp["trace_probes"], seed=seed)
+    trace = hessian_trace(model, probe, num_probes=sharp["trace_probes"], seed=seed)
+    return _point(model, probe, epoch, weights, (eigs[0], info["residuals"][0], info["converged"]), trace)
+
+
+def _point(model: nn.Module, probe: TensorLoader, epoch: int | None, weights: str, top: tuple, trace: tuple) -> dict:
+    """The fields of a trajectory point: top eigenvalue (value, residual, converged), trace ± stderr, probe loss."""
     loss, acc = evaluate(model, probe)
     return {
         "epoch": epoch,
         "weights": weights,
-        "hessian_top_eig": eigs[0],
-        "hessian_top_eig_residual": info["residuals"][0],
-        "hessian_top_eig_converged": info["converged"],
-        "hessian_trace": trace,
-        "hessian_trace_stderr": trace_stderr,
+        "hessian_top_eig": top[0],
+        "hessian_top_eig_residual": top[1],
+        "hessian_top_eig_converged": top[2],
+        "hessian_trace": trace[0],
+        "hessian_trace_stderr": trace[1],
         "train_loss": loss,
         "train_acc": acc,
     }
@@ -140,9 +145,14 @@ def endpoint_measures(
     """`sharpness`, `loss_surface` and the `trajectory` (in-training points + the final point) of an endpoint."""
     t0 = time.perf_counter()
     sharp = landscape["sharpness"]
-    final = trajectory_point(model, ad.probe, sharp, seed, epoch=endpoint.epochs, weights=weights)
+    measured = endpoint_sharpness(model, ad.probe, sharp, seed)
+    # the final point reuses the endpoint's measurement (same probe subset, budget and seed) instead of repeating it
+    top = (measured["hessian_top_eigs"][0], measured["hessian_top_eigs_residuals"][0])
+    top += (measured["hessian_top_eigs_converged"],)
+    trace = (measured["hessian_trace"], measured["hessian_trace_stderr"])
+    final = _point(model, ad.probe, endpoint.epochs, weights, top, trace)
     out: dict[str, Any] = {
-        "sharpness": endpoint_sharpness(model, ad.probe, sharp, seed),
+        "sharpness": measured,
         "trajectory": [p for p in endpoint.trajectory if p.get("epoch") != endpoint.epochs] + [final],
         "loss_surface": None,
     }
