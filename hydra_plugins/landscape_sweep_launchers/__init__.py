@@ -16,6 +16,10 @@ the first error so the command exits non-zero naming the cell. Re-running the sa
 Requeueing: submitit's checkpoint/requeue (`max_num_timeout`) re-runs the whole cell; the cell resumes each
 endpoint from its `last.ckpt` and reuses finished endpoints. Lightning's SLURM auto-requeue stays off.
 
+Packing: `cells_per_job` > 1 makes each job run that many consecutive cells one after another in one process
+(`_pack.py`); every cell is still its own Hydra job (job dir, `.hydra/`, callbacks, logging) with its own
+`JobReturn`, a requeued job skips the cells it finished, and a bad value fails in one line (`LauncherConfigError`).
+
 Waiting: while the array waits, `_pending.py` polls `squeue`; a pending reason that can never resolve
 (PartitionConfig, ...) or `pending_timeout_min` with cells pending and none running cancels the array and fails
 the command with one line naming the request (`PendingError`). A request sbatch rejects fails the same way.
@@ -25,22 +29,34 @@ were checked against.
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher as _plugin
-from hydra_plugins.hydra_submitit_launcher.config import SlurmQueueConf
+from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf, SlurmQueueConf
 
-from hydra_plugins.landscape_sweep_launchers._collect import CellJobError, CollectAll, cell_name, collect
+from hydra_plugins.landscape_sweep_launchers._collect import (
+    CellJobError,
+    CollectAll,
+    cell_name,
+    collect,
+    collect_packed,
+)
+from hydra_plugins.landscape_sweep_launchers._pack import LauncherConfigError, cells_per_job
 from hydra_plugins.landscape_sweep_launchers._pending import PendingError
 
 __all__ = [
     "CellJobError",
+    "LandscapeLocalConf",
     "LandscapeSlurmConf",
+    "LauncherConfigError",
     "LocalLauncher",
     "PendingError",
     "SlurmLauncher",
     "cell_name",
+    "cells_per_job",
     "collect",
+    "collect_packed",
 ]
 
 
@@ -51,10 +67,24 @@ class LandscapeSlurmConf(SlurmQueueConf):
     _target_: str = "hydra_plugins.landscape_sweep_launchers.SlurmLauncher"
     # minutes the array may spend with cells pending and none running before it is cancelled; None: unbounded
     pending_timeout_min: float | None = None
+    # consecutive cells each job runs in one process; typed Any so that a bad value reaches `cells_per_job()`
+    # and fails in one line naming the key (OmegaConf's int conversion error names neither key nor range)
+    cells_per_job: Any = 1
+
+
+@dataclass
+class LandscapeLocalConf(LocalQueueConf):
+    """The plugin's local schema plus `cells_per_job`; the base of conf/hydra/launcher/local.yaml."""
+
+    _target_: str = "hydra_plugins.landscape_sweep_launchers.LocalLauncher"
+    cells_per_job: Any = 1  # as in LandscapeSlurmConf
 
 
 ConfigStore.instance().store(
     group="hydra/launcher", name="landscape_sweep_slurm", node=LandscapeSlurmConf, provider="landscape_sweep"
+)
+ConfigStore.instance().store(
+    group="hydra/launcher", name="landscape_sweep_local", node=LandscapeLocalConf, provider="landscape_sweep"
 )
 
 

@@ -28,6 +28,7 @@ from landscape_sweep.pipeline.config import (
     analysis_only,
     check_devices_available,
     config_changes,
+    config_errors,
     config_hash,
     validate,
 )
@@ -73,6 +74,17 @@ def _probe_writable(cfg: DictConfig, multirun: bool) -> None:
             f"{key}={str(target)!r}: output dir cannot be written ({probe}: {e.strerror or e}); "
             f"choose a writable {key} or paths.log_dir"
         ) from None
+
+
+def _check_launcher(cfg: DictConfig) -> None:
+    """The launcher keys of our submitit launchers (`hydra.launcher.cells_per_job`), checked by the launcher itself."""
+    node = OmegaConf.select(cfg, "hydra.launcher")
+    if node is None or "cells_per_job" not in node:
+        return
+    from hydra_plugins.landscape_sweep_launchers import cells_per_job
+
+    with config_errors():
+        cells_per_job(node)
 
 
 def _runs_here(cfg: DictConfig) -> bool:
@@ -142,6 +154,7 @@ def precheck(argv: list[str]) -> None:
             directory = as_job(cfg, multirun, num)
             if num == 0:
                 _probe_writable(cfg, multirun)
+                _check_launcher(cfg)
             config = validate(cfg)
             if _runs_here(cfg):
                 check_devices_available(config["trainer"])
