@@ -2,6 +2,7 @@
 
 cli: the repo root, fast overrides, the CLI's environment and checks of a finished cell.
 hessian: tiny float64 models, data and references for the HVP, Hessian and sharpness tests.
+slurm: the localhost SLURM cluster (start/stop), its CLI environment, job fields and a requeue.
 sweep: a synthetic sweep of results.json files with known relations, for the report tests.
 wandb_offline: read back what reached an offline W&B run.
 """

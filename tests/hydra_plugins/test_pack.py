@@ -3,7 +3,8 @@
 The value check, the chunking, the job side (cells in order, a failing cell, saved returns skipped after a
 requeue) and the submitting side (one `JobReturn` per cell, in order; a dead job's finished cells kept) over stand-ins;
 then real sweeps on submitit's local executor: a tiny app whose cells fail, requeue and die inside packed jobs, and
-the CLI on four fast cells in two jobs. tests/pipeline/test_slurm.py packs and requeues cells on a real cluster.
+the CLI on four fast cells in two jobs; and on the localhost SLURM cluster, four cells in two array tasks, one of
+them requeued in the middle of its second cell.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from hydra_plugins.landscape_sweep_launchers import (
     cells_per_job,
     collect_packed,
 )
+from tests._support import slurm
 from tests._support.cli import FAST, REPO, check_completed, cli_env
 
 # --- cells_per_job: the value ---
@@ -354,7 +356,7 @@ def test_packed_local_cells_fail_requeue_and_die_without_taking_their_job_down(t
 @pytest.mark.slow
 def test_cli_packs_four_cells_into_two_local_jobs(tmp_path, data_dir):
     argv = [sys.executable, "-m", "landscape_sweep", "-m", "hydra/launcher=local", "hydra.launcher.cells_per_job=2"]
-    argv += [*FAST, "model.depth=1,2", "optimizer=sgd,adam", f"paths.data_dir={data_dir}"]
+    argv += [*FAST, "landscape=fast", "model.depth=1,2", "optimizer=sgd,adam", f"paths.data_dir={data_dir}"]
     start = time.monotonic()
     proc = subprocess.run(argv, cwd=tmp_path, env=cli_env(tmp_path), capture_output=True, text=True, timeout=600)
     took = time.monotonic() - start
@@ -377,3 +379,84 @@ def test_cli_packs_four_cells_into_two_local_jobs(tmp_path, data_dir):
     assert (sweep / "report.md").is_file() and (sweep / "multirun.yaml").is_file()
     assert json.loads((sweep / "0" / "results.json").read_text())["status"] == "completed"
     print(f"4 cells in 2 local jobs: {took:.1f} s")
+
+
+# --- a real SLURM cluster: a packed array task requeued in the middle of its second cell ---
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A running localhost cluster (started here when none answers; stopped again if started here)."""
+    started, why_not = slurm.start()
+    if why_not is not None:
+        pytest.skip(why_not)
+    yield
+    if started:
+        slurm.stop()
+
+
+# one CPU and 1 GB per job, so the two jobs run side by side on a 2-core node; last.ckpt after every epoch
+SLURM = ["hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1"]
+SLURM += ["hydra.launcher.timeout_min=20", "trainer.checkpoint_every_s=0"]
+# ~0.15 s per epoch (125 steps) on one core: slow enough to requeue a cell between its checkpoints
+LONG = ["data.train_size=2000", "data.batch_size=16", "trainer.max_epochs=30", "model.width=16", "logger=none"]
+LONG += ["trainer.enable_progress_bar=false", "landscape=fast"]
+METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "epochs")
+
+
+@pytest.mark.slow
+def test_a_requeued_packed_slurm_job_skips_its_finished_cell_and_resumes_the_interrupted_one(
+    slurm_cluster, tmp_path, data_dir
+):
+    # 4 cells, 2 per array task; cells 0 and 1 (task 0) differ only in a run-only key: cell 0 is the reference
+    overrides = ["model.depth=1,2", "trainer.enable_model_summary=false,true", f"paths.data_dir={data_dir}"]
+    argv = [sys.executable, "-m", "landscape_sweep", "-m", *SLURM, "hydra.launcher.cells_per_job=2", *LONG, *overrides]
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        argv, cwd=tmp_path, env=slurm.env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        ckpt = _wait_for(tmp_path, "logs/landscape_sweep/multiruns/*/1/checkpoints/seed0/last.ckpt", proc)
+        sweep = ckpt.parents[3]
+        assert (sweep / "0" / "results.json").is_file()  # the job ran cell 0 to its end before cell 1
+        first_done = (sweep / "0" / "results.json").stat().st_mtime_ns
+        job = _wait_for(sweep, ".submitit/*_0", proc).name
+        slurm.requeue(job)
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        proc.kill()
+        arrays = {d.name.split("_")[0] for d in tmp_path.glob("logs/*/multiruns/*/.submitit/*") if d.is_dir()}
+        if arrays:
+            slurm.sh("scancel", *sorted(arrays))
+    out = out.decode()
+    assert proc.returncode == 0, out[-4000:]
+    assert slurm.job_field(job, "Restarts") == "1"
+    sbatch = next((sweep / ".submitit").glob(".submission_file_*.sh")).read_text()
+    assert "#SBATCH --array=0-1" in sbatch  # 4 cells in 2 array tasks
+    logs = "".join(p.read_text() for p in (sweep / ".submitit" / job).glob("*_log.*"))
+    assert "cell #0 ended before this job was requeued: not run again" in logs, logs[-4000:]
+    assert f"seed 0: resuming from {ckpt}" in logs, logs[-4000:]
+    assert (sweep / "0" / "results.json").stat().st_mtime_ns == first_done  # cell 0 completed once
+    results = [check_completed(sweep / str(i)) for i in range(4)]
+    assert [r["cell"]["depth"] for r in results] == [1, 1, 2, 2]
+    ref, requeued = results[0], results[1]
+    assert requeued["config_hash"] == ref["config_hash"]  # the interrupted cell resumed to the same result
+    for a, b in zip(ref["endpoints"], requeued["endpoints"]):
+        assert {k: a[k] for k in METRICS} == {k: b[k] for k in METRICS}
+    assert [c["loss_barrier"] for c in ref["connectivity"]] == [c["loss_barrier"] for c in requeued["connectivity"]]
+    table = pd.read_csv(sweep / "sweep_results.csv")
+    assert sorted(table["job"]) == [0, 1, 2, 3] and set(table["status"]) == {"completed"}
+    assert (sweep / "report.md").is_file()
+    print(f"4 cells in 2 SLURM jobs, one requeued: {time.monotonic() - start:.1f} s")
+
+
+def _wait_for(root: Path, pattern: str, proc: subprocess.Popen, timeout: float = 300) -> Path:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        hits = sorted(root.glob(pattern))
+        if hits:
+            return hits[0]
+        if proc.poll() is not None:
+            raise AssertionError(f"sweep ended before {pattern} appeared:\n{proc.stdout.read().decode()[-4000:]}")
+        time.sleep(0.1)
+    raise AssertionError(f"{pattern} did not appear within {timeout} s")
