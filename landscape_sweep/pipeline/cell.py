@@ -18,6 +18,7 @@ import logging
 import os
 import platform
 import shutil
+import signal
 import time
 import traceback
 import warnings
@@ -26,6 +27,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 import landscape_sweep
 from landscape_sweep.data import DataBundle, TensorLoader, load_data
@@ -46,7 +48,7 @@ from landscape_sweep.results import (
 )
 from landscape_sweep.training.callbacks import EpochCheckpoints, SameDirCheckpointIO, StopAtCriterion
 from landscape_sweep.training.landscape_callback import SharpnessTrajectory
-from landscape_sweep.training.module import LitClassifier
+from landscape_sweep.training.module import EpochAsBatch, LitClassifier
 from landscape_sweep.training.optim import optimizer_label
 from landscape_sweep.training.progress import progress_callbacks
 
@@ -65,6 +67,10 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated.*")
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=r".*The `srun` command is available.*")
+
+
+# keys of the `trainer` config that the cell handles itself (the others are pl.Trainer arguments)
+CELL_TRAINER_KEYS = ("stop_at", "checkpoint_every_s")
 
 
 class Diverged(RuntimeError):
@@ -176,7 +182,7 @@ def _resume_point(ck: Path, train_hash: str, max_epochs: int) -> str | None:
 
 
 def _trainer(cfg: dict[str, Any], callbacks: list[pl.Callback], logger: Any, job_dir: Path, val: bool) -> pl.Trainer:
-    kw = {k: v for k, v in cfg["trainer"].items() if k != "stop_at"}
+    kw = {k: v for k, v in cfg["trainer"].items() if k not in CELL_TRAINER_KEYS}
     plugins = [*(kw.pop("plugins", None) or []), SameDirCheckpointIO()]  # checkpoints written beside their place
     if "SLURM_JOB_ID" in os.environ:  # submitit owns requeueing; Lightning's own SLURM requeue must not fight it
         from pytorch_lightning.plugins.environments import SLURMEnvironment
@@ -208,7 +214,8 @@ def _build(cfg: dict[str, Any], data: DataBundle, seed: int, ck: Path, ad: measu
     trajectory = SharpnessTrajectory(point, landscape["checkpoint_epochs"], prefix=f"seed{seed}/")
     stop = StopAtCriterion(**(cfg["trainer"].get("stop_at") or {}), prefix=f"seed{seed}/")
     # the trajectory is measured before the epoch's checkpoint is written, so the checkpoint holds it
-    callbacks: list[pl.Callback] = [trajectory, stop, EpochCheckpoints(ck, landscape["checkpoint_epochs"])]
+    every_s = cfg["trainer"].get("checkpoint_every_s", 0)
+    callbacks: list[pl.Callback] = [trajectory, stop, EpochCheckpoints(ck, landscape["checkpoint_epochs"], every_s)]
     callbacks += progress_callbacks(cfg["trainer"], seed)
     return module, train, val, callbacks
 
@@ -243,7 +250,12 @@ def train_endpoint(
     else:
         log.info("seed %d: training in %s", seed, ck)
     t0 = time.perf_counter()
-    trainer.fit(module, train_dataloaders=train, val_dataloaders=val, ckpt_path=resume)
+    try:
+        trainer.fit(module, train_dataloaders=EpochAsBatch(train), val_dataloaders=val, ckpt_path=resume)
+    except SIGTERMException:  # Lightning stops at the epoch's end (last.ckpt written): exit as killed by SIGTERM
+        log.warning("seed %d: SIGTERM after epoch %d; %s holds it, a rerun resumes", seed, trainer.current_epoch,
+                    ck / "last.ckpt")  # fmt: skip
+        raise SystemExit(128 + signal.SIGTERM) from None
     if module.diverged:
         raise Diverged(f"seed {seed}: non-finite training loss at epoch {trainer.current_epoch}")
     entry = _finalise(cfg, data, module, trainer, callbacks, seed, ck, job_dir, time.perf_counter() - t0)

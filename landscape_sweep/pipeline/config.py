@@ -64,6 +64,12 @@ DATA_KEYS = {
 }
 LOGGERS = ("wandb", "csv", "none")
 
+# Trainer settings that cut or split epochs: a cell trains whole epochs, each handed to Lightning as one batch
+# (training.module.EpochAsBatch), so only their defaults are allowed
+WHOLE_EPOCHS = {"max_steps": -1, "limit_train_batches": 1.0, "val_check_interval": 1.0, "accumulate_grad_batches": 1,
+                "overfit_batches": 0.0}  # fmt: skip
+WHOLE_EPOCHS_WHY = "a cell trains whole epochs (trainer.max_epochs, or trainer.stop_at to stop early)"
+
 # keys that only change the post-hoc analysis: a trained endpoint stays valid when only these change
 ANALYSIS_ONLY = ("landscape",)
 ABSENT = "<absent>"  # a key one of two configs does not have (config_changes)
@@ -129,7 +135,8 @@ def _validate_trainer(trainer: Mapping) -> None:
 
     owned = {"self", "callbacks", "logger", "default_root_dir", "enable_checkpointing", "limit_val_batches"}
     allowed = set(inspect.signature(pl.Trainer.__init__).parameters) - owned  # the cell sets these itself
-    _check_keys(trainer, allowed | {"stop_at"}, "trainer")
+    _check_keys(trainer, allowed | {"stop_at", "checkpoint_every_s"}, "trainer")
+    check_number("trainer.checkpoint_every_s", trainer.get("checkpoint_every_s", 0), 0)
     check_int("trainer.max_epochs", trainer.get("max_epochs"))
     stop = trainer.get("stop_at") or {}
     _check_keys(stop, {"train_loss", "train_acc"}, "trainer.stop_at")
@@ -143,6 +150,9 @@ def _validate_trainer(trainer: Mapping) -> None:
             trainer["gradient_clip_val"],
             "not supported with manual optimization; set optimizer.grad_clip instead",
         )
+    for key, default in WHOLE_EPOCHS.items():
+        if trainer.get(key, default) not in (default, None):
+            fail(f"trainer.{key}", trainer[key], f"must be {default}: {WHOLE_EPOCHS_WHY}")
     _validate_devices(trainer)
     _validate_precision(trainer.get("precision", "32-true"))
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from lightning_utilities.core.apply_func import apply_to_collection
 from pytorch_lightning.plugins import TorchCheckpointIO
 
 from landscape_sweep.files import atomic_open
@@ -29,25 +31,72 @@ class SameDirCheckpointIO(TorchCheckpointIO):
 
 
 class EpochCheckpoints(pl.Callback):
-    """Save `last.ckpt` after every epoch (for resuming) and `epoch<e>.ckpt` after each listed epoch `e`.
+    """`epoch<e>.ckpt` after each listed epoch `e`, and `last.ckpt` (for resuming) at most every `every_s` seconds,
+    plus whenever the run is interrupted.
 
     `e` counts finished epochs (1-based); the listed ones are the points of the sharpness trajectory
-    (`landscape.checkpoint_epochs`). Files are written through the Trainer's checkpoint IO; the cell's Trainer
-    uses `SameDirCheckpointIO`, so each write is atomic, stays on the checkpoint's file system and is readable
-    like any new file.
+    (`landscape.checkpoint_epochs`). Writing `last.ckpt` after every epoch costs more than a small model's epoch, so
+    between writes the state of the last finished epoch is kept in memory (a copy of its tensors) and written when
+    `every_s` seconds have passed since the last write, when training is interrupted (Ctrl-C, SIGTERM through
+    Lightning's handler: `on_exception`) and when a launcher requeues the job (`save_pending`, called from its
+    time-limit/preemption handler). A resumed run therefore always restarts at an epoch boundary, losing no
+    finished epoch. `every_s=0` writes every epoch. Files are written through the Trainer's checkpoint IO; the
+    cell's Trainer uses `SameDirCheckpointIO`, so each write is atomic and stays on the checkpoint's file system.
+    A diverged run (non-finite loss) writes nothing more.
     """
 
-    def __init__(self, dirpath: str | Path, epochs: Iterable[int]):
+    def __init__(self, dirpath: str | Path, epochs: Iterable[int], every_s: float = 0.0):
         self.dirpath = Path(dirpath)
         self.epochs = sorted(set(int(e) for e in epochs))
+        self.every_s = float(every_s)
+        self._pending: dict[str, Any] | None = None  # the last finished epoch's checkpoint, not yet written
+        self._trainer: pl.Trainer | None = None
+        self._written = time.monotonic()
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._trainer, self._written = trainer, time.monotonic()
+        _ACTIVE.add(self)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking:
+        if trainer.sanity_checking or getattr(pl_module, "diverged", False):
             return
         epoch = trainer.current_epoch + 1
         if epoch in self.epochs:
             trainer.save_checkpoint(self.dirpath / f"epoch{epoch}.ckpt", weights_only=False)
-        trainer.save_checkpoint(self.dirpath / "last.ckpt", weights_only=False)
+        if time.monotonic() - self._written >= self.every_s:
+            self._pending = None
+            self._save(trainer.save_checkpoint)
+        else:  # a copy: the live tensors move on with training
+            state = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+            self._pending = apply_to_collection(state, torch.Tensor, lambda t: t.detach().clone())
+
+    def _save(self, write: Any) -> None:
+        write(self.dirpath / "last.ckpt")
+        self._written = time.monotonic()
+
+    def save_pending(self) -> None:
+        """Write the last finished epoch's state to `last.ckpt` if it is not written yet."""
+        state, self._pending = self._pending, None
+        if state is not None and self._trainer is not None:
+            io = self._trainer.strategy.checkpoint_io
+            self._save(lambda path: io.save_checkpoint(state, path))
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self.save_pending()
+        _ACTIVE.discard(self)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        _ACTIVE.discard(self)
+
+
+_ACTIVE: set[EpochCheckpoints] = set()  # the training runs of this process
+
+
+def save_pending() -> None:
+    """Write every running training's unwritten `last.ckpt` now: what a launcher calls before the job is requeued
+    or killed (submitit's time-limit/preemption handler), so the requeued cell loses no finished epoch."""
+    for callback in list(_ACTIVE):
+        callback.save_pending()
 
 
 class StopAtCriterion(pl.Callback):

@@ -93,6 +93,7 @@ def test_resume_after_kill_matches_uninterrupted_run(run_cli, tmp_path, data_dir
         "endpoints.seeds=[3]",
         "logger=none",
         "trainer.enable_progress_bar=false",
+        "trainer.checkpoint_every_s=0",  # last.ckpt after every epoch: the kill waits for the first one
         f"paths.data_dir={data_dir}",
     ]
     killed = tmp_path / "killed"
@@ -115,6 +116,34 @@ def test_resume_after_kill_matches_uninterrupted_run(run_cli, tmp_path, data_dir
     check_completed(killed)
     straight = tmp_path / "straight"
     run_cli(["hydra.run.dir=" + str(straight), *args[:-1]])
+    a, b = _final_state(killed, 3), _final_state(straight, 3)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_sigterm_writes_the_last_finished_epoch_and_the_cell_resumes_from_it(run_cli, tmp_path, data_dir):
+    # default cadence: last.ckpt is only written every 60 s, so the one the resume uses comes from the SIGTERM
+    args = ["trainer.max_epochs=25", "data.train_size=1000", "endpoints.seeds=[3]", "logger=none", "landscape=fast",
+            "landscape.connectivity.methods=[linear]", f"paths.data_dir={data_dir}"]  # fmt: skip
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "landscape_sweep", *args, f"hydra.run.dir={killed}"],
+        cwd=tmp_path, env=cli_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    for line in proc.stderr:  # the progress lines: stop once epoch 5 has ended
+        if "seed 3 epoch 5/25" in line:
+            break
+    ckpt = killed / "checkpoints" / "seed3" / "last.ckpt"
+    assert not ckpt.exists()
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode != 0 and not (killed / "results.json").exists()
+    epoch = torch.load(ckpt, weights_only=True)["epoch"]
+    assert 5 <= epoch + 1 < 25
+    resumed = run_cli(["hydra.run.dir=" + str(killed), *args, "trainer.enable_progress_bar=false"])
+    assert f"seed 3: resuming from {ckpt}" in resumed.stdout + resumed.stderr
+    check_completed(killed)
+    straight = tmp_path / "straight"
+    run_cli(["hydra.run.dir=" + str(straight), *args, "trainer.enable_progress_bar=false"])
     a, b = _final_state(killed, 3), _final_state(straight, 3)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 

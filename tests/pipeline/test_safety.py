@@ -28,6 +28,7 @@ QUICK = [
     "landscape=fast",
     "landscape.connectivity.methods=[linear]",
     "landscape.connectivity.sharpness_points=[]",
+    "trainer.checkpoint_every_s=0",  # last.ckpt after every epoch, as some tests expect
     "landscape.connectivity.num_points=5",
     "landscape.analysis_size=128",
     "landscape.sharpness.kinds=[average]",
@@ -279,7 +280,7 @@ def test_kill_after_the_last_epoch_retrains_instead_of_resuming_a_finished_run(c
     cfg = compose_cfg(
         ["logger=none", "optimizer=swa", "trainer.max_epochs=3", "data.train_size=256", "model.width=16",
          "endpoints.seeds=[0]", "trainer.enable_progress_bar=false", "landscape=fast",
-         "landscape.connectivity.methods=[linear]"]
+         "landscape.connectivity.methods=[linear]", "trainer.checkpoint_every_s=0"]
     )  # fmt: skip
     job = tmp_path / "job"
     assert run_cell(cfg, job).status == "completed"

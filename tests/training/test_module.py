@@ -9,7 +9,8 @@ from pytorch_lightning.plugins.precision import MixedPrecision
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from landscape_sweep.training.module import LitClassifier
+from landscape_sweep.data import TensorLoader
+from landscape_sweep.training.module import EpochAsBatch, LitClassifier
 
 N, BATCH, STEPS = 32, 8, 4  # 4 optimizer steps per epoch
 
@@ -80,23 +81,47 @@ def test_global_step_counts_one_per_batch(cfg):
     assert trainer.global_step == 5
 
 
-def test_nan_input_diverges_without_a_step():
-    model = _model()
-    before = copy.deepcopy(model.state_dict())
-    module = _module(model, {"rho": 0.05})
-    trainer = _trainer()
+def test_nan_input_diverges_at_the_end_of_its_epoch():
+    # the epoch's loss is checked once (no host sync per step): the run stops after the epoch that went non-finite
+    module = _module(_model(), {"rho": 0.05})
+    trainer = _trainer(max_epochs=3)
     trainer.fit(module, _data(nan=True))
-    assert module.diverged and trainer.should_stop and trainer.global_step == 0
-    for k, v in model.state_dict().items():
-        assert torch.equal(v, before[k])
+    assert module.diverged and trainer.should_stop and trainer.global_step == STEPS
+    assert "train/loss" not in trainer.callback_metrics  # a non-finite epoch is not logged
 
 
-def test_huge_lr_diverges_and_stops_with_finite_weights():
+def test_huge_lr_diverges_and_stops():
     module = _module(_model(dtype=torch.float32), {"lr": 1e10, "schedule": {"name": "constant"}}, max_epochs=20)
     trainer = _trainer(max_epochs=20)
     trainer.fit(module, _data(dtype=torch.float32))
-    assert module.diverged and trainer.global_step < 20 * STEPS
-    assert all(torch.isfinite(p).all() for p in module.model.parameters())
+    assert module.diverged and trainer.global_step < 20 * STEPS and trainer.global_step % STEPS == 0
+
+
+def _tensor_loader(dtype=torch.float64):
+    x, y = _data(dtype).dataset.tensors
+    return TensorLoader(x, y, batch_size=BATCH, shuffle=True, seed=3)
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [{}, {"rho": 0.05}, {"rho": 0.5, "adaptive": True, "base": "adamw", "lr": 1e-2}, {"swa": {"enabled": True}},
+     {"grad_clip": 0.1}],
+    ids=["sgd", "sam", "asam_adamw", "swa", "clip"],
+)  # fmt: skip
+def test_epoch_as_batch_trains_exactly_like_one_lightning_batch_per_step(cfg):
+    # what a cell runs (one Lightning batch per epoch) == the plain per-minibatch loop: same steps, weights, metrics
+    runs = []
+    for wrap in (lambda dl: dl, EpochAsBatch):
+        module = _module(_model(bn=True), cfg, max_epochs=3)
+        trainer = _trainer(max_epochs=3)
+        trainer.fit(module, wrap(_tensor_loader()))
+        runs.append((module, trainer))
+    (plain, t0), (epochs, t1) = runs
+    assert t0.global_step == t1.global_step == 3 * STEPS
+    for (k, a), b in zip(plain.model.state_dict().items(), epochs.model.state_dict().values()):
+        assert torch.equal(a, b), k
+    for key in ("train/loss", "train/acc", "lr"):
+        assert float(t0.callback_metrics[key]) == float(t1.callback_metrics[key])
 
 
 @pytest.mark.parametrize(
