@@ -13,8 +13,9 @@ SLURM job id, state, log file) — the report is built through the multirun-end 
 the first error so the command exits non-zero naming the cell. Re-running the same command finishes the sweep
 (completed cells are skipped).
 
-Requeueing: submitit's checkpoint/requeue (`max_num_timeout`) re-runs the whole cell; the cell resumes each
-endpoint from its `last.ckpt` and reuses finished endpoints. Lightning's SLURM auto-requeue stays off.
+Requeueing: submitit's checkpoint/requeue (`max_num_timeout`) re-runs the whole cell; before the requeue the running
+training writes its unwritten `last.ckpt` (`_pack.before_requeue`), and the cell resumes each endpoint from its
+`last.ckpt` and reuses finished endpoints. Lightning's SLURM auto-requeue stays off.
 
 Packing: `cells_per_job` > 1 makes each job run that many consecutive cells one after another in one process
 (`_pack.py`); every cell is still its own Hydra job (job dir, `.hydra/`, callbacks, logging) with its own

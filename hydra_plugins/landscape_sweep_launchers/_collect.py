@@ -111,8 +111,9 @@ class CollectAll:
 
     A SLURM array is watched while it waits (`_pending`): one that can never start, or pends past
     `pending_timeout_min`, is cancelled and fails the command in one line (`PendingError`), as does one that sbatch
-    rejects. The plugin's own job side (`__call__`: restore Hydra's state, run the cell; `checkpoint`: requeue) is
-    kept; with `cells_per_job` > 1 each job runs consecutive chunks of cells through it (`_pack.PackedCells`).
+    rejects. The plugin's own job side (`__call__`: restore Hydra's state, run the cell; `checkpoint`: requeue, after
+    the running training wrote its `last.ckpt`) is kept; with `cells_per_job` > 1 each job runs consecutive chunks
+    of cells through it (`_pack.PackedCells`).
     """
 
     _sweep_config: DictConfig | None = None
@@ -180,6 +181,11 @@ class CollectAll:
             shown = [f"{j.job_id} ({c})" for j, c in zip(jobs, cells)]
             log.info("submitted %d jobs of up to %d cells: %s", len(jobs), size, ", ".join(shown))
         return jobs
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        """submitit's requeue of a one-cell job (the plugin's), after the running training wrote its `last.ckpt`."""
+        _pack.before_requeue()
+        return super().checkpoint(*args, **kwargs)  # type: ignore[misc]
 
     def _params(self) -> dict[str, Any]:
         """The launcher's parameters (the plugin's `params`: the preset's keys)."""

@@ -83,6 +83,26 @@ def load_return(path: Path) -> JobReturn | None:
     return ret if isinstance(ret, JobReturn) else None
 
 
+# the task's hook that writes every running training's unwritten last.ckpt (called only when the job imported it)
+SAVE_PENDING = ("landscape_sweep.training.callbacks", "save_pending")
+
+
+def before_requeue() -> None:
+    """Before submitit requeues the job (time limit, preemption): let the running training write its `last.ckpt`.
+
+    landscape_sweep keeps the last finished epoch in memory between `trainer.checkpoint_every_s` writes; its
+    `save_pending` writes it, so the requeued cell loses no finished epoch. Called from the submitit signal handler,
+    so a failure is printed, never raised: the requeue goes on.
+    """
+    module = sys.modules.get(SAVE_PENDING[0])
+    if module is None:
+        return
+    try:
+        getattr(module, SAVE_PENDING[1])()
+    except Exception as e:
+        print(f"before requeue: {SAVE_PENDING[0]}.{SAVE_PENDING[1]}() failed: {type(e).__name__}: {e}", file=sys.stderr)
+
+
 def run_cell_job(launcher: Any, args: Sequence[Any]) -> JobReturn:
     """One cell through the plugin's job side; an exception outside the task function becomes a failed return."""
     try:
@@ -123,4 +143,5 @@ class PackedCells:
         """Requeue the same cells: those that ended are taken from their saved returns, the others run."""
         import submitit
 
+        before_requeue()
         return submitit.helpers.DelayedSubmission(self, *args, **kwargs)

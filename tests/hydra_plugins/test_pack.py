@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import types
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -137,6 +138,35 @@ def test_checkpoint_requeues_the_same_cells():
     delayed = packed.checkpoint(_args([0, 1]))
     assert isinstance(delayed, submitit.helpers.DelayedSubmission)
     assert delayed.function is packed and delayed.args == (_args([0, 1]),)
+
+
+def test_a_requeue_first_lets_the_running_training_write_its_last_checkpoint(monkeypatch, capsys):
+    calls = []
+    hook = types.ModuleType(_pack.SAVE_PENDING[0])
+    hook.save_pending = lambda: calls.append("saved")
+    monkeypatch.setitem(sys.modules, _pack.SAVE_PENDING[0], hook)
+    packed = _pack.PackedCells(_Cells())
+    assert packed.checkpoint(_args([0])).function is packed
+    one = SlurmLauncher(submitit_folder="unused")
+    assert one.checkpoint(*_args([0])[0]).function is one  # one cell per job: the plugin's requeue, after the hook
+    assert calls == ["saved", "saved"]
+
+    def broken():
+        raise OSError("disk full")
+
+    hook.save_pending = broken  # a failing hook is reported, the requeue goes on
+    assert packed.checkpoint(_args([0])).function is packed
+    assert "before requeue: landscape_sweep.training.callbacks.save_pending() failed: OSError: disk full" in (
+        capsys.readouterr().err
+    )
+    monkeypatch.delitem(sys.modules, _pack.SAVE_PENDING[0])  # a process that never trained: nothing to write
+    assert packed.checkpoint(_args([0])).function is packed
+
+
+def test_the_requeue_hook_is_landscape_sweeps_save_pending():
+    from landscape_sweep.training import callbacks
+
+    assert callable(getattr(callbacks, _pack.SAVE_PENDING[1]))
 
 
 def test_an_unpicklable_return_is_not_saved(tmp_path, capsys):
