@@ -57,6 +57,25 @@ def test_a_bad_cells_per_job_fails_in_one_line(value, shown):
     assert isinstance(e.value, ValueError)  # the CLI's precheck turns it into its one-line config error
 
 
+@pytest.mark.parametrize("preset", ["slurm", "local"])
+@pytest.mark.parametrize("value, shown", [("0", "0"), ("-1", "-1"), ("x", "'x'")])
+def test_the_cli_refuses_a_bad_cells_per_job_in_one_line_before_writing(
+    preset, value, shown, tmp_path, monkeypatch, capsys, data_dir
+):
+    from landscape_sweep.pipeline.app import main
+
+    monkeypatch.setenv("LANDSCAPE_SWEEP_ROOT", str(tmp_path))
+    argv = ["-m", f"hydra/launcher={preset}", f"hydra.launcher.cells_per_job={value}", "model.depth=1,2"]
+    with pytest.raises(SystemExit) as e:
+        main([*argv, f"paths.data_dir={data_dir}"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err == (
+        f"landscape_sweep: config error: hydra.launcher.cells_per_job={shown}: must be an integer >= 1 "
+        "(the number of cells each submitted job runs; 1: one cell per job)\n"
+    )
+    assert list(tmp_path.iterdir()) == []  # nothing written, nothing submitted
+
+
 def test_presets_have_cells_per_job_one(compose_cfg):
     for preset in ("slurm", "slurm_gpu", "local"):
         launcher = compose_cfg([f"hydra/launcher={preset}"]).hydra.launcher
