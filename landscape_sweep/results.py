@@ -59,6 +59,7 @@ RUN_ONLY = (
     "trainer.enable_model_summary",
     "trainer.log_every_n_steps",
     "trainer.checkpoint_every_s",
+    "trainer.threads",
 )
 CELL_KEYS = ("dataset", "arch", "depth", "width", "norm", "optimizer", "num_params", "train_size", "label_noise")
 

@@ -37,6 +37,7 @@ from landscape_sweep.models import build_model, num_params
 from landscape_sweep.pipeline import measures
 from landscape_sweep.pipeline.artifacts import CellLock, lock_stale_after, write_cell_artifacts
 from landscape_sweep.pipeline.config import config_hash, validate
+from landscape_sweep.pipeline.threads import Registration, ThreadShare, apply_threads
 from landscape_sweep.pipeline.tracking import Tracker
 from landscape_sweep.results import (
     CellResult,
@@ -70,7 +71,7 @@ def quiet_lightning() -> None:
 
 
 # keys of the `trainer` config that the cell handles itself (the others are pl.Trainer arguments)
-CELL_TRAINER_KEYS = ("stop_at", "checkpoint_every_s")
+CELL_TRAINER_KEYS = ("stop_at", "checkpoint_every_s", "threads")
 
 
 class Diverged(RuntimeError):
@@ -217,6 +218,8 @@ def _build(cfg: dict[str, Any], data: DataBundle, seed: int, ck: Path, ad: measu
     every_s = cfg["trainer"].get("checkpoint_every_s", 0)
     callbacks: list[pl.Callback] = [trajectory, stop, EpochCheckpoints(ck, landscape["checkpoint_epochs"], every_s)]
     callbacks += progress_callbacks(cfg["trainer"], seed)
+    if cfg["trainer"].get("threads", "auto") == "auto":
+        callbacks.append(ThreadShare("auto"))
     return module, train, val, callbacks
 
 
@@ -298,6 +301,7 @@ def analyse(
 ) -> CellResult:
     """The result with every endpoint's measures and every pair's paths (see measures.py)."""
     t0, landscape, weights = time.perf_counter(), cfg["landscape"], final_weights(cfg)
+    apply_threads(cfg["trainer"].get("threads", "auto"))
     endpoints = [
         dataclasses.replace(e, **measures.endpoint_measures(m, e, ad, landscape, cfg["seed"], weights=weights))
         for m, e in zip(models, result.endpoints)
@@ -327,7 +331,9 @@ def run_cell(cfg: Any, job_dir: str | Path, *, group: str = "default") -> CellRe
         log.warning("cell %s is being run by %s: skipping it here", job_dir, lock.holder)
         return dataclasses.replace(new_result(config), status="locked", error=f"being run by {lock.holder}")
     try:
-        return run_locked(config, job_dir, group)
+        with Registration():  # counted by every cell process that sizes its threads to its share of the cores
+            apply_threads(config["trainer"].get("threads", "auto"))
+            return run_locked(config, job_dir, group)
     finally:
         lock.release()
 

@@ -135,8 +135,11 @@ def _validate_trainer(trainer: Mapping) -> None:
 
     owned = {"self", "callbacks", "logger", "default_root_dir", "enable_checkpointing", "limit_val_batches"}
     allowed = set(inspect.signature(pl.Trainer.__init__).parameters) - owned  # the cell sets these itself
-    _check_keys(trainer, allowed | {"stop_at", "checkpoint_every_s"}, "trainer")
+    _check_keys(trainer, allowed | {"stop_at", "checkpoint_every_s", "threads"}, "trainer")
     check_number("trainer.checkpoint_every_s", trainer.get("checkpoint_every_s", 0), 0)
+    threads = trainer.get("threads", "auto")
+    if threads != "auto" and not (is_int(threads) and threads >= 1):
+        fail("trainer.threads", threads, "must be auto (this process's share of the cores) or an integer >= 1")
     check_int("trainer.max_epochs", trainer.get("max_epochs"))
     stop = trainer.get("stop_at") or {}
     _check_keys(stop, {"train_loss", "train_acc"}, "trainer.stop_at")

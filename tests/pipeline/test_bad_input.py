@@ -49,6 +49,11 @@ KINDS = [
     ("negative lr", ["optimizer.lr=-0.1"], ["optimizer.lr=-0.1", "> 0"]),
     ("SAM under fp16", ["optimizer=sam", "trainer.precision=16-mixed"], ["precision=16-mixed", "bf16-mixed"]),
     ("max_epochs < 1", ["trainer.max_epochs=0"], ["max_epochs=0", ">= 1"]),
+    ("threads 0", ["trainer.threads=0"], ["trainer.threads=0", "auto", "integer >= 1"]),
+    ("threads word", ["trainer.threads=many"], ["trainer.threads='many'", "auto"]),
+    ("checkpoint interval < 0", ["trainer.checkpoint_every_s=-1"], ["trainer.checkpoint_every_s=-1", ">= 0"]),
+    ("epoch cut short", ["+trainer.limit_train_batches=0.5"], ["trainer.limit_train_batches=0.5", "whole epochs"]),
+    ("max_steps", ["+trainer.max_steps=100"], ["trainer.max_steps=100", "must be -1", "whole epochs"]),
     ("stop_at accuracy > 1", ["trainer.stop_at.train_acc=1.5"], ["trainer.stop_at.train_acc=1.5", "<= 1"]),
     (
         "Lightning gradient clipping",
