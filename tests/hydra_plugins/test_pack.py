@@ -29,8 +29,10 @@ from hydra_plugins.landscape_sweep_launchers import (
     CellJobError,
     LauncherConfigError,
     LocalLauncher,
+    PendingError,
     SlurmLauncher,
     _pack,
+    _pending,
     _private,
     cells_per_job,
     collect_packed,
@@ -199,14 +201,14 @@ def test_an_unpicklable_return_is_not_saved(tmp_path, capsys):
 
 
 class _Job:
-    def __init__(self, job_id: str, folder: Path, result=None, error: Exception | None = None):
-        self.job_id, self._result, self._error, self.state = job_id, result, error, "FAILED"
+    def __init__(self, job_id: str, folder: Path, result=None, error: Exception | None = None, done: bool = True):
+        self.job_id, self._result, self._error, self.state, self._done = job_id, result, error, "FAILED", done
         self.paths = SimpleNamespace(
             folder=folder, stderr=folder / f"{job_id}_0_log.err", result_pickle=folder / f"{job_id}_0_result.pkl"
         )
 
     def done(self):
-        return True
+        return self._done
 
     def wait(self):
         pass
@@ -256,8 +258,9 @@ class _Executor:
         return [_Job(f"9_{i}", self.folder, **self.returns_of(i, a)) for i, a in enumerate(zip(*args))]
 
 
-def _launch(tmp_path, monkeypatch, overrides, returns_of, cls=LocalLauncher, **params):
-    ex, reports = _Executor(tmp_path, returns_of), []
+def _launch(tmp_path, monkeypatch, overrides, returns_of, cls=LocalLauncher, reports=None, **params):
+    ex, reports = _Executor(tmp_path, returns_of), [] if reports is None else reports
+    ex.cluster = "slurm" if cls is SlurmLauncher else "local"
     monkeypatch.setattr(_private, "make_executor", lambda launcher: ex)
     launcher = cls(submitit_folder=str(tmp_path / "%j"), **params)
     cfg = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path / "sweep")}}})
@@ -308,6 +311,19 @@ def test_one_cell_per_job_submits_the_launcher_itself_as_before(tmp_path, monkey
             (["x=1"], "hydra.sweep.dir", 1),
         ]
         assert [r.return_value for r in returns] == [0, 1]
+
+
+def test_a_cancelled_packed_array_reports_the_cells_its_jobs_finished(tmp_path, monkeypatch):
+    squeue = "9_0|RUNNING|debug|None\n9_1|PENDING|debug|PartitionConfig\n"
+    monkeypatch.setattr(_pending, "slurm", lambda *a: {"squeue": squeue}.get(a[0], ""))
+    overrides, reports = [[f"x={n}"] for n in range(4)], []
+    with pytest.raises(PendingError, match=r"job 9_1 can never start \(PartitionConfig\)"):
+        _launch(tmp_path, monkeypatch, overrides, lambda i, a: {"done": False}, SlurmLauncher, reports, cells_per_job=2)
+    assert reports == []  # no cell had finished: no report
+    _pack.save_return(_ret(0), _pack.return_path(tmp_path, "9_0", 0))  # task 9_0 finished cell 0, runs cell 1
+    with pytest.raises(PendingError):
+        _launch(tmp_path, monkeypatch, overrides, lambda i, a: {"done": False}, SlurmLauncher, reports, cells_per_job=2)
+    assert len(reports) == 1
 
 
 def test_launch_refuses_a_bad_cells_per_job_before_submitting(tmp_path, monkeypatch):
