@@ -34,7 +34,7 @@ from landscape_sweep.data import DataBundle, TensorLoader, load_data
 from landscape_sweep.files import atomic_open
 from landscape_sweep.landscape._core import evaluate, preserved
 from landscape_sweep.models import build_model, num_params
-from landscape_sweep.pipeline import measures
+from landscape_sweep.pipeline import measures, timing
 from landscape_sweep.pipeline.artifacts import CellLock, lock_stale_after, write_cell_artifacts
 from landscape_sweep.pipeline.config import config_hash, validate
 from landscape_sweep.pipeline.threads import Registration, ThreadShare, apply_threads
@@ -217,7 +217,7 @@ def _build(cfg: dict[str, Any], data: DataBundle, seed: int, ck: Path, ad: measu
     # the trajectory is measured before the epoch's checkpoint is written, so the checkpoint holds it
     every_s = cfg["trainer"].get("checkpoint_every_s", 0)
     callbacks: list[pl.Callback] = [trajectory, stop, EpochCheckpoints(ck, landscape["checkpoint_epochs"], every_s)]
-    callbacks += progress_callbacks(cfg["trainer"], seed)
+    callbacks += [*progress_callbacks(cfg["trainer"], seed), timing.FirstStep()]
     if cfg["trainer"].get("threads", "auto") == "auto":
         callbacks.append(ThreadShare("auto"))
     return module, train, val, callbacks
@@ -307,8 +307,8 @@ def analyse(
         for m, e in zip(models, result.endpoints)
     ]
     paths = measures.cell_paths(models, ad, landscape, cfg["seed"])
-    timing = {**result.timing_s, "analysis": time.perf_counter() - t0}
-    return dataclasses.replace(result, endpoints=endpoints, connectivity=paths, timing_s=timing)
+    times = {**result.timing_s, "analysis": time.perf_counter() - t0}
+    return dataclasses.replace(result, endpoints=endpoints, connectivity=paths, timing_s=times)
 
 
 def record(result: CellResult, job_dir: Path, tracker: Tracker | None) -> None:
@@ -345,9 +345,10 @@ def run_locked(config: dict[str, Any], job_dir: Path, group: str) -> CellResult:
     if prev is not None and prev.status == "completed" and prev.config_hash == result.config_hash:
         log.info("cell already completed (config hash %s): skipping", result.config_hash)
         return prev
-    t0, tracker = time.perf_counter(), None
+    t0, tracker, startup = time.perf_counter(), None, timing.cell_started()
     try:
         tracker = Tracker(config, job_dir, group=group, job_type=result.cell["optimizer"], name=job_dir.name)
+        result.timing_s["wandb"] = time.perf_counter() - t0
         result = train_and_analyse(config, job_dir, tracker, result)
         result.status = "completed"
     except Diverged as e:
@@ -357,6 +358,8 @@ def run_locked(config: dict[str, Any], job_dir: Path, group: str) -> CellResult:
         result.status, result.error = "failed", one_line(e)
     finally:
         if result.status is not None:  # an interrupt (SIGTERM/Ctrl-C) leaves no results: the cell resumes later
+            first = timing.first_step_at()
+            result.timing_s.update(startup=startup, first_step=None if first is None else startup + first - t0)
             result.timing_s["total"] = time.perf_counter() - t0
             record(result, job_dir, tracker)
         if tracker is not None:

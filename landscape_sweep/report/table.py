@@ -135,7 +135,7 @@ def cell_row(r: CellResult, methods: Iterable[str], config_keys: Iterable[str] =
         row[f"{name}_mean"], row[f"{name}_std"], row[f"{name}_n"] = (
             (s.mean, s.std, s.n) if s else (math.nan,) * 2 + (0,)
         )
-    for k in ("train", "analysis", "total"):
+    for k in ("data", "train", "analysis", "total"):
         row[f"{k}_time_s"] = r.timing_s.get(k)
     return row
 
