@@ -79,7 +79,11 @@ def start_wandb_run(cfg: dict[str, Any], job_dir: Path, *, group: str, job_type:
             project=w.get("project"), entity=w.get("entity"), group=w.get("group") or group,
             job_type=w.get("job_type") or job_type, tags=[str(t) for t in (w.get("tags") or [])], name=name,
             config=cfg, dir=str(job_dir), mode=os.environ.get("WANDB_MODE") or w.get("mode") or "offline",
-            reinit="create_new", settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
+            reinit="create_new",
+            settings=wandb.Settings(
+                silent=True, console="off", x_disable_stats=True,
+                x_save_requirements=bool(w.get("save_requirements", False)),  # a scan of every installed package
+            ),
         )  # fmt: skip
     finally:
         service_env.restore()

@@ -30,7 +30,7 @@ class SharpnessTrajectory(pl.Callback):
         point = self.measure(pl_module.model, epoch)
         self.trajectory.append(point)
         for key in ("hessian_top_eig", "hessian_trace"):
-            pl_module.log(f"{self.prefix}sharpness/{key}", point[key], on_step=False, on_epoch=True)
+            pl_module.log(f"{self.prefix}sharpness/{key}", point[key], on_step=False, on_epoch=True, batch_size=1)
 
     def state_dict(self) -> dict[str, Any]:
         return {"trajectory": list(self.trajectory)}

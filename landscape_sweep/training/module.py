@@ -174,28 +174,33 @@ class LitClassifier(pl.LightningModule):
         return first[0]
 
     def on_train_epoch_start(self) -> None:
-        self._sums, self._count = None, 0
+        self._sums, self._count = [], 0
         if self.swa is not None and self.swa.active(self.current_epoch):
             self.swa.begin(self.model, self.optimizers(use_pl_optimizer=False))
 
     def _accumulate(self, loss: Tensor, correct: Tensor, n: int) -> None:
         """Sum the epoch's loss and correct predictions on the device: no host sync per step."""
-        batch = torch.stack([loss.float() * n, correct.float()])
-        self._sums = batch if self._sums is None else self._sums + batch
+        self._sums.append((loss, correct, n))  # summed once at the epoch's end
         self._count += n
 
     def _end_epoch(self, lr: float) -> None:
         """Log the epoch's mean training loss/accuracy and its last step's lr once (Lightning's `log` costs ~0.3 ms
         a call); a non-finite mean loss (one sync per epoch) marks the run diverged and stops it."""
-        if self._sums is None:
+        if not self._sums:
             return
-        (loss, acc), p = (self._sums / self._count).unbind(), self.log_prefix
+        losses, corrects, sizes = zip(*self._sums)
+        weights = torch.tensor(sizes, dtype=torch.float32, device=losses[0].device)
+        loss = (torch.stack(losses).float() * weights).sum() / self._count
+        acc, p = torch.stack(corrects).sum().float() / self._count, self.log_prefix
+        self._sums = []
         if not torch.isfinite(loss):
             self.diverged = True
             self.trainer.should_stop = True
             return
-        self.log_dict({f"{p}train/loss": loss, f"{p}train/acc": acc}, on_step=False, on_epoch=True)
-        self.log(f"{p}lr", float(lr), on_step=False, on_epoch=True)
+        # batch_size given: Lightning would otherwise find it by iterating the batch (the whole epoch's data)
+        n = self._count
+        self.log_dict({f"{p}train/loss": loss, f"{p}train/acc": acc}, on_step=False, on_epoch=True, batch_size=n)
+        self.log(f"{p}lr", float(lr), on_step=False, on_epoch=True, batch_size=n)
 
     def on_train_end(self) -> None:
         if self.swa is not None and not self.diverged:

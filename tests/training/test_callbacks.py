@@ -55,6 +55,13 @@ class Requeue(pl.Callback):
             callbacks.save_pending()
 
 
+def test_in_memory_copies_are_rate_limited(tmp_path, monkeypatch):
+    copies = []
+    monkeypatch.setattr(callbacks, "apply_to_collection", lambda state, *a: copies.append(state["epoch"]) or state)
+    _fit(_module(), path=tmp_path)  # six epochs within a second: one copy, after the first
+    assert copies == [0]
+
+
 def _weights(module):
     return {k: v.clone() for k, v in module.model.state_dict().items()}
 
@@ -68,7 +75,8 @@ def test_last_ckpt_waits_for_its_interval_but_trajectory_epochs_are_written(tmp_
 
 
 @pytest.mark.parametrize("how", ["interrupt", "requeue"])
-def test_pending_epoch_is_written_on_interrupt_and_requeue_and_resumes_exactly(tmp_path, how):
+def test_pending_epoch_is_written_on_interrupt_and_requeue_and_resumes_exactly(tmp_path, how, monkeypatch):
+    monkeypatch.setattr(callbacks, "SNAPSHOT_S", 0.0)  # these epochs take milliseconds: copy after each one
     straight = _module()
     _fit(straight, path=tmp_path / "straight")
     first = _module()
