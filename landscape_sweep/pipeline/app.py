@@ -166,10 +166,6 @@ def hydra_main(cfg: DictConfig) -> None:
     from landscape_sweep.pipeline.cell import one_line, run_cell
     from landscape_sweep.results import CellResult, write_results
 
-    if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():  # a SLURM job uses exactly the CPUs it was given
-        import torch
-
-        torch.set_num_threads(int(os.environ["SLURM_CPUS_PER_TASK"]))
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     job_dir = Path(hc.runtime.output_dir)

@@ -5,7 +5,8 @@ Each process defaults to as many OpenMP threads as the machine has cores, so two
 threads, and measured sweeps ran 5x slower than with one thread each. Here every process running a cell registers
 in a small per-user directory (one file per process: its pid and CPU set), and `trainer.threads=auto` gives it
 
-    threads = cores it may use (its CPU affinity: the SLURM allocation, taskset, ...)
+    threads = cores it may use (its CPU affinity: the SLURM allocation, taskset, ...; at most
+              SLURM_CPUS_PER_TASK inside a SLURM job, also where SLURM does not bind tasks to cores)
               // live registered processes whose CPU sets overlap its own (itself included)
 
 at least 1. The share is re-read at every epoch start (`ThreadShare`), so a sweep started later makes the running
@@ -96,7 +97,11 @@ def sharers(directory: Path | None = None, cpus: set[int] | None = None) -> int:
 def auto_threads(directory: Path | None = None) -> int:
     """This process's share of its cores (see the module docstring)."""
     cpus = cpu_set()
-    return max(1, len(cpus) // sharers(directory, cpus))
+    cores = len(cpus)
+    slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if slurm.isdigit() and int(slurm) > 0:
+        cores = min(cores, int(slurm))
+    return max(1, cores // sharers(directory, cpus))
 
 
 def apply_threads(setting: int | str) -> int:

@@ -58,3 +58,10 @@ def test_unwritable_registry_falls_back_to_all_cores(tmp_path, monkeypatch):
     monkeypatch.setenv(threads.REGISTRY_ENV, str(blocked / "sub"))
     with Registration():
         assert auto_threads() == len(threads.cpu_set())
+
+
+def test_a_slurm_task_uses_at_most_its_cpus_per_task(registry, monkeypatch):
+    monkeypatch.setattr(threads, "cpu_set", lambda: set(range(16)))  # SLURM did not bind the task to its cores
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "4")
+    with Registration():
+        assert auto_threads() == 4
