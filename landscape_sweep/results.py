@@ -60,6 +60,7 @@ RUN_ONLY = (
     "trainer.log_every_n_steps",
     "trainer.checkpoint_every_s",
     "trainer.threads",
+    "endpoints.parallel",  # how the endpoints are scheduled, not what they are (vmap: same weights within 1e-5)
 )
 CELL_KEYS = ("dataset", "arch", "depth", "width", "norm", "optimizer", "num_params", "train_size", "label_noise")
 

@@ -372,7 +372,10 @@ def train_and_analyse(config: dict[str, Any], job_dir: Path, tracker: Tracker, r
     t0 = time.perf_counter()
     data = load_cell_data(config).to(training_device(config))
     ad = measures.analysis_data(config, data)
-    trained = [train_endpoint(config, data, seed, job_dir, tracker, ad) for seed in config["endpoints"]["seeds"]]
+    result.timing_s["data"], t0 = time.perf_counter() - t0, time.perf_counter()
+    from landscape_sweep.pipeline.parallel import train_endpoints  # endpoints.parallel: none | processes | vmap
+
+    trained = train_endpoints(config, data, job_dir, tracker, ad)
     models = [m for m, _ in trained]
     result.endpoints = [e for _, e in trained]
     result.cell = cell_info(config, data, models[0])

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from landscape_sweep import CONF_DIR  # noqa: F401 (re-exported: the CLI and tests import it from here)
 from landscape_sweep.checks import (
+    check_choice,
     check_fraction,
     check_int,
     check_number,
@@ -63,6 +64,17 @@ DATA_KEYS = {
     "options",
 }
 LOGGERS = ("wandb", "csv", "none")
+PARALLEL_MODES = ("none", "processes", "vmap")
+# Trainer settings the vmap ensemble loop does not implement, with the value it behaves as (others are ignored)
+VMAP_TRAINER_DEFAULTS = {
+    "accumulate_grad_batches": 1,
+    "max_steps": -1,
+    "min_epochs": 0,
+    "limit_train_batches": 1.0,
+    "val_check_interval": 1.0,
+    "check_val_every_n_epoch": 1,
+    "overfit_batches": 0.0,
+}
 
 # Trainer settings that cut or split epochs: a cell trains whole epochs, each handed to Lightning as one batch
 # (training.module.EpochAsBatch), so only their defaults are allowed
@@ -273,12 +285,27 @@ def _validate_landscape(land: Mapping, *, max_epochs: int) -> None:
 
 
 def _validate_endpoints(endpoints: Mapping) -> None:
-    _check_keys(endpoints, {"seeds"}, "endpoints")
+    _check_keys(endpoints, {"seeds", "parallel"}, "endpoints")
     seeds = endpoints.get("seeds")
     if not isinstance(seeds, (list, tuple)) or not seeds or not all(is_int(s) for s in seeds):
         fail("endpoints.seeds", seeds, "must be a non-empty list of integers, e.g. [0, 1]")
     if len(set(seeds)) != len(seeds):
         fail("endpoints.seeds", list(seeds), "must not contain duplicates")
+    check_choice("endpoints.parallel", endpoints.get("parallel", "none"), PARALLEL_MODES)
+
+
+def _validate_parallel(c: Mapping[str, Any]) -> None:
+    """`endpoints.parallel=vmap` trains the ensemble itself (no Lightning Trainer): refuse the Trainer settings
+    it does not implement (docs/architecture.md)."""
+    if (c.get("endpoints") or {}).get("parallel", "none") != "vmap":
+        return
+    trainer = c["trainer"]
+    precision = str(trainer.get("precision", "32-true"))
+    if precision not in ("32", "32-true"):
+        fail("trainer.precision", trainer.get("precision"), "must be 32-true with endpoints.parallel=vmap")
+    for key, default in VMAP_TRAINER_DEFAULTS.items():
+        if trainer.get(key, default) not in (default, None):
+            fail(f"trainer.{key}", trainer[key], f"must be {default} (unset) with endpoints.parallel=vmap")
 
 
 def resolved(cfg: DictConfig | Mapping) -> dict[str, Any]:
@@ -314,6 +341,7 @@ def _validate(c: dict[str, Any]) -> None:
     _validate_data(c["data"])
     _validate_batchnorm_batches(c)
     _validate_trainer(c["trainer"])
+    _validate_parallel(c)
     precision = c["trainer"].get("precision")
     validate_optimizer_cfg(c["optimizer"], max_epochs=c["trainer"]["max_epochs"], precision=precision)
     _validate_landscape(c["landscape"], max_epochs=c["trainer"]["max_epochs"])
