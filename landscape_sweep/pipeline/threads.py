@@ -27,6 +27,7 @@ import pytorch_lightning as pl
 import torch
 
 REGISTRY_ENV = "LANDSCAPE_SWEEP_THREADS_DIR"  # where processes register (default: a per-user dir in $TMPDIR)
+PIN_ENV = "LANDSCAPE_SWEEP_THREADS"  # a share a parent hands its worker processes (endpoints.parallel=processes)
 
 
 def registry_dir() -> Path:
@@ -95,7 +96,10 @@ def sharers(directory: Path | None = None, cpus: set[int] | None = None) -> int:
 
 
 def auto_threads(directory: Path | None = None) -> int:
-    """This process's share of its cores (see the module docstring)."""
+    """This process's share of its cores (see the module docstring), or the share its parent pinned (`PIN_ENV`)."""
+    pinned = os.environ.get(PIN_ENV, "")
+    if pinned.isdigit() and int(pinned) > 0:
+        return int(pinned)
     cpus = cpu_set()
     cores = len(cpus)
     slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")

@@ -65,3 +65,10 @@ def test_a_slurm_task_uses_at_most_its_cpus_per_task(registry, monkeypatch):
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "4")
     with Registration():
         assert auto_threads() == 4
+
+
+def test_a_pinned_share_wins_over_the_registry(registry, monkeypatch):
+    monkeypatch.setenv(threads.PIN_ENV, "1")  # what a cell sets for its endpoint worker processes
+    monkeypatch.setattr(threads, "cpu_set", lambda: {0, 1, 2, 3})
+    with Registration():
+        assert auto_threads() == 1
