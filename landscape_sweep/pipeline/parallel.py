@@ -31,6 +31,7 @@ from torch import nn
 from landscape_sweep.data import DataBundle
 from landscape_sweep.pipeline import measures
 from landscape_sweep.pipeline.config import config_hash
+from landscape_sweep.pipeline.threads import PIN_ENV, auto_threads
 from landscape_sweep.pipeline.tracking import Tracker
 from landscape_sweep.results import Endpoint, read_json
 
@@ -133,8 +134,8 @@ def start_method(device: torch.device) -> str:
 
 
 def worker_count(todo: int) -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(todo, cores))
+    """One worker per endpoint, at most this process's share of the cores (`threads.auto_threads`)."""
+    return max(1, min(todo, auto_threads()))
 
 
 _WORKER: dict[str, Any] = {}
@@ -144,6 +145,7 @@ def _init_worker(config: dict[str, Any], data: DataBundle, job_dir: str) -> None
     """A worker's state: one torch thread, the cell's data on its training device, the analysis probes."""
     from landscape_sweep.pipeline.cell import quiet_lightning, training_device
 
+    os.environ[PIN_ENV] = "1"  # trainer.threads=auto keeps a worker at its one thread
     torch.set_num_threads(1)
     quiet_lightning()
     data = data.to(training_device(config))

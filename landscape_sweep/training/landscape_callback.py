@@ -27,6 +27,8 @@ class SharpnessTrajectory(pl.Callback):
         epoch = trainer.current_epoch + 1
         if trainer.sanity_checking or epoch not in self.epochs or any(p["epoch"] == epoch for p in self.trajectory):
             return
+        if getattr(pl_module, "diverged", False):  # a non-finite epoch: the cell records the endpoint as diverged
+            return
         point = self.measure(pl_module.model, epoch)
         self.trajectory.append(point)
         for key in ("hessian_top_eig", "hessian_trace"):

@@ -116,7 +116,8 @@ def test_divergence_and_failure_are_reported_as_in_none(compose_cfg, tmp_path, m
         r = cell.run_cell(compose_cfg([*TINY, *overrides, f"endpoints.parallel={mode}"]), tmp_path / job)
         return r.status, r.error
 
-    diverging = ["optimizer.lr=1000", "data.train_size=512", "model.width=16", "landscape.checkpoint_epochs=[]"]
+    # with TINY's checkpoint_epochs=[1]: no trajectory point is measured on the NaN model of a diverged epoch
+    diverging = ["optimizer.lr=1000", "data.train_size=512", "model.width=16"]
     expected = status(diverging, "none", "none")
     assert expected[0] == "diverged" and status(diverging, mode, mode) == expected
     if (
