@@ -37,7 +37,13 @@ LAUNCH = [
 CELL = ["data.train_size=512", "model.width=16", "trainer.enable_progress_bar=false"]
 # ~0.15 s per epoch (125 steps) on one core: slow enough to act on a cell between its checkpoints
 # last.ckpt after every epoch: the tests wait for it to requeue or kill a cell mid-training
-LONG = ["data.train_size=2000", "data.batch_size=16", "trainer.max_epochs=30", "logger=none", "trainer.checkpoint_every_s=0"]
+LONG = [
+    "data.train_size=2000",
+    "data.batch_size=16",
+    "trainer.max_epochs=30",
+    "logger=none",
+    "trainer.checkpoint_every_s=0",
+]
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
 
 
