@@ -55,7 +55,7 @@ def loaded_by_a_cell() -> list[str]:
         "from landscape_sweep.pipeline.cell import run_cell\n"
         "with initialize_config_dir(str(CONF_DIR), version_base=None):\n"
         "    cfg = compose('config', overrides=['logger=none', 'trainer.max_epochs=1', 'landscape=fast'])\n"
-        "cfg = OmegaConf.to_container(cfg, resolve=False); cfg.pop('hydra')\n"
+        "cfg = OmegaConf.to_container(cfg, resolve=False); cfg.pop('hydra', None)\n"
         "d = tempfile.mkdtemp(); cfg['paths'] = {'output_dir': d, 'log_dir': d}\n"
         "assert run_cell(cfg, d).status == 'completed'\n"
         f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))\n"
