@@ -56,7 +56,7 @@ def loaded_by_a_cell() -> list[str]:
         "with initialize_config_dir(str(CONF_DIR), version_base=None):\n"
         "    cfg = compose('config', overrides=['logger=none', 'trainer.max_epochs=1', 'landscape=fast'])\n"
         "cfg = OmegaConf.to_container(cfg, resolve=False); cfg.pop('hydra', None)\n"
-        "d = tempfile.mkdtemp(); cfg['paths'] = {'output_dir': d, 'log_dir': d}\n"
+        "d = tempfile.mkdtemp(); cfg['paths'] = {'output_dir': d, 'log_dir': d}; cfg['data']['root'] = d\n"
         "assert run_cell(cfg, d).status == 'completed'\n"
         f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))\n"
     )
