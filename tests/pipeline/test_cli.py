@@ -25,7 +25,8 @@ def test_single_cell_writes_results(run_cli, tmp_path):
     r = check_completed(job)
     assert [e["seed"] for e in r["endpoints"]] == [0, 1]
     assert r["cell"]["dataset"] == "mnist1d" and r["cell"]["train_size"] == 512 and r["cell"]["num_params"] > 0
-    assert (job / "checkpoints" / "seed0" / "last.ckpt").is_file()
+    assert (job / "checkpoints" / "seed0" / "final.pt").is_file()
+    assert not (job / "checkpoints" / "seed0" / "last.ckpt").exists()  # a run shorter than checkpoint_every_s
     assert r["endpoints"][0]["train_loss"] != r["endpoints"][1]["train_loss"]  # different seeds, different nets
     assert list(tmp_path.iterdir()) == [tmp_path / "logs"]  # nothing else written into the working directory
 

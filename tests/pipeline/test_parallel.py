@@ -12,6 +12,7 @@ from landscape_sweep.pipeline import cell, measures, parallel
 from landscape_sweep.pipeline.config import ConfigError, validate
 from landscape_sweep.pipeline.ensemble_fit import EnsembleFit
 from landscape_sweep.pipeline.parallel import train_endpoints
+from landscape_sweep.pipeline.threads import PIN_ENV
 from landscape_sweep.pipeline.tracking import Tracker
 from tests._support.cli import FAST, check_completed, only
 from tests._support.wandb_offline import offline_runs, read_run
@@ -48,9 +49,12 @@ WITH_PROCESSES = ("sgd", "batchnorm_sam_swa_clip")
 
 
 @pytest.fixture
-def one_thread():
+def one_thread(monkeypatch):
+    # processes train with 1 thread: the reference too (threads change float rounding); pinned the way a cell pins
+    # its workers, so trainer.threads=auto keeps it
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # processes train with 1 thread: the reference too (threads change float rounding)
+    monkeypatch.setenv(PIN_ENV, "1")
+    torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
 

@@ -254,6 +254,7 @@ def test_wandb_cell_writes_nothing_outside_its_job_dir(tmp_path, data_dir):
     env = {**cli_env(tmp_path), **{k: str(v) for k, v in dirs.items()}}
     env.update(
         MPLCONFIGDIR=str(shared / "matplotlib"), TORCHINDUCTOR_CACHE_DIR=str(shared / "inductor"),
+        LANDSCAPE_SWEEP_THREADS_DIR=str(shared / "threads"),  # the machine's registry of cell processes (threads)
         AUDIT_ROOT=str(iso), AUDIT_LOG=str(tmp_path / "audit.json"),
         PYTHONPATH=os.pathsep.join(p for p in (str(site), env.get("PYTHONPATH")) if p),
     )  # fmt: skip
