@@ -179,13 +179,13 @@ class LitClassifier(pl.LightningModule):
             self.swa.begin(self.model, self.optimizers(use_pl_optimizer=False))
 
     def _accumulate(self, loss: Tensor, correct: Tensor, n: int) -> None:
-        """Sum the epoch's loss and correct predictions on the device: no host sync per step."""
-        self._sums.append((loss, correct, n))  # summed once at the epoch's end
+        """Keep the step's loss and correct predictions (device tensors, no host sync); summed at the epoch's end."""
+        self._sums.append((loss, correct, n))
         self._count += n
 
     def _end_epoch(self, lr: float) -> None:
-        """Log the epoch's mean training loss/accuracy and its last step's lr once (Lightning's `log` costs ~0.3 ms
-        a call); a non-finite mean loss (one sync per epoch) marks the run diverged and stops it."""
+        """Log the epoch's mean training loss/accuracy and its last step's lr once (each Lightning `log` call costs
+        about a millisecond); a non-finite mean loss (one sync per epoch) marks the run diverged and stops it."""
         if not self._sums:
             return
         losses, corrects, sizes = zip(*self._sums)
