@@ -65,22 +65,15 @@ DATA_KEYS = {
 }
 LOGGERS = ("wandb", "csv", "none")
 PARALLEL_MODES = ("none", "processes", "vmap")
-# Trainer settings the vmap ensemble loop does not implement, with the value it behaves as (others are ignored)
-VMAP_TRAINER_DEFAULTS = {
-    "accumulate_grad_batches": 1,
-    "max_steps": -1,
-    "min_epochs": 0,
-    "limit_train_batches": 1.0,
-    "val_check_interval": 1.0,
-    "check_val_every_n_epoch": 1,
-    "overfit_batches": 0.0,
-}
+# Trainer settings the vmap ensemble loop does not implement beyond WHOLE_EPOCHS (refused for every mode), with the
+# value it behaves as
+VMAP_TRAINER_DEFAULTS = {"min_epochs": 0, "check_val_every_n_epoch": 1}
 
 # Trainer settings that cut or split epochs: a cell trains whole epochs, each handed to Lightning as one batch
 # (training.module.EpochAsBatch), so only their defaults are allowed
 WHOLE_EPOCHS = {"max_steps": -1, "limit_train_batches": 1.0, "val_check_interval": 1.0, "accumulate_grad_batches": 1,
                 "overfit_batches": 0.0}  # fmt: skip
-WHOLE_EPOCHS_WHY = "a cell trains whole epochs (trainer.max_epochs, or trainer.stop_at to stop early)"
+WHOLE_EPOCHS_WHY = ": a cell trains whole epochs (trainer.max_epochs, or trainer.stop_at to stop early)"
 
 # keys that only change the post-hoc analysis: a trained endpoint stays valid when only these change
 ANALYSIS_ONLY = ("landscape",)
@@ -165,9 +158,7 @@ def _validate_trainer(trainer: Mapping) -> None:
             trainer["gradient_clip_val"],
             "not supported with manual optimization; set optimizer.grad_clip instead",
         )
-    for key, default in WHOLE_EPOCHS.items():
-        if trainer.get(key, default) not in (default, None):
-            fail(f"trainer.{key}", trainer[key], f"must be {default}: {WHOLE_EPOCHS_WHY}")
+    _require_defaults(trainer, WHOLE_EPOCHS, WHOLE_EPOCHS_WHY)
     _validate_devices(trainer)
     _validate_precision(trainer.get("precision", "32-true"))
 
@@ -303,9 +294,14 @@ def _validate_parallel(c: Mapping[str, Any]) -> None:
     precision = str(trainer.get("precision", "32-true"))
     if precision not in ("32", "32-true"):
         fail("trainer.precision", trainer.get("precision"), "must be 32-true with endpoints.parallel=vmap")
-    for key, default in VMAP_TRAINER_DEFAULTS.items():
+    _require_defaults(trainer, VMAP_TRAINER_DEFAULTS, " (unset) with endpoints.parallel=vmap")
+
+
+def _require_defaults(trainer: Mapping, defaults: Mapping[str, Any], why: str) -> None:
+    """Refuse a Trainer setting other than its default (or unset): `trainer.<key>=<value>: must be <default><why>`."""
+    for key, default in defaults.items():
         if trainer.get(key, default) not in (default, None):
-            fail(f"trainer.{key}", trainer[key], f"must be {default} (unset) with endpoints.parallel=vmap")
+            fail(f"trainer.{key}", trainer[key], f"must be {default}{why}")
 
 
 def resolved(cfg: DictConfig | Mapping) -> dict[str, Any]:
