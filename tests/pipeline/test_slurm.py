@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 
 from tests._support.cli import REPO, cli_env
+from tests._support.slurm import job_field, requeue, sh
 
 SCRIPT = REPO / "scripts" / "slurm-localhost.sh"
 SLURM_TMP = Path(os.environ.get("SLURM_TMP", "/tmp/slurm"))
@@ -78,25 +79,21 @@ def test_presets_compose(compose_cfg, tmp_path):
 # --- a real single-node cluster ---
 
 
-def _sh(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout)
-
-
 @pytest.fixture(scope="session")
 def slurm():
     """A running localhost cluster (started here when none answers; stopped again if started here)."""
-    if _sh("bash", str(SCRIPT), "status").returncode == 0:
+    if sh("bash", str(SCRIPT), "status").returncode == 0:
         yield
         return
     try:
-        p = _sh("bash", str(SCRIPT), "start", timeout=600)
+        p = sh("bash", str(SCRIPT), "start", timeout=600)
     except subprocess.TimeoutExpired:
         pytest.skip("SLURM cluster did not start within 600 s")
     if p.returncode != 0:
         reason = (p.stderr.strip().splitlines() or ["no output"])[-1]
         pytest.skip(f"SLURM cluster cannot start: {reason}")
     yield
-    _sh("bash", str(SCRIPT), "stop")
+    sh("bash", str(SCRIPT), "stop")
 
 
 @pytest.fixture
@@ -105,7 +102,7 @@ def cluster(slurm, tmp_path):
     yield
     arrays = {d.name.split("_")[0] for d in tmp_path.glob("logs/*/multiruns/*/.submitit/*") if d.is_dir()}
     if arrays:
-        _sh("scancel", *sorted(arrays))
+        sh("scancel", *sorted(arrays))
 
 
 def _env(tmp_path: Path, sacct: bool = True) -> dict[str, str]:
@@ -142,11 +139,6 @@ def _finish(proc: subprocess.Popen, timeout: float = 180) -> str:
         proc.kill()
         raise
     return out
-
-
-def _job_field(job: str, key: str) -> str:
-    fields = dict(f.split("=", 1) for f in _sh("scontrol", "-o", "show", "job", job).stdout.split() if "=" in f)
-    return fields.get(key, "")
 
 
 def _sweep_dir(tmp_path: Path) -> Path:
@@ -190,18 +182,10 @@ def test_requeued_cell_resumes_to_the_same_result(cluster, tmp_path, data_dir):
     ckpt = _wait_for("logs/landscape_sweep/multiruns/*/1/checkpoints/seed0/last.ckpt", tmp_path, proc)
     sweep = ckpt.parents[3]
     job = _wait_for(".submitit/*_1", sweep, proc).name
-    assert _sh("scontrol", "requeue", job).returncode == 0
-    end = time.monotonic() + 60
-    while time.monotonic() < end:  # SLURM holds a requeued job for ~2 min (BeginTime); release it now
-        state = _job_field(job, "JobState")
-        if state == "PENDING":
-            _sh("scontrol", "update", f"JobId={job}", "StartTime=now")
-        elif state in ("RUNNING", "COMPLETED") and _job_field(job, "Restarts") == "1":
-            break
-        time.sleep(0.2)
+    requeue(job)  # and released at once (SLURM holds a requeued job for ~2 min)
     out = _finish(proc)
     assert proc.returncode == 0, out[-4000:]
-    assert _job_field(job, "Restarts") == "1"
+    assert job_field(job, "Restarts") == "1"
     logs = "".join(p.read_text() for p in (sweep / ".submitit" / job).glob("*_log.*"))
     assert f"seed 0: resuming from {ckpt}" in logs, logs[-4000:]
     ref, requeued = _results(sweep / "0"), _results(sweep / "1")
@@ -214,7 +198,7 @@ def test_requeued_cell_resumes_to_the_same_result(cluster, tmp_path, data_dir):
 
 def _step_pid(job: str) -> int:
     """PID of the cell's Python process: task 0 of step 0 of the (array task's) SLURM job."""
-    rows = [r.split() for r in _sh("scontrol", "listpids", _job_field(job, "JobId")).stdout.splitlines()[1:]]
+    rows = [r.split() for r in sh("scontrol", "listpids", job_field(job, "JobId")).stdout.splitlines()[1:]]
     pids = [int(r[0]) for r in rows if len(r) >= 4 and r[2] == "0" and r[3] == "0"]
     assert pids, rows
     return pids[0]
@@ -248,7 +232,7 @@ def test_killed_cell_fails_the_sweep_without_hanging(cluster, tmp_path, data_dir
 
 def _node(field: str) -> int:
     """The local node's CPUs (`%c`) or memory in MB (`%m`)."""
-    return int(_sh("sinfo", "-h", "-o", field).stdout.split()[0].rstrip("+"))
+    return int(sh("sinfo", "-h", "-o", field).stdout.split()[0].rstrip("+"))
 
 
 def _since_submission(out: str) -> float:
@@ -277,7 +261,7 @@ def test_a_request_no_node_can_meet_is_cancelled_in_one_line(cluster, tmp_path, 
         rf"partition debug has nodes with at most {_node('%c')} CPUs; the array was cancelled",
         out,
     )
-    assert _sh("squeue", "-h", "-j", error.group(1)).stdout.strip() == "", "the array must be cancelled"
+    assert sh("squeue", "-h", "-j", error.group(1)).stdout.strip() == "", "the array must be cancelled"
     assert out.count("Bypassing sacct error") <= 1 and out.count("further sacct errors are not logged") <= 1
     assert "Traceback" not in out
 
@@ -294,7 +278,7 @@ def test_pending_timeout_cancels_an_array_that_waits_too_long(cluster, tmp_path,
         r"\(BeginTime, partition debug\); the array was cancelled",
         out,
     )
-    assert _sh("squeue", "-h", "-j", error.group(1)).stdout.strip() == "", "the array must be cancelled"
+    assert sh("squeue", "-h", "-j", error.group(1)).stdout.strip() == "", "the array must be cancelled"
     sbatch = next((_sweep_dir(tmp_path) / ".submitit").glob(".submission_file_*.sh")).read_text()
     assert "#SBATCH --begin=now+1hour" in sbatch
 
