@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,9 +202,10 @@ def upgrade(d: dict[str, Any]) -> dict[str, Any]:
 
 # --- validation (the report's reader: a file that fails is listed as `invalid`, never dropped) --------------------
 STATUSES = ("completed", "failed", "diverged")
+_NUM_TYPES = (int, float, type(None))  # exact types: bool is not a number here; one test per list item
 _KINDS = {  # kind -> (test, what it must be)
     "num": (lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)), "a number or null"),
-    "nums": (lambda v: v is None or (isinstance(v, list) and all(_KINDS["num"][0](x) for x in v)), "a list of numbers"),
+    "nums": (lambda v: v is None or (isinstance(v, list) and all(type(x) in _NUM_TYPES for x in v)), "a list of numbers"),
     "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
     "str": (lambda v: isinstance(v, str), "a string"),
     "str?": (lambda v: v is None or isinstance(v, str), "a string or null"),
@@ -295,7 +295,15 @@ def summarize(values: Iterable[Any]) -> Stat:
     v = [float(x) for x in values if _finite(x)]
     if not v:
         return Stat(math.nan, math.nan, 0)
-    return Stat(statistics.mean(v), statistics.stdev(v) if len(v) > 1 else math.nan, len(v))
+    n = len(v)
+    mean = math.fsum(v) / n  # fsum: exactly rounded, and ~50x faster than `statistics` (Fractions)
+    if n < 2:
+        std = math.nan
+    elif min(v) == max(v):  # exact, as `statistics` gives (the rounded fsum/n can differ by an ulp)
+        mean, std = v[0], 0.0
+    else:
+        std = math.sqrt(math.fsum((x - mean) ** 2 for x in v) / (n - 1))
+    return Stat(mean, std, n)
 
 
 def cell_stats(result: CellResult) -> dict[str, Stat]:

@@ -24,16 +24,27 @@ TARGET = "gen_gap_mean"
 TAU_NAME = "kendall_tau.csv"
 
 
+def tau_b(x: np.ndarray, y: np.ndarray) -> float:
+    """Kendall τ_b of two finite float arrays (NaN when a side is constant); exact, O(n²) without scipy's per-call
+    overhead, which dominates for the many small groups of the granulated τ."""
+    if len(x) > 300:
+        from scipy.stats import kendalltau  # deferred: scipy.stats costs ~1 s of import time
+
+        return float(kendalltau(x, y).statistic)
+    i, j = np.triu_indices(len(x), 1)
+    sx, sy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
+    denom = math.sqrt(float(np.count_nonzero(sx)) * float(np.count_nonzero(sy)))
+    return float((sx * sy).sum() / denom) if denom > 0 else math.nan
+
+
 def kendall(x: pd.Series | np.ndarray, y: pd.Series | np.ndarray, min_n: int = 3) -> tuple[float, int]:
     """(τ_b, n) over the pairs where both values are finite; τ is NaN for n < min_n or a constant side."""
-    from scipy.stats import kendalltau  # deferred: scipy.stats costs ~1 s of import time
-
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     ok = np.isfinite(x) & np.isfinite(y)
     n = int(ok.sum())
     if n < min_n or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
         return math.nan, n
-    return float(kendalltau(x[ok], y[ok]).statistic), n
+    return tau_b(x[ok], y[ok]), n
 
 
 def completed(table: pd.DataFrame) -> pd.DataFrame:
@@ -63,31 +74,40 @@ def varied(table: pd.DataFrame) -> list[str]:
     return out
 
 
+def _groups(done: pd.DataFrame, hp: str, hps: list[str]) -> list[np.ndarray]:
+    """Row positions of each group of cells that differ only in `hp` (groups where `hp` takes one value dropped)."""
+    others = [k for k in hps if k != hp]
+    keys = done[others].astype(str).agg("\x1f".join, axis=1) if others else pd.Series("", index=done.index)
+    codes = pd.factorize(keys)[0]
+    hp_codes = pd.factorize(done[hp].astype(str))[0]
+    order = np.argsort(codes, kind="stable")
+    splits = np.split(order, np.flatnonzero(np.diff(codes[order])) + 1)
+    return [g for g in splits if len(np.unique(hp_codes[g])) > 1]
+
+
+def _psi(x: np.ndarray, y: np.ndarray, groups: list[np.ndarray]) -> tuple[float, int]:
+    taus = [t for t in (kendall(x[g], y[g], min_n=2)[0] for g in groups) if math.isfinite(t)]
+    return (float(np.mean(taus)) if taus else math.nan), len(taus)
+
+
 def granulated_tau(table: pd.DataFrame, measure: str, hp: str, target: str = TARGET) -> tuple[float, int]:
     """(ψ_hp, number of groups with a defined τ) for measure column `measure` (full column name)."""
     done = completed(table)
-    others = [k for k in varied(table) if k != hp]
-    groups = done[others].astype(str).groupby(others).groups.values() if others else [done.index]
-    taus = []
-    for idx in groups:
-        g = done.loc[idx]
-        if g[hp].astype(str).nunique() < 2:
-            continue
-        tau, _ = kendall(g[measure], g[target], min_n=2)
-        if math.isfinite(tau):
-            taus.append(tau)
-    return (float(np.mean(taus)) if taus else math.nan), len(taus)
+    groups = _groups(done, hp, varied(table))
+    return _psi(done[measure].to_numpy(float), done[target].to_numpy(float), groups)
 
 
 def correlation_table(table: pd.DataFrame, target: str = TARGET) -> pd.DataFrame:
     """One row per measure: `measure, n, tau`, then `psi[<hp>]` and `groups[<hp>]` per varied hp, then `Psi`."""
     done, hps, rows = completed(table), varied(table), []
+    groups = {hp: _groups(done, hp, hps) for hp in hps}  # the grouping is the same for every measure
+    y = done[target].to_numpy(float) if target in done else np.full(len(done), np.nan)
     for m in measures(table):
-        col = f"{m}_mean"
-        tau, n = kendall(done[col], done[target])
+        x = done[f"{m}_mean"].to_numpy(float)
+        tau, n = kendall(x, y)
         row = {"measure": m, "n": n, "tau": tau}
         for hp in hps:
-            row[f"psi[{hp}]"], row[f"groups[{hp}]"] = granulated_tau(table, col, hp, target)
+            row[f"psi[{hp}]"], row[f"groups[{hp}]"] = _psi(x, y, groups[hp])
         psis = [row[f"psi[{hp}]"] for hp in hps if math.isfinite(row[f"psi[{hp}]"])]
         row["Psi"] = float(np.mean(psis)) if psis else math.nan
         rows.append(row)

@@ -15,18 +15,21 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from landscape_sweep.files import atomic_open
 from landscape_sweep.results import (
     CELL_KEYS,
     ENDPOINT_METRICS,
     PATH_MEASURES,
     PATH_METHODS,
     RUN_ONLY,
+    SCHEMA,
     SHARPNESS_MEASURES,
     CellResult,
     atomic_write_text,
@@ -38,6 +41,7 @@ from landscape_sweep.results import (
 )
 
 TABLE_NAME = "sweep_results.csv"
+CACHE_VERSION = (SCHEMA, 1)  # bump when what the cache stores changes
 MISSING = "no results.json (job killed, timed out or still running)"
 # config keys that never tell cells apart as hyperparameters: run-only keys, analysis settings, endpoint seeds
 NOT_HYPERPARAMETERS = (*RUN_ONLY, "landscape", "endpoints")
@@ -48,42 +52,110 @@ def _overrides(job_dir: Path) -> str:
     try:
         import yaml
 
-        items = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text())
+        text = (job_dir / ".hydra" / "overrides.yaml").read_text()
+        items = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml: ~20x faster
     except Exception:  # absent or unreadable: the job dir name is all we have
         return ""
     return " ".join(str(o) for o in items) if isinstance(items, list) else ""
 
 
-def read_cell(job_dir: Path) -> CellResult:
-    """The job's results; a `missing` stub when results.json is absent, an `invalid` one (error: the reason, one
-    line) when it is not JSON, of another schema, or has a field of the wrong type."""
-    path = results_path(job_dir)
-    if not path.exists():
-        return CellResult(status="missing", error=MISSING)
+def _parse(path: Path) -> dict[str, Any] | str:
+    """A results.json as a validated dict, or the one-line reason it is not a results record this version reads."""
     try:
         d = json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        reason = f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}"
+        return f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}"
     except (OSError, UnicodeDecodeError) as e:
-        reason = f"unreadable: {type(e).__name__}: {e}"
-    else:
-        reason = validate_results(d)
-        if reason is None:
-            try:
-                return CellResult.from_dict(d)
-            except Exception as e:  # a shape the validator did not foresee: still invalid, never a crash
-                reason = f"{type(e).__name__}: {e}"
+        return f"unreadable: {type(e).__name__}: {e}"
+    return validate_results(d) or d
+
+
+def read_cell(job_dir: Path, parsed: dict[str, Any] | str | None = None) -> CellResult:
+    """The job's results; a `missing` stub when results.json is absent, an `invalid` one (error: the reason, one
+    line) when it is not JSON, of another schema, or has a field of the wrong type. `parsed`: `_parse`'s answer
+    when already known (the cache)."""
+    if parsed is None:
+        path = results_path(job_dir)
+        if not path.exists():
+            return CellResult(status="missing", error=MISSING)
+        parsed = _parse(path)
+    reason = parsed
+    if isinstance(parsed, dict):
+        try:
+            return CellResult.from_dict(parsed)
+        except Exception as e:  # a shape the validator did not foresee: still invalid, never a crash
+            reason = f"{type(e).__name__}: {e}"
     return CellResult(status="invalid", error=" ".join(reason.split()))
 
 
-def load_results(sweep_dir: str | Path) -> list[CellResult]:
-    """Every cell's results (`read_cell`: a stub for a missing or invalid results.json), `job` set."""
+class ResultsCache:
+    """`<sweep>/.report_cache.pkl`: each job's parsed results.json and overrides, keyed by the files' mtime and
+    size, so rebuilding a report re-reads only what changed. Written atomically; an unreadable cache or one of
+    another version is ignored (rebuilt), never trusted."""
+
+    NAME = ".report_cache.pkl"
+
+    def __init__(self, root: Path):
+        self.path, self.entries, self.dirty = root / self.NAME, {}, False
+        try:
+            with open(self.path, "rb") as f:
+                data = pickle.load(f)
+            if isinstance(data, dict) and data.get("version") == CACHE_VERSION:
+                self.entries = data["entries"]
+        except Exception:  # absent, truncated, or from another version
+            self.entries = {}
+
+    @staticmethod
+    def _key(job_dir: Path) -> tuple:
+        out = []
+        for p in (results_path(job_dir), job_dir / ".hydra" / "overrides.yaml"):
+            try:
+                st = p.stat()
+                out.append((st.st_mtime_ns, st.st_size))
+            except OSError:
+                out.append(None)
+        return tuple(out)
+
+    def get(self, rel: str, job_dir: Path) -> tuple[dict[str, Any] | str | None, str]:
+        """(parsed results, or the reason they are invalid, or None when missing; overrides line) of one job."""
+        key = self._key(job_dir)
+        hit = self.entries.get(rel)
+        if hit is None or hit[0] != key:
+            parsed = None if key[0] is None else _parse(results_path(job_dir))
+            hit = self.entries[rel] = (key, parsed, _overrides(job_dir))
+            self.dirty = True
+        return hit[1], hit[2]
+
+    def save(self, keep: set[str]) -> None:
+        """Write the entries of the jobs in `keep` (atomically; skipped when nothing changed)."""
+        if not self.dirty and set(self.entries) <= keep:
+            return
+        data = {"version": CACHE_VERSION, "entries": {k: v for k, v in self.entries.items() if k in keep}}
+        try:
+            with atomic_open(self.path, "wb") as f:
+                pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
+        except OSError:  # a read-only sweep dir: the report still works, only slower next time
+            pass
+
+
+def load_results(sweep_dir: str | Path, cache: bool = True) -> list[CellResult]:
+    """Every cell's results (`read_cell`: a stub for a missing or invalid results.json), `job` set. With `cache`,
+    parsed files are kept in `<sweep_dir>/.report_cache.pkl` and only new or changed files are read again."""
+    root = Path(sweep_dir)
+    store = ResultsCache(root) if cache else None
     out = []
-    for d in job_dirs(sweep_dir):
-        r = read_cell(d)
-        r.job = str(d.relative_to(sweep_dir)) if d != Path(sweep_dir) else "."
-        r.extra["overrides"] = _overrides(d) or r.extra.get("overrides") or ""  # report only, never written
+    for d in job_dirs(root):
+        rel = str(d.relative_to(root)) if d != root else "."
+        if store is not None:
+            parsed, over = store.get(rel, d)
+            r = read_cell(d, parsed) if parsed is not None else CellResult(status="missing", error=MISSING)
+        else:
+            r, over = read_cell(d), _overrides(d)
+        r.job = rel
+        r.extra["overrides"] = over or r.extra.get("overrides") or ""  # report only, never written
         out.append(r)
+    if store is not None:
+        store.save({r.job for r in out})
     return out
 
 
@@ -130,6 +202,7 @@ def cell_row(r: CellResult, methods: Iterable[str], config_keys: Iterable[str] =
         row[f"{m}/num_pairs"] = len(entries)
         row[f"{m}/unconverged"] = sum(1 for p in entries if p.fit is not None and not p.fit.get("converged"))
         names += [f"{m}/{k}" for k in PATH_MEASURES]
+    names += [k for k in stats if k not in set(names)]  # measures only some cells have (e.g. `ood/<set>/acc`)
     for name in names:
         s = stats.get(name)
         row[f"{name}_mean"], row[f"{name}_std"], row[f"{name}_n"] = (
