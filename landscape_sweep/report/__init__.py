@@ -1,20 +1,35 @@
 """Sweep report: reads results.json files only (never training code).
 
-`build_report(sweep_dir)` writes into the sweep directory: `sweep_results.csv` (one row per cell),
-`kendall_tau.csv` (measures vs generalization gap), `figures/*.png` and `report.md`; with `wandb=True` also one
-W&B run (job_type="report").
+`build_report(sweep_dir)` writes into the sweep directory: `sweep_results.csv` (one row per cell, with the trend
+fit and plateau of the cell's group), `kendall_tau.csv` (measures vs the generalization gap and, when measured,
+the out-of-distribution gap), `trends.csv` (power-law fits and plateaus along width and depth),
+`flat_vs_path_tau.csv`, `figures/` and `report.md`; with `wandb=True` also one W&B run (job_type="report").
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from landscape_sweep.files import atomic_write_text
+from landscape_sweep.report import facets as fc
 from landscape_sweep.report.correlation import TAU_NAME, correlation_table, granulated_tau, kendall
-from landscape_sweep.report.markdown import render_report
-from landscape_sweep.report.plots import barrier_vs_params, curves_grid, heatmap
+from landscape_sweep.report.markdown import INLINE_MAX, figure_index, render_report
+from landscape_sweep.report.plots import Drawn, barrier_vs_params, curves_pages, heatmap
 from landscape_sweep.report.quality import quality_warnings
 from landscape_sweep.report.table import TABLE_NAME, load_results, methods_of, sweep_table, write_table
+from landscape_sweep.report.trend_plots import flat_vs_path, flat_vs_path_tau, micro_measures, trend_figure
+from landscape_sweep.report.trends import trend_table
 
 __all__ = [
     "load_results",
@@ -28,42 +43,194 @@ __all__ = [
 
 REPORT_NAME = "report.md"
 FIGURES_DIR = "figures"
+TRENDS_NAME = "trends.csv"
+FLAT_TAU_NAME = "flat_vs_path_tau.csv"
 # heatmap file stem -> (table column stem, colorbar label); one heatmap per path method is added
 HEATMAPS = {
     "hessian_top_eig": ("hessian_top_eig", "top Hessian eigenvalue"),
     "test_acc": ("test_acc", "test accuracy"),
     "gen_gap": ("gen_gap", "generalization gap (train acc − test acc)"),
 }
+TARGETS = {"gen_gap_mean": "generalization gap", "ood_gap_mean": "out-of-distribution gap (test acc − OOD acc)"}
 
 
-def build_report(sweep_dir: str | Path, wandb: bool = False) -> dict[str, str]:
-    """Write every report artefact of a sweep; returns {name: path} (plus `wandb_run` when logged)."""
+def trend_measures(table: pd.DataFrame, methods: list[str]) -> dict[str, str]:
+    """Measures drawn and fitted along width and depth: each barrier kind, path curvature and sharpness, endpoint
+    sharpness, test accuracy and the OOD gap — those with a value in some completed cell."""
+    done = table[table["status"] == "completed"]
+    names = {f"{m}/loss_barrier": f"loss barrier ({m})" for m in methods}
+    names |= {f"{m}/path_curvature": f"path curvature ({m}, rad)" for m in methods if m in ("bezier", "polychain")}
+    along = [m for m in methods if f"{m}/max_hessian_top_eig_along_path_mean" in done]
+    along = [m for m in along if np.isfinite(done[f"{m}/max_hessian_top_eig_along_path_mean"].astype(float)).any()]
+    if along:  # the first path that measured it: one figure, not one per method
+        names[f"{along[0]}/max_hessian_top_eig_along_path"] = f"max top eigenvalue along path ({along[0]})"
+    names |= {"hessian_top_eig": "top Hessian eigenvalue", "hessian_trace": "Hessian trace"}
+    names |= {"test_acc": "test accuracy", "ood_gap": "OOD gap (test acc − OOD acc)"}
+    ood = [c.removesuffix("_mean") for c in table.columns if c.startswith("ood/") and c.endswith("/acc_mean")]
+    names |= {c: f"OOD accuracy ({c[4:-4]})" for c in ood}
+    ok = lambda s: f"{s}_mean" in done and np.isfinite(done[f"{s}_mean"].astype(float)).any()  # noqa: E731
+    return {k: v for k, v in names.items() if ok(k)}
+
+
+def trends(table: pd.DataFrame, measures: dict[str, str]) -> pd.DataFrame:
+    """`trend_table` of every measure along every axis the sweep varies (≥ 2 values among completed cells)."""
+    done = table[table["status"] == "completed"]
+    parts = []
+    for axis, by in (("width", ("optimizer", "depth")), ("depth", ("optimizer", "width"))):
+        if axis in done and done[axis].nunique() >= 2:
+            parts += [trend_table(table, m, axis=axis, by=by) for m in measures]
+    parts = [p for p in parts if len(p)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def with_trends(table: pd.DataFrame, tr: pd.DataFrame) -> pd.DataFrame:
+    """The sweep table plus, per cell, its group's fit and plateau: `<measure>/width_b`, `…/width_b_stderr`,
+    `…/width_plateau`, `…/depth_plateau` (a group's values repeat on each of its cells)."""
+    if tr.empty:
+        return table
+    out = table.copy()
+    for (measure, axis), g in tr.groupby(["measure", "axis"], sort=False):
+        keys = [k for k in g.columns if k in table.columns and k != axis and g[k].notna().any()]
+        cols = {"plateau": f"{measure}/{axis}_plateau"}
+        if axis == "width":
+            cols |= {"b": f"{measure}/width_b", "b_stderr": f"{measure}/width_b_stderr"}
+        sub = g[keys + list(cols)].rename(columns=cols)
+        for k in keys:  # join on string values: a key column holds NaN for missing cells
+            sub[k] = sub[k].astype(str)
+        left = out[keys].astype(str)
+        out = pd.concat([out, left.merge(sub, on=keys, how="left").drop(columns=keys).set_index(out.index)], axis=1)
+    return out
+
+
+_JOBS: list[tuple[str, Callable[[], Drawn | None]]] = []  # the figure jobs forked workers inherit
+
+
+def _run(i: int) -> tuple[Drawn | None, float]:
+    t0 = time.perf_counter()
+    return _JOBS[i][1](), time.perf_counter() - t0
+
+
+def default_workers() -> int:
+    """Processes drawing figures: the usable cores (at most 4), or 1 where forking is unsafe (torch loaded: its
+    thread pools do not survive a fork) or unavailable."""
+    if "torch" in sys.modules or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+def render(
+    jobs: dict[str, Callable[[], Drawn | None]], timings: dict[str, float] | None, workers: int | None = None
+) -> dict[str, Drawn | None]:
+    """Run the figure jobs, in `workers` forked processes when more than one (the jobs and their data are
+    inherited, not pickled); `timings` gets each kind's summed drawing time."""
+    global _JOBS
+    workers = default_workers() if workers is None else workers
+    _JOBS = list(jobs.items())
+    try:
+        if workers > 1 and len(_JOBS) > 2:
+            ctx = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(min(workers, len(_JOBS)), mp_context=ctx) as ex:
+                done = list(ex.map(_run, range(len(_JOBS))))
+        else:
+            done = [_run(i) for i in range(len(_JOBS))]
+    finally:
+        _JOBS = []
+    if timings is not None:
+        for (name, _), (_, seconds) in zip(jobs.items(), done):
+            kind = name.split("_")[0] if name.startswith(("heatmap", "trend")) else name
+            timings[f"draw:{kind}"] = timings.get(f"draw:{kind}", 0.0) + seconds
+    return {name: drawn for (name, _), (drawn, _) in zip(jobs.items(), done)}
+
+
+@contextmanager
+def _timed(timings: dict[str, float] | None, name: str):
+    t0 = time.perf_counter()
+    yield
+    if timings is not None:
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
+
+
+def build_report(
+    sweep_dir: str | Path,
+    wandb: bool = False,
+    options: fc.Options | dict[str, Any] | None = None,
+    timings: dict[str, float] | None = None,
+    workers: int | None = None,
+) -> dict[str, str]:
+    """Write every report artefact of a sweep; returns {name: path} (plus `wandb_run` when logged). `options`:
+    `report.facet`/`report.select` (a `facets.Options` or the `report` config node); `timings` is filled with the
+    seconds each step took (figures: summed drawing time per kind); `workers`: processes drawing the figures
+    (default: `default_workers`)."""
     root = Path(sweep_dir)
-    results = load_results(root)
-    table = sweep_table(results)
+    opts = options if isinstance(options, fc.Options) else fc.Options.from_config(options)
+    with _timed(timings, "read"):
+        results = load_results(root)
+    with _timed(timings, "table"):
+        table = sweep_table(results)
+        for key in [*opts.facet, *opts.select]:
+            fc.column(table, key, "report.facet" if key in opts.facet else "report.select")
+        methods = methods_of(results)
+        measures = trend_measures(table, methods)
+    with _timed(timings, "trends"):
+        tr = trends(table, measures)
     paths: dict[str, Path] = {"table": root / TABLE_NAME, "correlations": root / TAU_NAME}
-    atomic_write_text(paths["table"], table.to_csv(index=False))
-    tau = correlation_table(table)
+    atomic_write_text(paths["table"], with_trends(table, tr).to_csv(index=False))
+    with _timed(timings, "tau"):
+        taus = {t: correlation_table(table, target=t) for t in TARGETS if t in table}
+        tau = pd.concat([d.assign(target=t) for t, d in taus.items()], ignore_index=True) if taus else pd.DataFrame()
+        micro = micro_measures(table, methods)
+        flat_tau = flat_vs_path_tau(table, micro)
     atomic_write_text(paths["correlations"], tau.to_csv(index=False))
+    if not tr.empty:
+        paths["trends"] = root / TRENDS_NAME
+        atomic_write_text(paths["trends"], tr.to_csv(index=False))
+    if not flat_tau.empty:
+        paths["flat_vs_path_tau"] = root / FLAT_TAU_NAME
+        atomic_write_text(paths["flat_vs_path_tau"], flat_tau.to_csv(index=False))
 
-    figdir, methods, notes = root / FIGURES_DIR, methods_of(results), []
+    figdir, notes, view = root / FIGURES_DIR, [], fc.View.of(table, opts)
+    t_figures = time.perf_counter()
+    jobs: dict[str, Callable[[], Drawn | None]] = {}
     specs = {f"loss_barrier_{m}": (f"{m}/loss_barrier", f"train loss barrier ({m})") for m in methods} | HEATMAPS
-    figures: dict[str, Path | None] = {}
     for name, (column, label) in specs.items():
-        figures[f"heatmap_{name}"] = heatmap(table, column, label, figdir / f"heatmap_{name}.png")
-    figures["barrier_vs_params"] = barrier_vs_params(table, figdir / "barrier_vs_params.png")
-    figures["curves_grid"] = curves_grid(results, table, figdir / "curves_grid.png", methods)
+        jobs[f"heatmap_{name}"] = lambda c=column, lab=label, n=name: heatmap(view, c, lab, figdir / f"heatmap_{n}.png")
+    jobs["barrier_vs_params"] = lambda: barrier_vs_params(view, methods, figdir / "barrier_vs_params.png")
+    for m, label in measures.items():
+        stem = m.replace("/", "_")
+        for axis in ("width", "depth"):
+            fits = tr[(tr["measure"] == m) & (tr["axis"] == axis)] if not tr.empty else None
+            jobs[f"trend_{axis}_{stem}"] = lambda m=m, lab=label, a=axis, f=fits, s=stem: trend_figure(
+                view, m, lab, a, figdir / f"trend_{a}_{s}.png", f
+            )
+    jobs["flat_vs_path"] = lambda: flat_vs_path(table, micro, figdir / "flat_vs_path.png")
+    jobs["curves"] = lambda: curves_pages(results, view, figdir / "curves", methods)
+    figures = {name: d for name, d in render(jobs, timings, workers).items() if d is not None}
+    if timings is not None:
+        timings["figures (wall)"] = time.perf_counter() - t_figures
     if not methods:
         notes.append("No cell has connectivity results (fewer than 2 endpoints?): no barrier heatmaps or curves.")
-    notes += [f"`{n}` skipped: no completed cell has a value for it." for n, p in figures.items() if p is None]
-    drawn = {n: p for n, p in figures.items() if p is not None}
+    notes += [f"`{n}` skipped: no completed cell has a value for it." for n in jobs if n.startswith("heatmap_")
+              and n not in figures]  # fmt: skip
 
     paths["report"] = root / REPORT_NAME
-    warnings = quality_warnings(results)
-    atomic_write_text(paths["report"], render_report(root, table, tau, drawn, notes, warnings))
-    paths.update(drawn)
+    with _timed(timings, "markdown"):
+        warnings = quality_warnings(results)
+        targets = {t: name for t, name in TARGETS.items() if t in taus}
+        text = render_report(root, table, tau, figures, notes, warnings, tr, flat_tau, opts, targets)
+        atomic_write_text(paths["report"], text)
+        for name, drawn in figures.items():
+            if len(drawn.paths) > INLINE_MAX:
+                atomic_write_text(figdir / f"{name}.md", figure_index(root, name, drawn))
+    flat = {}
+    for name, drawn in figures.items():
+        if len(drawn.paths) == 1:
+            flat[name] = drawn.paths[0]
+        else:
+            flat.update({f"{name}_p{k}": p for k, p in enumerate(drawn.paths, 1)})
+    paths.update(flat)
     if wandb:
         from landscape_sweep.report.wandb_log import log_report
 
-        paths["wandb_run"] = log_report(root, results, table, tau, drawn)
+        with _timed(timings, "wandb"):
+            paths["wandb_run"] = log_report(root, results, table, tau, flat)
     return {k: str(v) for k, v in paths.items()}

@@ -8,9 +8,14 @@ from typing import Any
 
 import pandas as pd
 
-from landscape_sweep.report.correlation import HYPERPARAMETERS, TARGET
-from landscape_sweep.report.plots import FACET_KEYS
+from landscape_sweep.report import facets as fc
+from landscape_sweep.report.correlation import HYPERPARAMETERS
+from landscape_sweep.report.plots import Drawn
 
+MAX_ROWS = 100  # longer tables in report.md are cut (the CSV files have every row)
+INLINE_MAX = 4  # figure sets with more pages are linked through an index page, not inlined
+
+TABLE_FILE = "sweep_results.csv"
 COLUMNS_DOC = """\
 One row per job directory. `<x>_mean` / `<x>_std` / `<x>_n`: mean, sample standard deviation and number of the
 finite values over endpoints (metrics, sharpness) or endpoint pairs (paths); std is empty for n < 2.
@@ -35,7 +40,12 @@ finite values over endpoints (metrics, sharpness) or endpoint pairs (paths); std
 | `…/path_length`, `…/endpoint_distance`, `…/arc_chord_ratio` | geometry of the path in weight space |
 | `<method>/path_curvature` | total turning angle of the path (rad) |
 | `<method>/max_hessian_top_eig_along_path` | largest top Hessian eigenvalue measured along the path |
-| `train_time_s`, `analysis_time_s`, `total_time_s` | wall time of the cell |
+| `ood/<set>/acc`, `…/loss`, `…/gap` | accuracy, loss on each OOD set (`data.ood`); test acc − its acc; over endpoints |
+| `ood_gap` | test acc − the mean accuracy over the OOD sets, over endpoints |
+| `<method>/ood/<set>/loss_barrier`, `…/error_barrier` | the path's barriers on an OOD set, over pairs |
+| `<measure>/width_b`, `…/width_b_stderr` | exponent b (± stderr) of `a·w^-b + c` fitted to the cell's group |
+| `<measure>/width_plateau`, `…/depth_plateau` | the group's plateau along width / depth (`> x`: still improving) |
+| `data_time_s`, `train_time_s`, `analysis_time_s`, `total_time_s` | wall time of the cell |
 """
 
 
@@ -65,47 +75,117 @@ def md_table(headers: list[str], rows: list[list[Any]]) -> str:
 
 
 def cells_section(table: pd.DataFrame) -> str:
-    done = table[table["status"] == "completed"]
-    extra = [k for k in FACET_KEYS if k != "arch" and k in done and done[k].astype(str).nunique() > 1]
+    extra = [k for k in fc.facets(table, fc.GRID) if k != "arch"]
     methods = [c.split("/")[0] for c in table.columns if c.endswith("/num_pairs")]
-    headers = ["job", "status", "arch", "depth", "width", "optimizer", *extra, "params", "test acc", "gen gap"]
+    ood = [c[:-5] for c in table.columns if c.startswith("ood/") and c.endswith("/acc_mean")]
+    headers = ["job", "status", "arch", "depth", "width", "optimizer", *map(fc.short, extra), "params", "test acc"]
+    headers += [f"{o[4:-4]} acc" for o in ood] + (["OOD gap"] if ood else []) + ["gen gap"]
     headers += [f"barrier {m}" for m in methods] + ["top eig"]
     rows = []
-    for _, r in table.iterrows():
+    for _, r in table.head(MAX_ROWS).iterrows():
         row = [r["job"], r["status"], *[_num(r.get(k), 6) for k in ("arch", "depth", "width", "optimizer", *extra)]]
-        row += [_num(r.get("num_params"), 12), _pm(r, "test_acc"), _pm(r, "gen_gap")]
+        row += [_num(r.get("num_params"), 12), _pm(r, "test_acc"), *[_pm(r, o) for o in ood]]
+        row += ([_pm(r, "ood_gap")] if ood else []) + [_pm(r, "gen_gap")]
         row += [_pm(r, f"{m}/loss_barrier") for m in methods] + [_pm(r, "hessian_top_eig")]
         rows.append(row)
     note = (
         "Values: mean ± sample std (n) over endpoints (barriers: over endpoint pairs); barrier = train loss barrier; "
-        "n=1: a single value, no spread.\n\n"
+        "n=1: a single value, no spread; OOD: accuracy on each shifted set (`data.ood`), gap = test − OOD acc.\n\n"
     )
-    return note + md_table(headers, rows)
+    return note + md_table(headers, rows) + _cut(len(table), "cells", TABLE_FILE)
 
 
-def tau_section(tau: pd.DataFrame) -> str:
+def _cut(n: int, what: str, file: str) -> str:
+    return f"\n\n_First {MAX_ROWS} of {n} {what}; all of them are in `{file}`._" if n > MAX_ROWS else ""
+
+
+def tau_section(tau: pd.DataFrame, targets: dict[str, str]) -> str:
     if tau.empty:
         return "_No landscape measure has a value in any completed cell: no correlations._"
-    hps = [c[4:-1] for c in tau.columns if c.startswith("psi[")]
-    headers = ["measure", "n", "τ (all cells)", *[f"ψ {h}" for h in hps], "Ψ"]
-    na = lambda v: "n/a" if not math.isfinite(float(v)) else f"{float(v):+.3f}"  # noqa: E731
-    rows = [
-        [r["measure"], int(r["n"]), na(r["tau"]), *[f"{na(r[f'psi[{h}]'])} ({int(r[f'groups[{h}]'])})" for h in hps]]
-        + [na(r["Psi"])]
-        for _, r in tau.iterrows()
-    ]
-    fixed = [h for h in HYPERPARAMETERS[:6] if h not in hps]  # the grid's usual axes
+    parts = []
+    for target, name in targets.items():
+        sub = tau[tau["target"] == target] if "target" in tau else tau
+        if sub.empty:
+            continue
+        hps = [c[4:-1] for c in sub.columns if c.startswith("psi[") and sub[c].notna().any()]
+        headers = ["measure", "n", "τ (all cells)", *[f"ψ {fc.short(h)}" for h in hps], "Ψ"]
+        na = lambda v: "n/a" if not math.isfinite(float(v)) else f"{float(v):+.3f}"  # noqa: E731
+        rows = [
+            [r["measure"], int(r["n"]), na(r["tau"])]
+            + [f"{na(r[f'psi[{h}]'])} ({int(r[f'groups[{h}]'])})" for h in hps]
+            + [na(r["Psi"])]
+            for _, r in sub.iterrows()
+        ]
+        parts.append(f"**Target: {name}** (`{target}`)\n\n" + md_table(headers, rows))
+    fixed = [h for h in HYPERPARAMETERS[:6] if not any(f"psi[{h}]" == c for c in tau.columns)]
     text = (
-        f"Kendall τ_b between each measure (mean over endpoints/pairs) and the generalization gap "
-        f"(`{TARGET}`) across completed cells; n = cells with both values (τ needs n ≥ 3). "
-        "ψ h: granulated τ (Jiang et al. 2020): mean τ over groups of cells that differ only in h (every other "
-        "varied hyperparameter, config values included, held fixed) "
-        "(number of groups in brackets); Ψ: mean of the ψ. Positive: the measure ranks cells like the gap.\n\n"
+        "Kendall τ_b between each measure (mean over endpoints/pairs) and each target across completed cells; "
+        "n = cells with both values (τ needs n ≥ 3). ψ h: granulated τ (Jiang et al. 2020): mean τ over groups of "
+        "cells that differ only in h (every other varied hyperparameter, config values included, held fixed) "
+        "(number of groups in brackets); Ψ: mean of the ψ. Positive: the measure ranks cells like the target.\n\n"
     )
-    if not hps:
+    if not any(c.startswith("psi[") for c in tau.columns):
         text += "_No hyperparameter varies among completed cells: no granulated τ._\n\n"
     elif fixed:
         text += f"Not varied (no ψ): {', '.join(fixed)}.\n\n"
+    return text + "\n\n".join(parts)
+
+
+def _pm_fit(r: pd.Series) -> str:
+    if not r.get("converged"):
+        return f"n/a ({r.get('reason') or 'not fitted'})"
+    return f"{r['b']:.2f} ± {r['b_stderr']:.2f}"
+
+
+def trends_section(tr: pd.DataFrame, axis: str) -> str:
+    """One row per group of cells along `axis`: for each measure its fitted exponent (width) or τ vs the axis
+    (depth), and its plateau."""
+    sub = tr[tr["axis"] == axis] if not tr.empty else tr
+    if sub.empty:
+        return f"_The sweep does not vary {axis} (or no measure has values): no trends along {axis}._"
+    keys = [k for k in sub.columns[: list(sub.columns).index("measure")] if sub[k].notna().any()]
+    keys += [k for k in ("width", "depth") if k in sub and k != axis and k not in keys and sub[k].notna().any()]
+    measures = [m for m in dict.fromkeys(sub["measure"]) if m.endswith("loss_barrier") or m in ("test_acc", "ood_gap")]
+    headers = [fc.short(k) for k in keys] + ["n"]
+    for m in measures:
+        headers += [f"{m} b ± se" if axis == "width" else f"{m} τ", f"{m} plateau"]
+    rows = []
+    for key, g in sub.groupby(keys, sort=False, dropna=False) if keys else [((), sub)]:
+        key = key if isinstance(key, tuple) else (key,)
+        by = g.set_index("measure")
+        row = [_num(k, 6) for k in key] + [int(g["n_points"].max())]
+        for m in measures:
+            if m not in by.index:
+                row += ["", ""]
+                continue
+            r = by.loc[m]
+            row += [_pm_fit(r) if axis == "width" else _num(r["tau"]), r["plateau"]]
+        rows.append(row)
+    text = (
+        f"Per group of cells that differ only in {axis} (every other varied hyperparameter fixed). "
+        + ("b: exponent of the fitted `a·w^-b + c` (± its standard error; theory predicts b = 1/2 for the barrier "
+           "of aligned two-layer networks); " if axis == "width" else "τ: Kendall τ of the measure vs depth; ")
+        + f"plateau: the smallest {axis} beyond which the measure improves by no more than the cells' spread (sample "
+        f"std over endpoints/pairs); `> x`: still improving at the largest {axis}. Every measure in `trends.csv`.\n\n"
+    )  # fmt: skip
+    return text + md_table(headers, rows[:MAX_ROWS]) + _cut(len(rows), "groups", "trends.csv")
+
+
+def flat_section(flat_tau: pd.DataFrame) -> str:
+    if flat_tau.empty:
+        return "_Needs endpoint sharpness and path measures in completed cells._"
+    opts = [c[4:-1] for c in flat_tau.columns if c.startswith("tau[")]
+    headers = ["macroscopic (endpoint)", "microscopic (path)", "n", "τ (all cells)", *[f"τ {o}" for o in opts]]
+    na = lambda v, n: "n/a" if not math.isfinite(float(v)) else f"{float(v):+.3f} ({int(n)})"  # noqa: E731
+    rows = [
+        [r["macro"], r["micro"], int(r["n"]), na(r["tau"], r["n"])] + [na(r[f"tau[{o}]"], r[f"n[{o}]"]) for o in opts]
+        for _, r in flat_tau.iterrows()
+    ]
+    text = (
+        "Kendall τ_b between the flatness of the minima (means over endpoints) and the geometry of the paths between "
+        "them (means over pairs), over all completed cells and within each optimizer (n in brackets). Positive: "
+        "sharper minima come with higher / more curved / sharper paths.\n\n"
+    )
     return text + md_table(headers, rows)
 
 
@@ -137,31 +217,64 @@ def problems_section(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def figures_section(root: Path, figures: dict[str, Drawn]) -> str:
+    """Each figure with its caption; sets of more than INLINE_MAX pages are linked through `figures/<name>.md`."""
+    parts = []
+    for name, d in figures.items():
+        if len(d.paths) <= INLINE_MAX:
+            imgs = "\n\n".join(f"![{name}]({p.relative_to(root).as_posix()})" for p in d.paths)
+        else:
+            imgs = f"[{len(d.paths)} pages: figures/{name}.md](figures/{name}.md)"
+        parts.append(f"**{name}** — {d.caption}\n\n{imgs}")
+    return "\n\n".join(parts) or "_No figures._"
+
+
+def figure_index(root: Path, name: str, d: Drawn) -> str:
+    """The index page of a large figure set (in `figures/`): caption, then every page."""
+    pages = "\n\n".join(f"![{p.name}]({p.relative_to(root / 'figures').as_posix()})" for p in d.paths)
+    return f"# {name}\n\n{d.caption}\n\n{pages}\n"
+
+
 def render_report(
     sweep_dir: str | Path,
     table: pd.DataFrame,
     tau: pd.DataFrame,
-    figures: dict[str, Path],
+    figures: dict[str, Drawn],
     notes: list[str],
     warnings: list[str] = (),
+    trends: pd.DataFrame | None = None,
+    flat_tau: pd.DataFrame | None = None,
+    options: fc.Options = fc.DEFAULT,
+    targets: dict[str, str] | None = None,
 ) -> str:
     """The whole report.md text; figure links are relative to the sweep directory."""
     root = Path(sweep_dir)
+    trends = pd.DataFrame() if trends is None else trends
+    flat_tau = pd.DataFrame() if flat_tau is None else flat_tau
+    targets = targets or {"gen_gap_mean": "generalization gap"}
     counts = table["status"].value_counts()
     status = md_table(["status", "cells"], [[s, int(counts.get(s, 0))] for s in counts.index])
-    figs = "\n\n".join(f"**{name}**\n\n![{name}]({p.relative_to(root).as_posix()})" for name, p in figures.items())
+    chosen = ""
+    if options.facet or options.select:
+        chosen = "\n\nFigures: " + "; ".join(
+            [f"split by {', '.join(options.facet)}"] * bool(options.facet)
+            + [f"only cells with {k} in {{{', '.join(v)}}}" for k, v in options.select.items()]
+        ) + " (report.facet / report.select); tables and CSV files: every cell."  # fmt: skip
     parts = [
         f"# Sweep report: {root.resolve().name}",
-        f"Sweep directory: `{root.resolve()}` — {len(table)} job(s). Table: `sweep_results.csv`; "
-        "correlations: `kendall_tau.csv`.",
+        f"Sweep directory: `{root.resolve()}` — {len(table)} job(s). Table: `{TABLE_FILE}`; "
+        "correlations: `kendall_tau.csv`; trends: `trends.csv`." + chosen,
         "## Status\n\n" + status,
         "## Quality of the estimates\n\n" + ("\n".join(f"- ⚠ {w}" for w in warnings) if warnings else "No warnings."),
         "## Cells\n\n" + cells_section(table),
-        "## Landscape measures vs generalization gap\n\n" + tau_section(tau),
+        "## Trends with width\n\n" + trends_section(trends, "width"),
+        "## Trends with depth\n\n" + trends_section(trends, "depth"),
+        "## Flat minima vs path geometry\n\n" + flat_section(flat_tau),
+        "## Landscape measures vs generalization\n\n" + tau_section(tau, targets),
         "## Failed, diverged, missing and invalid cells\n\n" + problems_section(table),
-        "## Figures\n\n" + (figs or "_No figures._"),
+        "## Figures\n\n" + figures_section(root, figures),
     ]
     if notes:
         parts.append("## Notes\n\n" + "\n".join(f"- {n}" for n in notes))
-    parts.append("## Columns of sweep_results.csv\n\n" + COLUMNS_DOC)
+    parts.append(f"## Columns of {TABLE_FILE}\n\n" + COLUMNS_DOC)
     return "\n\n".join(parts) + "\n"

@@ -1,18 +1,21 @@
-"""Sweep figures (PNG, matplotlib's object API: no pyplot, no global backend switch).
+"""Sweep figures (PNG, matplotlib's object API: no pyplot, no global backend switch), readable at any sweep size.
 
-- `heatmap_<metric>.png`: one panel per optimizer (columns) and per combination of the other varied cell fields
-  (rows), depth (y) × width (x), one shared colour scale, mean ± std written in each cell; cells that failed,
-  diverged or lack the value show the reason on grey.
-- `barrier_vs_params.png`: loss barrier (mean ± std over pairs) vs parameter count, one panel per path method,
-  colour = optimizer, marker = depth, lines join the widths of one (optimizer, depth).
-- `curves_grid.png`: one panel per cell, train (solid) / test (dashed) loss along t for each method, averaged
-  over endpoint pairs.
-Each function returns the written path, or None when the sweep has nothing to plot.
+Rules every figure follows: panels wrap at 4 a row; a figure whose size grows with the sweep is paginated (at most
+30 panels a page); one colour scale / y range per figure (heatmaps) or page (curves), stated; cells that differ in
+a hyperparameter the figure does not show are never averaged: the figure is split by it (`facets`), and its caption
+says what each mark is a mean over.
+
+- `heatmap`: depth × width per optimizer (× facet values), mean of the cell's endpoints/pairs; annotated with
+  mean ± std (n) while the grid is small enough to read, colour only (and values in sweep_results.csv) beyond.
+- `barrier_vs_params`: loss barrier vs parameter count, one panel per path method (× facet values).
+- `curves_pages`: loss along the paths, one small multiple per cell, a page per optimizer (× facet values).
+Each returns a `Drawn` (paths and caption), or None when the sweep has nothing to plot.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +26,27 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from landscape_sweep.files import atomic_open
+from landscape_sweep.report import facets as fc
+from landscape_sweep.report.multiples import MAX_COLS, MAX_PANELS, Panel, draw_page, paginate
 from landscape_sweep.results import CellResult, PathEntry
 
-FACET_KEYS = ("dataset", "arch", "norm", "train_size", "label_noise")
 MARKERS = "osD^v<>ph*"
+DPI = 100
+ANNOTATE_MAX = 30  # heatmap grids with more squares than this are drawn without numbers in them
+
+
+@dataclass
+class Drawn:
+    """A written figure or page set and what a reader must know to read it."""
+
+    paths: list[Path]
+    caption: str
 
 
 def save_png(fig: Figure, path: Path) -> Path:
-    """Save atomically and readable like any new file (`results.atomic_open`)."""
+    """Save atomically and readable like any new file (`files.atomic_open`)."""
     with atomic_open(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
+        fig.savefig(f, format="png", dpi=DPI)
     return path
 
 
@@ -47,118 +61,153 @@ def _label(v: Any) -> str:
     return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
 
 
-def _placed(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Cells that know where they sit (cell fields present), and the facet keys varied among completed cells."""
-    t = table[table["optimizer"].notna()] if "optimizer" in table else table.iloc[:0]
-    done = t[t["status"] == "completed"]
-    facets = [k for k in FACET_KEYS if k in done and done[k].astype(str).nunique() > 1]
-    return t, facets
-
-
-def _facet_labels(t: pd.DataFrame, facets: list[str]) -> pd.Series:
-    """'k=v, ...' of the varied non-grid cell fields, per row ('' when none vary)."""
-    return t.apply(lambda r: ", ".join(f"{k}={r[k]}" for k in facets), axis=1) if len(t) else pd.Series(dtype=str)
-
-
 def _fmt(v: float) -> str:
     return "n/a" if not math.isfinite(v) else f"{v:.3g}"
 
 
-def _spread(cells: pd.DataFrame, column: str) -> str:
-    """`\n±std (n=k)` of one cell's measure (n: endpoints or pairs); `\n(mean of k cells)` when several."""
-    if len(cells) > 1:
-        return f"\n(mean of {len(cells)} cells)"
-    row = cells.iloc[0]
+def panel_grid(n_panels: int, ncols: int, pw: float, ph: float, right: float = 1.4, top: float = 0.9) -> tuple:
+    """(fig, axes list) for `n_panels` panels of pw × ph inches in rows of `ncols`, fixed margins (no layout
+    engine: constrained layout costs seconds on large grids). `right`/`top`: margins in inches (colour bar,
+    legend; suptitle)."""
+    nrows = math.ceil(n_panels / ncols)
+    left, bottom, wgap, hgap = 0.75, 0.6, 0.55, 0.75
+    fw, fh = left + ncols * pw + (ncols - 1) * wgap + right, bottom + nrows * ph + (nrows - 1) * hgap + top
+    fig = Figure(figsize=(fw, fh))
+    fig.subplots_adjust(left=left / fw, right=1 - right / fw, bottom=bottom / fh, top=1 - top / fh,
+                        wspace=wgap / pw, hspace=hgap / ph)  # fmt: skip
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in axes[n_panels:]:
+        ax.set_axis_off()
+    return fig, list(axes[:n_panels])
+
+
+def facet_panels(t: pd.DataFrame, split: list[str]) -> list[tuple[dict, Any, pd.DataFrame]]:
+    """(facet values, optimizer, rows) per panel: facet combinations in order, optimizers within each."""
+    combos = t[split].drop_duplicates().to_dict("records") if split else [{}]
+    out = []
+    for combo in combos:
+        sub = t
+        for k, v in combo.items():
+            sub = sub[sub[k].astype(str) == str(v)]
+        for opt in _sorted(sub["optimizer"]):
+            out.append((combo, opt, sub[sub["optimizer"] == opt]))
+    return out
+
+
+def _spread(ok: pd.DataFrame, column: str) -> str:
+    """`\n±std (n=k)` of one cell's measure; `\n(mean of k cells)` when replicate cells share the square."""
+    if len(ok) > 1:
+        return f"\n(mean of {len(ok)} cells)"
+    row = ok.iloc[0]
     s, n = float(row.get(f"{column}_std", math.nan)), float(row.get(f"{column}_n", math.nan))
     return (f"\n±{s:.2g}" if math.isfinite(s) else "\n") + (f" (n={int(n)})" if math.isfinite(n) else "")
 
 
-def heatmap(table: pd.DataFrame, column: str, title: str, path: Path) -> Path | None:
-    """Depth × width heatmap of `column` (mean, with its `_std`/`_n` partners) per optimizer and facet."""
-    t, facets = _placed(table)
-    mean_col = f"{column}_mean"
-    if mean_col not in t or not np.isfinite(t.loc[t["status"] == "completed", mean_col].astype(float)).any():
+def _status_text(statuses: list[str], annotate: bool) -> str:
+    return "\n".join(sorted(set(statuses))) if annotate else "×"
+
+
+def heatmap(view: fc.View, column: str, title: str, path: Path) -> Drawn | None:
+    """Depth × width heatmap of `column` (mean, with its `_std`/`_n` partners) per optimizer and facet value;
+    pages `<stem>_p<k>.png` when there are more than 30 panels."""
+    t, mean_col, split = view.cols(column), f"{column}_mean", view.split
+    done_vals = t.loc[t["status"] == "completed", mean_col].astype(float) if mean_col in t else pd.Series([])
+    if not np.isfinite(done_vals).any():
         return None
-    opts = _sorted(t["optimizer"])
-    labels = _facet_labels(t, facets)
-    rows = _sorted(labels)
     depths, widths = _sorted(t["depth"]), _sorted(t["width"])
-    done_vals = t.loc[t["status"] == "completed", mean_col].astype(float)
-    vmin, vmax = np.nanmin(done_vals), np.nanmax(done_vals)
+    vmin, vmax = float(np.nanmin(done_vals)), float(np.nanmax(done_vals))
     if vmin == vmax:
         vmin, vmax = vmin - 0.5 * abs(vmin or 1), vmax + 0.5 * abs(vmax or 1)
     norm = mpl.colors.Normalize(vmin, vmax)
     cmap = mpl.colormaps["viridis"].with_extremes(bad="#e0e0e0")
-    pw, ph = 1.0 + 1.1 * len(widths), 0.9 + 0.8 * len(depths)
-    fig = Figure(figsize=(pw * len(opts) + 1.2, ph * len(rows) + 0.8), layout="constrained")
-    axes = np.atleast_2d(fig.subplots(len(rows), len(opts), squeeze=False))
-    im = None
-    for i, facet in enumerate(rows):
-        for j, opt in enumerate(opts):
-            ax = axes[i, j]
-            sub = t[(t["optimizer"] == opt) & (labels == facet)]
+    annotate = len(depths) * len(widths) <= ANNOTATE_MAX
+    di, wi = {d: i for i, d in enumerate(depths)}, {w: i for i, w in enumerate(widths)}
+    panels = facet_panels(t, split)
+    ncols = min(MAX_COLS, len(_sorted(t["optimizer"])))
+    pages = [panels[i : i + MAX_PANELS] for i in range(0, len(panels), MAX_PANELS)]
+    paths = []
+    for k, page in enumerate(pages, 1):
+        pw = min(4.5, 0.8 + (0.75 if annotate else 0.32) * len(widths))
+        ph = min(4.0, 0.6 + (0.55 if annotate else 0.28) * len(depths))
+        fig, axes = panel_grid(len(page), ncols, pw, ph)
+        im = None
+        for ax, (combo, opt, sub) in zip(axes, page):
             grid = np.full((len(depths), len(widths)), np.nan)
-            for a, d in enumerate(depths):
-                for b, w in enumerate(widths):
-                    c = sub[(sub["depth"] == d) & (sub["width"] == w)]
-                    ok = c[c["status"] == "completed"]
-                    v = ok[mean_col].astype(float).mean() if len(ok) else math.nan
-                    grid[a, b] = v
-                    if len(ok) and math.isfinite(v):
-                        text = _fmt(v) + _spread(ok, column)
+            for (d, w), c in sub.groupby(["depth", "width"], sort=False):
+                a, b = di[d], wi[w]
+                ok = c[c["status"] == "completed"]
+                v = ok[mean_col].astype(float).mean() if len(ok) else math.nan
+                grid[a, b] = v
+                if math.isfinite(v):
+                    if annotate:
                         color = "white" if norm(v) < 0.55 else "black"
-                    elif len(c):
-                        text, color = ("n/a" if len(ok) else "\n".join(sorted(set(c["status"])))), "#a00000"
-                    else:
-                        text, color = "", "black"
-                    ax.text(b, a, text, ha="center", va="center", fontsize=8, color=color)
+                        ax.text(b, a, _fmt(v) + _spread(ok, column), ha="center", va="center", fontsize=7, color=color)
+                else:
+                    text = "n/a" if len(ok) and annotate else _status_text(list(c["status"]), annotate)
+                    ax.text(b, a, text, ha="center", va="center", fontsize=7, color="#a00000")
             im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=norm, origin="lower", aspect="auto")
-            ax.set_xticks(range(len(widths)), [_label(w) for w in widths])
-            ax.set_yticks(range(len(depths)), [_label(d) for d in depths])
-            ax.set_xlabel("width")
-            ax.set_ylabel("depth")
-            ax.set_title(f"{opt}\n{facet}" if facet else f"{opt}", fontsize=10)
-    fig.colorbar(im, ax=axes.ravel().tolist(), label=title, shrink=0.9)
-    fig.suptitle(f"{title} (completed cells; mean ± sample std over n endpoints/pairs)", fontsize=11)
-    return save_png(fig, path)
+            step = max(1, math.ceil(len(widths) / 8))
+            ax.set_xticks(range(0, len(widths), step), [_label(w) for w in widths[::step]], fontsize=7)
+            ax.set_yticks(range(len(depths)), [_label(d) for d in depths], fontsize=7)
+            ax.set_xlabel("width", fontsize=8)
+            ax.set_ylabel("depth", fontsize=8)
+            ax.set_title(f"{opt}" + (f"\n{fc.label(combo, split)}" if split else ""), fontsize=8.5)
+        cax = fig.add_axes((1 - 1.05 / fig.get_figwidth(), 0.2, 0.18 / fig.get_figwidth(), 0.6))
+        fig.colorbar(im, cax=cax, label=f"{title}\n(one scale for every panel)")
+        pages_note = f", page {k}/{len(pages)}" if len(pages) > 1 else ""
+        fig.suptitle(f"{title} (completed cells{pages_note})", fontsize=10)
+        out = path if len(pages) == 1 else path.with_name(f"{path.stem}_p{k}.png")
+        paths.append(save_png(fig, out))
+    text = fc.caption(split, view.pooled, "mean over its endpoints (or endpoint pairs for path measures)")
+    if annotate:
+        text += " Numbers: mean ± sample std (n) of the cell."
+    else:
+        text += " Too many squares to print numbers: read them in sweep_results.csv; × marks cells without a value."
+    return Drawn(paths, text)
 
 
-def barrier_vs_params(table: pd.DataFrame, path: Path) -> Path | None:
-    """Train loss barrier vs parameter count: one panel per method, colour = optimizer, marker = depth."""
-    done = (
-        table[(table["status"] == "completed") & table["num_params"].notna()]
-        if "num_params" in table
-        else table.iloc[:0]
-    )
-    methods = [c.split("/")[0] for c in table.columns if c.endswith("/num_pairs")]
-    methods = [m for m in methods if np.isfinite(done[f"{m}/loss_barrier_mean"].astype(float)).any()]
+def barrier_vs_params(view: fc.View, methods: list[str], path: Path) -> Drawn | None:
+    """Train loss barrier vs parameter count: one panel per method (× facet values), colour = optimizer, marker =
+    depth, lines join the widths of one (optimizer, depth)."""
+    done = view.cols(*(f"{m}/loss_barrier" for m in methods), done=True)
+    done = done[done["num_params"].notna()] if "num_params" in done else done.iloc[:0]
+    methods = [m for m in methods if np.isfinite(done.get(f"{m}/loss_barrier_mean", pd.Series([])).astype(float)).any()]
     if not methods:
         return None
+    split = view.split
+    combos = done[split].drop_duplicates().to_dict("records") if split else [{}]
+    panels = [(combo, m) for combo in combos for m in methods][:MAX_PANELS]
     opts, depths = _sorted(done["optimizer"]), _sorted(done["depth"])
     colors = {o: mpl.colormaps["tab10"](i % 10) for i, o in enumerate(opts)}
     marks = {d: MARKERS[i % len(MARKERS)] for i, d in enumerate(depths)}
-    fig = Figure(figsize=(4.2 * len(methods) + 1.5, 3.6), layout="constrained")
-    axes = fig.subplots(1, len(methods), squeeze=False)[0]
-    for ax, m in zip(axes, methods):
-        for (opt, depth), g in done.groupby(["optimizer", "depth"], sort=False):
-            g = g.sort_values("num_params")
-            y, e = g[f"{m}/loss_barrier_mean"].astype(float), g[f"{m}/loss_barrier_std"].astype(float).fillna(0)
-            x = g["num_params"].astype(float)
-            ax.errorbar(x, y, yerr=e, color=colors[opt], marker=marks[depth], ms=6, capsize=3)
+    fig, axes = panel_grid(len(panels), min(MAX_COLS, len(panels)), 3.4, 2.8, right=1.6)
+    for ax, (combo, m) in zip(axes, panels):
+        sub = done
+        for k, v in combo.items():
+            sub = sub[sub[k].astype(str) == str(v)]
+        for (opt, depth), g in sub.groupby(["optimizer", "depth"], sort=False):
+            cols = ["num_params", f"{m}/loss_barrier_mean", f"{m}/loss_barrier_std"]
+            g = g[cols].groupby("num_params", as_index=False).mean().sort_values("num_params")
+            y, e = g[cols[1]].astype(float), g[cols[2]].astype(float).fillna(0)
+            ax.errorbar(g["num_params"].astype(float), y, yerr=e, color=colors[opt], marker=marks[depth], ms=4,
+                        capsize=2, lw=1)  # fmt: skip
         ax.set_xscale("log")
-        ax.xaxis.set_major_locator(mpl.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(mpl.ticker.EngFormatter(sep=""))
-        ax.xaxis.set_minor_formatter(mpl.ticker.NullFormatter())
+        ax.xaxis.set_minor_locator(mpl.ticker.NullLocator())
         ax.axhline(0, color="grey", lw=0.6, ls=":")
-        ax.set_xlabel("parameters")
-        ax.set_ylabel("train loss barrier")
-        ax.set_title(m)
+        ax.set_xlabel("parameters", fontsize=8)
+        ax.set_ylabel("train loss barrier", fontsize=8)
+        ax.set_title(m + (f"\n{fc.label(combo, split)}" if split else ""), fontsize=8.5)
+        ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     handles = [Line2D([], [], color=colors[o], lw=2, label=str(o)) for o in opts]
     handles += [Line2D([], [], color="black", marker=marks[d], ls="", label=f"depth {_label(d)}") for d in depths]
-    fig.legend(handles=handles, loc="outside right center", fontsize=8)
-    fig.suptitle("Loss barrier vs parameter count (mean ± std over endpoint pairs; lines join widths)", fontsize=11)
-    return save_png(fig, path)
+    fig.legend(handles=handles, loc="center right", fontsize=7.5, frameon=False)
+    fig.suptitle("Loss barrier vs parameter count (mean ± std over endpoint pairs; lines join widths)", fontsize=10)
+    text = fc.caption(split, view.pooled, "mean ± sample std over its endpoint pairs")
+    if len(combos) * len(methods) > MAX_PANELS:
+        text += f" Only the first {MAX_PANELS} panels are shown: narrow the cells with report.select."
+    return Drawn([save_png(fig, path)], text)
 
 
 def _mean_curve(entries: list[PathEntry], key: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -170,66 +219,49 @@ def _mean_curve(entries: list[PathEntry], key: str) -> tuple[np.ndarray, np.ndar
     return t0, np.nanmean([np.interp(t0, t, y) for t, y in curves], axis=0)
 
 
-def _grid_slots(table: pd.DataFrame) -> tuple[list, list, dict[tuple, list[str]]]:
-    """Rows (optimizer × other varied fields), columns ((depth, width)) and the jobs in each slot; one panel per job
-    when cells differ outside the cell fields."""
-    t, facets = _placed(table)
-    labels = _facet_labels(t, facets)
-    row_of = t["optimizer"].astype(str) + labels.map(lambda s: f"\n{s}" if s else "")
-    rows, cols = _sorted(row_of), _sorted(zip(t["depth"], t["width"]))
-    slots: dict[tuple, list[str]] = {}
-    for job, rk, d, w in zip(t["job"], row_of, t["depth"], t["width"]):
-        slots.setdefault((rk, (d, w)), []).append(job)
-    if any(len(v) > 1 for v in slots.values()):
-        return [""], list(t["job"]), {("", j): [j] for j in t["job"]}
-    return rows, cols, slots
-
-
-def _curves_panel(ax: Any, r: CellResult, methods: list[str], colors: dict[str, Any]) -> None:
-    """Mean train (solid) / test (dashed) loss along t per method, or the reason there is none."""
-    if r.status != "completed" or not r.connectivity:
-        reason = r.status if r.status != "completed" else "no connectivity"
-        ax.text(0.5, 0.5, reason, ha="center", va="center", transform=ax.transAxes, color="#a00000")
-        ax.set_yticks([])
-        return
+def _curve_panel(r: CellResult | None, title: str, methods: list[str], new_row: bool) -> Panel:
+    p = Panel(title, new_row=new_row)
+    if r is None or r.status != "completed" or not r.connectivity:
+        p.note = "no connectivity" if r is not None and r.status == "completed" else (r.status if r else "missing")
+        return p
     for m in methods:
-        entries = [p for p in r.connectivity if p.method == m]
-        for key, style in (("train_loss", "-"), ("test_loss", "--")):
+        entries = [e for e in r.connectivity if e.method == m]
+        for key in ("train_loss", "test_loss"):
             curve = _mean_curve(entries, key)
             if curve is not None:
-                ax.plot(*curve, color=colors[m], ls=style, lw=1.4)
-    ax.grid(alpha=0.3)
+                p.lines.append((*curve, (m, key)))
+    return p
 
 
-def curves_grid(results: list[CellResult], table: pd.DataFrame, path: Path, methods: list[str]) -> Path | None:
-    """Small multiples: rows = optimizer (× other varied fields), columns = (depth, width)."""
+def curves_pages(results: list[CellResult], view: fc.View, path: Path, methods: list[str]) -> Drawn | None:
+    """Loss along the paths (train solid, test dashed; mean over pairs), one small multiple per cell. One page
+    per optimizer and facet value with a row per depth (widths wrap at 4), at most 30 panels a page, files
+    `<stem>_p<k>.png`."""
     if not methods or not any(r.connectivity for r in results):
         return None
     by_job = {r.job: r for r in results}
-    rows, cols, slots = _grid_slots(table)
+    t, split = view.cols(), view.split
     colors = {m: mpl.colormaps["tab10"](i % 10) for i, m in enumerate(methods)}
-    fig = Figure(figsize=(2.6 * len(cols) + 1.6, 2.2 * len(rows) + 0.6), layout="constrained")
-    axes = fig.subplots(len(rows), len(cols), squeeze=False, sharex=True)
-    for i, rk in enumerate(rows):
-        for j, ck in enumerate(cols):
-            ax, jobs = axes[i, j], slots.get((rk, ck))
-            if not jobs:
-                ax.set_axis_off()
-                continue
-            r = by_job[jobs[0]]
-            if rk:
-                ax.set_title(f"depth {_label(ck[0])}, width {_label(ck[1])}", fontsize=9)
-                if j == 0:
-                    ax.set_ylabel(f"{rk}\nloss", fontsize=9)
-            else:
-                ax.set_title(
-                    f"{jobs[0]}: {r.cell.get('optimizer')} d={r.cell.get('depth')} w={r.cell.get('width')}", fontsize=8
-                )
-            _curves_panel(ax, r, methods, colors)
-            if i == len(rows) - 1:
-                ax.set_xlabel("t")
-    handles = [Line2D([], [], color=colors[m], lw=2, label=m) for m in methods]
-    handles += [Line2D([], [], color="black", ls=ls, label=name) for ls, name in (("-", "train"), ("--", "test"))]
-    fig.legend(handles=handles, loc="outside right center", fontsize=8)
-    fig.suptitle("Loss along the paths between endpoints (mean over pairs)", fontsize=11)
-    return save_png(fig, path)
+    styles = {(m, k): {"colors": [colors[m]], "lw": 1.1, "linestyles": "-" if k == "train_loss" else "--"}
+              for m in methods for k in ("train_loss", "test_loss")}  # fmt: skip
+    legend = [Line2D([], [], color=colors[m], lw=2, label=m) for m in methods]
+    legend += [Line2D([], [], color="black", ls=ls, label=n) for ls, n in (("-", "train"), ("--", "test"))]
+    figs = []
+    for combo, opt, sub in facet_panels(t, split):
+        panels = []
+        for d in _sorted(sub["depth"]):
+            for i, w in enumerate(_sorted(sub[sub["depth"] == d]["width"])):
+                jobs = sub[(sub["depth"] == d) & (sub["width"] == w)]["job"].tolist()
+                title = f"depth {_label(d)}, width {_label(w)}" + (f" ({len(jobs)} cells)" if len(jobs) > 1 else "")
+                panels.append(_curve_panel(by_job.get(jobs[0]), title, methods, new_row=i == 0))
+        for k, page in enumerate(pages := paginate(panels)):
+            head = f"{opt}" + (f", {fc.label(combo, split)}" if split else "")
+            more = f" ({k + 1}/{len(pages)})" if len(pages) > 1 else ""
+            figs.append(draw_page(page, styles, title=f"Loss along the paths: {head}{more}", x_range=(0.0, 1.0),
+                                  x_label="t", y_label="loss (mean over endpoint pairs)", legend=legend))  # fmt: skip
+    paths = [save_png(fig, path.with_name(f"{path.stem}_p{k}.png")) for k, fig in enumerate(figs, 1)]
+    text = fc.caption(split, [], "mean over its endpoint pairs") + (
+        " One y range per page; a line leaving its frame is clipped. Where several cells share a slot (replicates)"
+        " the first is drawn."
+    )
+    return Drawn(paths, text)

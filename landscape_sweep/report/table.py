@@ -216,7 +216,7 @@ def cell_row(r: CellResult, methods: Iterable[str], config_keys: Iterable[str] =
 def sweep_table(results: list[CellResult]) -> pd.DataFrame:
     """One row per cell; every row has the path-method columns of every method seen in the sweep."""
     methods, keys = methods_of(results), varied_config(results)
-    return pd.DataFrame([cell_row(r, methods, keys) for r in results])
+    return pd.DataFrame([cell_row(r, methods, keys) for r in results]).copy()  # copy: one consolidated block
 
 
 def write_table(sweep_dir: str | Path) -> tuple[Path, pd.DataFrame]:

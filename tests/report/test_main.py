@@ -73,7 +73,7 @@ def test_cli_wandb_offline_run(sweep):
     assert rec["run"]["project"] == "fake_proj" and rec["exit_code"] == 0
     (row,) = rec["history"]
     assert row["sweep_results/_type"] == "table-file" and row["sweep_results/nrows"] == 11
-    assert row["kendall_tau/nrows"] == 7 and row["figures/curves_grid/_type"] == "image-file"
+    assert row["kendall_tau/nrows"] == 7 and row["figures/curves_p1/_type"] == "image-file"
     assert rec["summary"]["cells/completed"] == 8 and rec["summary"]["cells/missing"] == 1
     table = json.loads((run_dir / "files" / row["sweep_results/path"]).read_text())
     cols = table["columns"]

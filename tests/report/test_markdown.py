@@ -32,7 +32,8 @@ def test_report_sections(built):
 
 def test_tau_table(built):
     text = Path(built[1]["report"]).read_text()
-    tau = section(text, "Landscape measures vs generalization gap")
+    tau = section(text, "Landscape measures vs generalization")
+    assert "**Target: generalization gap** (`gen_gap_mean`)" in tau and "out-of-distribution" not in tau
     assert "| measure | n | τ (all cells) | ψ depth | ψ width | ψ optimizer | Ψ |" in tau
     assert "| hessian_top_eig | 8 | +0.500 | +0.500 (4) | +0.500 (4) | +1.000 (4) | +0.667 |" in tau
     assert "| linear/loss_barrier | 8 | +1.000 | +1.000 (4) | +1.000 (4) | +1.000 (4) | +1.000 |" in tau
@@ -70,30 +71,34 @@ def test_figures_linked_relatively(built):
     root, paths = built
     text = Path(paths["report"]).read_text()
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
-    assert sorted(links) == sorted(
-        f"figures/{n}.png"
-        for n in (
-            "heatmap_loss_barrier_linear",
-            "heatmap_loss_barrier_linear_aligned",
-            "heatmap_hessian_top_eig",
-            "heatmap_test_acc",
-            "heatmap_gen_gap",
-            "barrier_vs_params",
-            "curves_grid",
-        )
-    )
+    pngs = sorted(Path(p).relative_to(root).as_posix() for p in paths.values() if p.endswith(".png"))
+    assert sorted(links) == pngs and "figures/curves_p1.png" in links and "figures/flat_vs_path.png" in links
     assert all((root / link).is_file() for link in links)
+    figures = section(text, "Figures")
+    assert "**heatmap_test_acc** — Each mark: one cell, mean over its endpoints" in figures
     assert "`linear/loss_barrier`" not in text or "## Columns of sweep_results.csv" in text
+
+
+def test_large_figure_sets_linked_not_inlined(tmp_path):
+    """More than INLINE_MAX pages: report.md links an index page that shows them all."""
+    from landscape_sweep.report.markdown import INLINE_MAX, figure_index, figures_section
+    from landscape_sweep.report.plots import Drawn
+
+    root = tmp_path
+    pages = [root / "figures" / f"curves_p{k}.png" for k in range(1, INLINE_MAX + 3)]
+    text = figures_section(root, {"curves": Drawn(pages, "One page per optimizer.")})
+    assert "![" not in text and f"[{len(pages)} pages: figures/curves.md](figures/curves.md)" in text
+    index = figure_index(root, "curves", Drawn(pages, "One page per optimizer."))
+    assert index.count("![") == len(pages) and "(curves_p1.png)" in index
 
 
 def test_no_connectivity(tmp_path):
     root = make_sweep(tmp_path / "s", connectivity=False)
     paths = build_report(root)
     text = Path(paths["report"]).read_text()
-    assert set(paths) == {
-        "table", "correlations", "report", "heatmap_hessian_top_eig", "heatmap_test_acc", "heatmap_gen_gap",
-    }  # fmt: skip
+    figures = {k for k in paths if k.startswith(("heatmap", "curves", "barrier", "flat"))}
+    assert figures == {"heatmap_hessian_top_eig", "heatmap_test_acc", "heatmap_gen_gap"}
     assert "No cell has connectivity results" in text
-    assert "`barrier_vs_params` skipped" in text and "`curves_grid` skipped" in text
+    assert not any(k.startswith("trend_") and "barrier" in k for k in paths)
     assert "| hessian_top_eig | 8 | +0.500 |" in text and "barrier linear" not in section(text, "Cells")
     assert not (root / "figures" / "barrier_vs_params.png").exists()

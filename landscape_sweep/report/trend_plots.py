@@ -1,0 +1,188 @@
+"""Figures for the research questions: trends with width and depth (with the fitted power law), and the flatness
+of minima against the geometry of the paths between them.
+
+- `trend_figure`: a measure vs width (log x; one line per depth) or vs depth (one line per width), one panel per
+  optimizer (× facet values), error bars = the cell's sample std over endpoints/pairs; along width the fitted
+  `a·w^-b + c` of `trends.trend_table` (dashed) and, for barriers, the w^-1/2 decay theory predicts (dotted).
+- `flat_vs_path`: scatter of macroscopic measures (endpoint top eigenvalue, trace, worst/average sharpness) against
+  microscopic ones (barrier, path curvature, sharpness along the path), one point per cell coloured by optimizer,
+  with Kendall τ over all cells and within each optimizer (`flat_vs_path_tau`).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+from matplotlib.lines import Line2D
+
+from landscape_sweep.report import facets as fc
+from landscape_sweep.report.correlation import kendall
+from landscape_sweep.report.plots import (
+    MAX_COLS,
+    MAX_PANELS,
+    Drawn,
+    _label,
+    _sorted,
+    facet_panels,
+    panel_grid,
+    save_png,
+)
+from landscape_sweep.report.trends import theory_reference
+
+MACRO = {
+    "hessian_top_eig": "top Hessian eigenvalue",
+    "hessian_trace": "Hessian trace",
+    "worst_case": "worst-case sharpness",
+    "average_case": "average-case sharpness",
+}
+
+
+def _finite(table: pd.DataFrame, stem: str) -> bool:
+    col = f"{stem}_mean"
+    return col in table and bool(np.isfinite(table.loc[table["status"] == "completed", col].astype(float)).any())
+
+
+def micro_measures(table: pd.DataFrame, methods: list[str]) -> dict[str, str]:
+    """The path measures to set against flatness: the barrier of the best straight path (aligned if measured),
+    the curvature of the first fitted curve, the largest sharpness along the first path that measured it."""
+    out = {}
+    straight = [m for m in ("linear_aligned", "linear") if m in methods and _finite(table, f"{m}/loss_barrier")]
+    if straight:
+        out[f"{straight[0]}/loss_barrier"] = f"loss barrier ({straight[0]})"
+    curved = [m for m in methods if m in ("bezier", "polychain") and _finite(table, f"{m}/path_curvature")]
+    if curved:
+        out[f"{curved[0]}/path_curvature"] = f"path curvature ({curved[0]}, rad)"
+    along = [m for m in methods if _finite(table, f"{m}/max_hessian_top_eig_along_path")]
+    if along:
+        out[f"{along[0]}/max_hessian_top_eig_along_path"] = f"max top eigenvalue along path ({along[0]})"
+    return out
+
+
+def trend_figure(
+    view: fc.View, measure: str, label: str, axis: str, path: Path, fits: pd.DataFrame | None = None
+) -> Drawn | None:
+    """`measure` vs `axis` ('width' or 'depth'); None when fewer than 2 axis values have a value."""
+    done = view.cols(measure, done=True)
+    if f"{measure}_mean" not in done:
+        return None
+    done = done[np.isfinite(done[f"{measure}_mean"].astype(float))]
+    if len(done) == 0 or done[axis].nunique() < 2:
+        return None
+    other = "depth" if axis == "width" else "width"
+    split = view.split
+    panels = facet_panels(done, split)[:MAX_PANELS]
+    keys = _sorted(done[other])
+    cmap = mpl.colormaps["viridis"]
+    colors = {k: cmap(i / max(1, len(keys) - 1) * 0.9) for i, k in enumerate(keys)}
+    fig, axes = panel_grid(len(panels), min(MAX_COLS, len(panels)), 3.3, 2.6, right=1.5)
+    theory = measure.endswith("loss_barrier") and axis == "width"
+    for ax, (combo, opt, sub) in zip(axes, panels):
+        anchored = False
+        for k in keys:
+            cols = [axis, *(c for c in (f"{measure}_mean", f"{measure}_std") if c in sub)]
+            g = sub.loc[sub[other] == k, cols].groupby(axis, as_index=False).mean().sort_values(axis)
+            if g.empty:
+                continue
+            x, y = g[axis].to_numpy(float), g[f"{measure}_mean"].to_numpy(float)
+            e = g[f"{measure}_std"].to_numpy(float) if f"{measure}_std" in g else np.zeros_like(y)
+            ax.errorbar(x, y, yerr=np.nan_to_num(e), color=colors[k], marker="o", ms=3, capsize=2, lw=1.1)
+            fit = _fit_row(fits, {**combo, "optimizer": opt, other: k})
+            if fit is not None and len(x) > 1:
+                xs = np.geomspace(x.min(), x.max(), 60)
+                ax.plot(xs, fit["a"] * xs ** (-fit["b"]) + fit["c"], color=colors[k], ls="--", lw=0.9)
+            if theory and not anchored and np.isfinite(y[0]):
+                xs = np.geomspace(x.min(), x.max(), 60)
+                ax.plot(xs, theory_reference(xs, y[0]), color="grey", ls=":", lw=1.2)
+                anchored = True
+        if axis == "width":
+            ax.set_xscale("log", base=2)
+            ax.xaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: _label(float(v))))
+            ax.xaxis.set_minor_locator(mpl.ticker.NullLocator())  # minor log ticks cost ~0.1 s an axes
+        ax.set_xlabel(axis, fontsize=8)
+        ax.set_ylabel(label, fontsize=8)
+        ax.set_title(f"{opt}" + (f"\n{fc.label(combo, split)}" if split else ""), fontsize=8.5)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    handles = [Line2D([], [], color=colors[k], marker="o", ms=3, label=f"{other} {_label(k)}") for k in keys]
+    if fits is not None and axis == "width":
+        handles.append(Line2D([], [], color="black", ls="--", lw=0.9, label="fit a·w^-b + c"))
+    if theory:
+        handles.append(Line2D([], [], color="grey", ls=":", lw=1.2, label="∝ w^-1/2 (theory)"))
+    fig.legend(handles=handles, loc="center right", fontsize=7.5, frameon=False)
+    fig.suptitle(f"{label} vs {axis} (mean ± sample std of each cell)", fontsize=10)
+    text = fc.caption(split, view.pooled, "mean ± sample std over its endpoints (pairs)")
+    if fits is not None and axis == "width":
+        text += " Dashed: the fitted power law of each line where the fit converged (table below)."
+    if theory:
+        text += " Dotted: a w^-1/2 decay anchored at the first line's narrowest cell, for reference."
+    if len(facet_panels(done, split)) > MAX_PANELS:
+        text += f" Only the first {MAX_PANELS} panels are shown: narrow the cells with report.select."
+    return Drawn([save_png(fig, path)], text)
+
+
+def _fit_row(fits: pd.DataFrame | None, where: dict) -> pd.Series | None:
+    """The converged fit of one line (the group whose keys match `where`), or None."""
+    if fits is None or fits.empty:
+        return None
+    rows = fits[fits["converged"].astype(bool)]
+    for k, v in where.items():
+        if k in rows:
+            rows = rows[rows[k].map(lambda x, v=v: fc.same(x, v))]
+    return rows.iloc[0] if len(rows) == 1 else None
+
+
+def flat_vs_path_tau(table: pd.DataFrame, micro: dict[str, str]) -> pd.DataFrame:
+    """Kendall τ of every (macroscopic, microscopic) pair over the completed cells: all cells, and within each
+    optimizer (`tau[<opt>]`, `n[<opt>]`), so a flatness-seeking optimizer's effect on both shows separately."""
+    done = table[table["status"] == "completed"]
+    opts = _sorted(done["optimizer"]) if "optimizer" in done else []
+    rows = []
+    for ma in [m for m in MACRO if _finite(table, m)]:
+        for mi in micro:
+            x, y = done[f"{ma}_mean"].astype(float), done[f"{mi}_mean"].astype(float)
+            tau, n = kendall(x, y)
+            row = {"macro": ma, "micro": mi, "n": n, "tau": tau}
+            for o in opts:
+                sel = done["optimizer"] == o
+                row[f"tau[{o}]"], row[f"n[{o}]"] = kendall(x[sel], y[sel])
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def flat_vs_path(table: pd.DataFrame, micro: dict[str, str], path: Path) -> Drawn | None:
+    """Scatter grid: rows = microscopic measures, columns = macroscopic ones; τ (all cells, n) in each panel."""
+    macro = {k: v for k, v in MACRO.items() if _finite(table, k)}
+    done = table[table["status"] == "completed"]
+    if not macro or not micro or len(done) < 2:
+        return None
+    opts = _sorted(done["optimizer"])
+    colors = {o: mpl.colormaps["tab10"](i % 10) for i, o in enumerate(opts)}
+    pairs = [(mi, ma) for mi in micro for ma in macro]
+    fig, axes = panel_grid(len(pairs), min(MAX_COLS, len(macro)), 2.9, 2.5, right=1.4)
+    for ax, (mi, ma) in zip(axes, pairs):
+        x, y = done[f"{ma}_mean"].astype(float), done[f"{mi}_mean"].astype(float)
+        for o in opts:
+            sel = done["optimizer"] == o
+            ax.scatter(x[sel], y[sel], s=14, color=colors[o], alpha=0.75, lw=0)
+        for a, v in (("x", x), ("y", y)):
+            v = v[np.isfinite(v)]
+            if len(v) and (v > 0).all() and v.max() / v.min() > 20:
+                getattr(ax, f"set_{a}scale")("log")
+        tau, n = kendall(x, y)
+        ax.set_title(f"Kendall τ = {tau:+.2f} (n={n})" if math.isfinite(tau) else f"τ n/a (n={n})", fontsize=8)
+        ax.set_xlabel(macro[ma], fontsize=8)
+        ax.set_ylabel(micro[mi], fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    handles = [Line2D([], [], color=colors[o], marker="o", ls="", label=str(o)) for o in opts]
+    fig.legend(handles=handles, loc="center right", fontsize=7.5, frameon=False)
+    fig.suptitle("Flat minima vs path geometry (one point per cell: means over endpoints / pairs)", fontsize=10)
+    text = (
+        "Each point: one completed cell (x: mean over its endpoints; y: mean over its endpoint pairs), coloured by "
+        "optimizer; τ: Kendall τ_b over all cells in the panel (per optimizer in the table below)."
+    )
+    return Drawn([save_png(fig, path)], text)
