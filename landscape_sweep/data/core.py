@@ -19,7 +19,7 @@ from ..checks import check_fraction, check_int, fail, is_int
 Split = tuple[Tensor, Tensor]
 Raw = tuple[Split, Split, int]  # (train, test, num_classes) as a dataset's reader returns them
 
-_TAGS = {"val": 1, "subset": 2, "noise": 3, "synthetic": 4, "shuffle": 5, "augment": 6}
+_TAGS = {"val": 1, "subset": 2, "noise": 3, "synthetic": 4, "shuffle": 5, "augment": 6, "corrupt": 7}
 
 
 def mix_seed(*parts: int) -> int:
@@ -39,9 +39,10 @@ def generator(seed: int, tag: str, *more: int) -> torch.Generator:
 class DataBundle:
     """In-memory splits of one dataset, standardised and ready for training.
 
-    `train`/`val`/`test` are `(x, y)` pairs: x float32 `(N, *in_shape)`, y int64 `(N,)`. `augment` names the
-    augmentation a TensorLoader applies to training batches (None: none). `info` records how the bundle
-    was made (sizes, standardisation statistics, which train labels are noisy); JSON-serialisable.
+    `train`/`val`/`test` are `(x, y)` pairs: x float32 `(N, *in_shape)`, y int64 `(N,)`; `ood` the shifted test
+    sets of `data.ood` by name (ood.py), standardised like `test`. `augment` names the augmentation a
+    TensorLoader applies to training batches (None: none). `info` records how the bundle was made (sizes,
+    standardisation statistics, which train labels are noisy); JSON-serialisable.
     """
 
     name: str
@@ -52,6 +53,7 @@ class DataBundle:
     test: Split
     augment: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    ood: dict[str, Split] = field(default_factory=dict)
 
     def to(self, device: torch.device | str) -> DataBundle:
         """A bundle with every tensor moved to `device` (once; call before training)."""
@@ -59,7 +61,8 @@ class DataBundle:
         def move(split: Split | None) -> Split | None:
             return None if split is None else (split[0].to(device), split[1].to(device))
 
-        return dataclasses.replace(self, train=move(self.train), val=move(self.val), test=move(self.test))
+        ood = {name: move(split) for name, split in self.ood.items()}
+        return dataclasses.replace(self, train=move(self.train), val=move(self.val), test=move(self.test), ood=ood)
 
 
 def val_count(val_size: int | float, num_train: int) -> int:
@@ -138,8 +141,9 @@ def build_bundle(
     val_size: int | float,
     seed: int,
     augment: str | None,
+    ood: dict[str, Split] | None = None,
 ) -> DataBundle:
-    """Apply the common pipeline to raw (unstandardised) splits.
+    """Apply the common pipeline to raw (unstandardised) splits and shifted test sets (`ood`, by name).
 
     Order: validation hold-out -> statistics of the remaining train pool -> train subset -> label noise
     (train only) -> standardise every split with the pool statistics. The statistics do not depend on
@@ -157,6 +161,7 @@ def build_bundle(
         "num_train": len(y_tr),
         "num_val": 0 if val is None else len(val[1]),
         "num_test": len(test[1]),
+        "num_ood": {name: len(split[1]) for name, split in (ood or {}).items()},
         "mean": mean.tolist(),
         "std": std.tolist(),
         "num_noisy_labels": len(noisy),
@@ -171,4 +176,5 @@ def build_bundle(
         test=norm(test),
         augment=augment,
         info=info,
+        ood={name: norm(split) for name, split in (ood or {}).items()},
     )

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..checks import check_choice, check_int, fail
 from .core import DataBundle, build_bundle
+from .ood import check_ood, shifted_test_sets
 from .tabular import raw_digits, raw_mnist1d, raw_synthetic
 from .vision import VISION, raw_vision
 
@@ -32,6 +33,7 @@ def load_data(
     seed: int = 0,
     download: bool = False,
     augment: bool = False,
+    ood: list[dict[str, Any]] | None = None,
     **options: Any,
 ) -> DataBundle:
     """Load dataset `name` as in-memory tensors (CPU; move with `.to(device)`).
@@ -40,7 +42,8 @@ def load_data(
     by a different random class. val_size: count or fraction held out from the train split (before
     subsetting). seed: the data seed (subset, noise, validation split, synthetic data, loader order).
     augment: enable the dataset's standard augmentation (CIFAR crop+flip, SVHN crop); datasets without one
-    reject it. options: dataset-specific (mnist1d: num_train, num_test, shuffle_seq, gen_seed; synthetic:
+    reject it. ood: shifted test sets (`data.ood`, see ood.py), standardised like the test split. options:
+    dataset-specific (mnist1d: num_train, num_test, shuffle_seq, gen_seed; synthetic:
     kind, num_train, num_test, dim, num_classes, hidden, spread).
     """
     check_choice("data.name", name, DATASETS)
@@ -52,6 +55,7 @@ def load_data(
     kind = VISION[name][2] if name in VISION else None
     if augment and kind is None:
         fail("data.augment", augment, f"must be false: {name} has no standard augmentation")
+    specs = check_ood(name, ood, options)
 
     if name == "mnist1d":
         train, test, num_classes = raw_mnist1d(root, **options)
@@ -65,5 +69,5 @@ def load_data(
     return build_bundle(
         name, train, test, num_classes,
         train_size=train_size, label_noise=label_noise, val_size=val_size, seed=seed,
-        augment=kind if augment else None,
+        augment=kind if augment else None, ood=shifted_test_sets(name, root, test, specs, options),
     )  # fmt: skip
