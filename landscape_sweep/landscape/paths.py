@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -188,6 +188,12 @@ def path_geometry(coeffs: Tensor, controls: Tensor) -> dict[str, float | None]:
     }
 
 
+def _ood_curve(ts: list[float], loss: list[float], acc: list[float]) -> dict:
+    """Loss and accuracy along t of one shifted set with their barriers (against the chord, as for test)."""
+    err = [1 - a for a in acc]
+    return {"loss": loss, "acc": acc, "loss_barrier": barrier(ts, loss), "error_barrier": barrier(ts, err)}
+
+
 def evaluate_path(
     path: Curve | tuple[nn.Module, nn.Module],
     train_data: Data,
@@ -196,6 +202,7 @@ def evaluate_path(
     bn_data: Data | None = None,
     loss_fn: LossFn = default_loss,
     vectorize: bool | None = None,
+    ood_data: Mapping[str, Data] | None = None,
 ) -> dict:
     """Evaluate a curve (or the segment between a `(model_a, model_b)` pair) at `num_points` even t.
 
@@ -203,6 +210,8 @@ def evaluate_path(
     accuracy per t, barriers (`loss_barrier`, `error_barrier`, `test_...`, and `..._mean` variants),
     `path_length`, `endpoint_distance`, `path_curvature`, `arc_chord_ratio`. Test fields are None without
     `test_data`. BN statistics are recomputed at each point over `bn_data` (default: `train_data`).
+    `ood_data` (`{name: data}`, e.g. shifted test sets) adds `ood`: `{name: {loss, acc, loss_barrier,
+    error_barrier}}`, evaluated at the same points with the same recomputed statistics (None without it).
     `vectorize`: see `evaluate_points`.
     """
     if isinstance(path, Curve):
@@ -216,11 +225,15 @@ def evaluate_path(
         bn_data = train_data
     t = torch.linspace(0, 1, num_points, dtype=torch.float64)
     coeffs, controls = curve.coefficients(t), curve.controls().detach()
-    datasets = [train_data] + ([test_data] if test_data is not None else [])
+    ood = dict(ood_data or {})
+    datasets = [train_data, *([test_data] if test_data is not None else []), *ood.values()]
     evals = evaluate_points(curve.model, coeffs, controls, curve.names, datasets, bn_data, loss_fn, vectorize)
     ts = t.tolist()
     out: dict = {"t": ts}
-    for prefix, res in zip(("train", "test"), evals + [None] * (2 - len(evals))):
+    evals, ood_evals = evals[: len(evals) - len(ood)], evals[len(evals) - len(ood) :]
+    if ood_data is not None:
+        out["ood"] = {name: _ood_curve(ts, *res) for name, res in zip(ood, ood_evals)}
+    for prefix, res in zip(("train", "test"), evals + [None]):
         loss, acc = res if res is not None else (None, None)
         err = None if acc is None else [1 - a for a in acc]
         out[f"{prefix}_loss"], out[f"{prefix}_acc"] = loss, acc

@@ -115,3 +115,18 @@ def test_bad_input():
         evaluate_path(a, loader(32, 0))
     with pytest.raises(ValueError, match="^kind='max': must be one of linear, mean$"):
         barrier([0.0, 1.0], [1.0, 1.0], kind="max")
+
+
+@pytest.mark.parametrize("vectorize", [True, False])
+def test_ood_sets_are_evaluated_at_the_same_points_with_the_same_bn_statistics(vectorize):
+    a, b = mlp(0, True), mlp(1, True)
+    train, test, shifted = loader(100, 0), loader(70, 1), loader(50, 2)
+    out = evaluate_path((a, b), train, test, num_points=5, vectorize=vectorize, ood_data={"same": test, "new": shifted})
+    assert list(out["ood"]) == ["same", "new"]
+    same = out["ood"]["same"]
+    assert same["loss"] == pytest.approx(out["test_loss"], abs=1e-6) and same["acc"] == out["test_acc"]
+    assert same["loss_barrier"] == pytest.approx(out["test_loss_barrier"], abs=1e-6)
+    assert same["error_barrier"] == pytest.approx(out["test_error_barrier"], abs=1e-9)
+    losses, accs = naive(Curve(a, b, "polychain", 0), out["t"], shifted, train)
+    assert out["ood"]["new"]["loss"] == pytest.approx(losses, abs=1e-5) and out["ood"]["new"]["acc"] == accs
+    assert "ood" not in evaluate_path((a, b), train, test, num_points=3)
