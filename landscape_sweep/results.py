@@ -44,6 +44,10 @@ PATH_MEASURES = (
     "arc_chord_ratio",
     "max_hessian_top_eig_along_path",
 )
+# out-of-distribution sets (`data.ood`): per endpoint `ood/<name>/<measure>` and `ood_gap` (test_acc minus the mean
+# accuracy over the sets); per path `<method>/ood/<name>/<measure>`
+OOD_ENDPOINT_MEASURES = ("loss", "acc", "gap")
+OOD_PATH_MEASURES = ("loss_barrier", "error_barrier")
 # config keys that do not change what a cell computes: excluded from its identity (config hash) and from the
 # hyperparameters a report compares cells by
 RUN_ONLY = (
@@ -97,13 +101,20 @@ class Endpoint(_Record):
     sharpness: dict[str, Any] = field(default_factory=dict)
     trajectory: list[dict[str, Any]] = field(default_factory=list)
     loss_surface: dict[str, Any] | None = None
+    ood: dict[str, dict[str, float | None]] = field(default_factory=dict)  # {name: {loss, acc}} (data.ood)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def measure(self, name: str) -> float | None:
-        """An endpoint measure by name (ENDPOINT_METRICS or SHARPNESS_MEASURES)."""
+        """An endpoint measure by name (ENDPOINT_METRICS, SHARPNESS_MEASURES, `ood/<name>/<measure>`, `ood_gap`)."""
         if name == "gen_gap":
-            a, b = self.train_acc, self.test_acc
-            return a - b if a is not None and b is not None else None
+            return _diff(self.train_acc, self.test_acc)
+        if name == "ood_gap":
+            accs = [v.get("acc") for v in self.ood.values()]
+            return _diff(self.test_acc, sum(accs) / len(accs)) if accs and all(map(_finite, accs)) else None
+        if name.startswith("ood/"):
+            set_name, _, key = name[4:].rpartition("/")
+            values = self.ood.get(set_name) or {}
+            return _diff(self.test_acc, values.get("acc")) if key == "gap" else values.get(key)
         if name == "hessian_top_eig":
             eigs = self.sharpness.get("hessian_top_eigs") or []
             return eigs[0] if eigs else None
@@ -138,11 +149,15 @@ class PathEntry(_Record):
     sharpness_along_path: dict[str, list[float]] | None = None
     fit: dict[str, Any] | None = None  # fitted curves: epochs, final_loss, converged, history
     plane_surface: dict[str, Any] | None = None
+    ood: dict[str, dict[str, Any]] | None = None  # {name: {loss, acc (per t), loss_barrier, error_barrier}}
     time_s: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def measure(self, name: str) -> float | None:
-        """A path measure by name (PATH_MEASURES)."""
+        """A path measure by name (PATH_MEASURES or `ood/<name>/<measure>`)."""
+        if name.startswith("ood/"):
+            set_name, _, key = name[4:].rpartition("/")
+            return ((self.ood or {}).get(set_name) or {}).get(key)
         if name == "max_hessian_top_eig_along_path":
             eigs = [v for v in (self.sharpness_along_path or {}).get("hessian_top_eig", []) if _finite(v)]
             return max(eigs) if eigs else None
@@ -184,6 +199,11 @@ class CellResult(_Record):
     def methods(self) -> list[str]:
         return list(dict.fromkeys(p.method for p in self.connectivity))
 
+    def ood_names(self) -> list[str]:
+        """Names of the out-of-distribution sets measured, in order (endpoints first, then paths)."""
+        names = [n for e in self.endpoints for n in e.ood] + [n for p in self.connectivity for n in p.ood or {}]
+        return list(dict.fromkeys(names))
+
 
 def upgrade(d: dict[str, Any]) -> dict[str, Any]:
     """A results dict of any known schema as the current schema (schema 1: no fit blocks, unlabeled trajectory)."""
@@ -205,7 +225,10 @@ STATUSES = ("completed", "failed", "diverged")
 _NUM_TYPES = (int, float, type(None))  # exact types: bool is not a number here; one test per list item
 _KINDS = {  # kind -> (test, what it must be)
     "num": (lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)), "a number or null"),
-    "nums": (lambda v: v is None or (isinstance(v, list) and all(type(x) in _NUM_TYPES for x in v)), "a list of numbers"),
+    "nums": (
+        lambda v: v is None or (isinstance(v, list) and all(type(x) in _NUM_TYPES for x in v)),
+        "a list of numbers",
+    ),
     "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
     "str": (lambda v: isinstance(v, str), "a string"),
     "str?": (lambda v: v is None or isinstance(v, str), "a string or null"),
@@ -218,17 +241,19 @@ _TOP = {"error": "str?", "endpoints": "list", "connectivity": "list"} | dict.fro
     ("config", "cell", "timing_s", "versions"), "dict"
 )
 _CELL = dict.fromkeys(("depth", "width", "num_params", "train_size", "label_noise"), "num")
-_ENDPOINT = {"seed": "int", "stop": "dict?", "sharpness": "dict", "trajectory": "list"} | dict.fromkeys(
+_ENDPOINT = {"seed": "int", "stop": "dict?", "sharpness": "dict", "trajectory": "list", "ood": "dict"} | dict.fromkeys(
     ("epochs", "train_time_s", "train_loss", "train_acc", "test_loss", "test_acc"), "num"
 )
 _SHARPNESS = {"hessian_top_eigs": "nums"} | dict.fromkeys(
     ("hessian_trace", "analysis_size", *SHARPNESS_KINDS.values()), "num"
 )
 _PATH = (
-    {"pair": "nums", "method": "str", "fit": "dict?", "sharpness_along_path": "dict?"}
+    {"pair": "nums", "method": "str", "fit": "dict?", "sharpness_along_path": "dict?", "ood": "dict?"}
     | dict.fromkeys(("t", "train_loss", "train_acc", "test_loss", "test_acc"), "nums")
     | dict.fromkeys((*(m for m in PATH_MEASURES if not m.startswith("max_")), "time_s"), "num")
 )
+_OOD_ENDPOINT = dict.fromkeys(("loss", "acc"), "num")
+_OOD_PATH = dict.fromkeys(("loss", "acc"), "nums") | dict.fromkeys(OOD_PATH_MEASURES, "num")
 
 
 def _check(node: Any, spec: dict[str, str], where: str) -> str | None:
@@ -255,8 +280,12 @@ def _parts(d: dict[str, Any]) -> Iterable[tuple[Any, dict[str, str], str]]:
     for i, e in enumerate(d.get("endpoints", [])):
         yield e, _ENDPOINT, f"endpoints[{i}]"
         yield e.get("sharpness", {}), _SHARPNESS, f"endpoints[{i}].sharpness"
+        for name, values in (e.get("ood") or {}).items():
+            yield values, _OOD_ENDPOINT, f"endpoints[{i}].ood.{name}"
     for i, p in enumerate(d.get("connectivity", [])):
         yield p, _PATH, f"connectivity[{i}]"
+        for name, values in (p.get("ood") or {}).items():
+            yield values, _OOD_PATH, f"connectivity[{i}].ood.{name}"
 
 
 def validate_results(d: Any) -> str | None:
@@ -290,6 +319,11 @@ def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _diff(a: Any, b: Any) -> float | None:
+    """a - b, or None unless both are numbers."""
+    return a - b if _finite(a) and _finite(b) else None
+
+
 def summarize(values: Iterable[Any]) -> Stat:
     """The one summary of a measure over endpoints or endpoint pairs: finite values only."""
     v = [float(x) for x in values if _finite(x)]
@@ -307,14 +341,17 @@ def summarize(values: Iterable[Any]) -> Stat:
 
 
 def cell_stats(result: CellResult) -> dict[str, Stat]:
-    """Every measure of a cell summarised: endpoint metrics and sharpness over endpoints (`<measure>`), path
-    measures over endpoint pairs (`<method>/<measure>`). Measures without any finite value are left out."""
+    """Every measure of a cell summarised: endpoint metrics, sharpness and OOD measures over endpoints
+    (`<measure>`, `ood/<name>/<measure>`, `ood_gap`), path measures over endpoint pairs (`<method>/<measure>`,
+    `<method>/ood/<name>/<measure>`). Measures without any finite value are left out."""
     out: dict[str, Stat] = {}
-    for name in (*ENDPOINT_METRICS, *SHARPNESS_MEASURES):
+    ood = result.ood_names()
+    endpoint = [*ENDPOINT_METRICS, *SHARPNESS_MEASURES, *(f"ood/{n}/{m}" for n in ood for m in OOD_ENDPOINT_MEASURES)]
+    for name in [*endpoint, "ood_gap"] if ood else endpoint:
         out[name] = summarize(e.measure(name) for e in result.endpoints)
     for method in result.methods():
         entries = [p for p in result.connectivity if p.method == method]
-        for name in PATH_MEASURES:
+        for name in (*PATH_MEASURES, *(f"ood/{n}/{m}" for n in ood for m in OOD_PATH_MEASURES)):
             out[f"{method}/{name}"] = summarize(p.measure(name) for p in entries)
     return {k: s for k, s in out.items() if s.n > 0}
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from landscape_sweep.results import (
+    OOD_ENDPOINT_MEASURES,
+    OOD_PATH_MEASURES,
     PATH_MEASURES,
     SCHEMA,
     SHARPNESS_MEASURES,
@@ -20,6 +22,7 @@ from landscape_sweep.results import (
     cell_stats,
     read_results,
     summarize,
+    validate_results,
     write_results,
 )
 
@@ -73,3 +76,48 @@ def test_docs_cover_every_field():
         assert fields <= documented, (record.__name__, fields - documented)
     assert set(SHARPNESS_MEASURES) - {"hessian_top_eig"} <= documented
     assert set(PATH_MEASURES) - {"max_hessian_top_eig_along_path"} <= documented
+    assert {*OOD_ENDPOINT_MEASURES, *OOD_PATH_MEASURES, "ood_gap"} <= documented
+
+
+def _ood_cell() -> CellResult:
+    ends = [
+        Endpoint(seed=0, test_acc=0.8, ood={"a": {"loss": 1.0, "acc": 0.6}, "b": {"loss": 2.0, "acc": 0.4}}),
+        Endpoint(seed=1, test_acc=0.7, ood={"a": {"loss": 1.2, "acc": 0.5}, "b": {"loss": 2.2, "acc": None}}),
+    ]
+    curve = {"loss": [1.0, 3.0, 1.2], "acc": [0.6, 0.2, 0.5], "loss_barrier": 1.9, "error_barrier": 0.35}
+    return CellResult(status="completed", endpoints=ends, connectivity=[PathEntry([0, 1], "linear", ood={"a": curve})])
+
+
+def test_ood_summaries_over_endpoints_and_pairs(tmp_path):
+    r = _ood_cell()
+    assert r.ood_names() == ["a", "b"]
+    stats = cell_stats(r)
+    assert stats["ood/a/loss"].mean == pytest.approx(1.1) and stats["ood/a/acc"].mean == pytest.approx(0.55)
+    assert stats["ood/a/gap"].mean == pytest.approx(0.2) and stats["ood/b/gap"].n == 1  # a null accuracy is skipped
+    assert stats["ood_gap"].mean == pytest.approx(0.8 - 0.5) and stats["ood_gap"].n == 1  # needs every set's acc
+    assert stats["linear/ood/a/loss_barrier"].mean == 1.9 and stats["linear/ood/a/error_barrier"].mean == 0.35
+    assert "linear/ood/b/loss_barrier" not in stats  # not measured along the path
+    assert not any("ood" in k for k in cell_stats(CellResult(endpoints=[Endpoint(seed=0, test_acc=0.5)])))
+    write_results(tmp_path, r)
+    assert read_results(tmp_path) == r and validate_results(r.to_dict()) is None
+
+
+@pytest.mark.parametrize(
+    "where, value, reason",
+    [
+        ("endpoint", [1], "endpoints[0].ood: must be an object, got list [1]"),
+        ("endpoint", {"a": 0.5}, "endpoints[0].ood.a: must be an object, got float"),
+        ("endpoint", {"a": {"acc": "high"}}, 'endpoints[0].ood.a.acc: must be a number or null, got str "high"'),
+        ("path", "a", 'connectivity[0].ood: must be an object or null, got str "a"'),
+        ("path", {"a": {"loss": 3}}, "connectivity[0].ood.a.loss: must be a list of numbers, got int 3"),
+        (
+            "path",
+            {"a": {"loss_barrier": [1]}},
+            "connectivity[0].ood.a.loss_barrier: must be a number or null",
+        ),
+    ],
+)
+def test_validate_results_names_a_bad_ood_field(where, value, reason):
+    d = _ood_cell().to_dict()
+    (d["endpoints"][0] if where == "endpoint" else d["connectivity"][0])["ood"] = value
+    assert validate_results(d) is not None and validate_results(d).startswith(reason), validate_results(d)
