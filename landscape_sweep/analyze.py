@@ -3,8 +3,9 @@
 For each completed cell, the trained endpoints are loaded from `checkpoints/seed<k>/final.pt` (weights_only) and
 the cell's analysis (`pipeline.cell.analyse`, the same code a training run uses) is run again with the new
 `landscape` settings (e.g. `landscape=thorough`). Only the analysis parts of results.json change (`config.landscape`,
-`config_hash`, endpoint `sharpness`/`trajectory`/`loss_surface`, `connectivity`, `timing_s.analysis`), written
-atomically; the results go to a new W&B run (`job_type=analysis`) in the cell's group. A sweep's report is rebuilt.
+`config_hash`, endpoint `sharpness`/`trajectory`/`loss_surface`/`ood`, `connectivity` with its OOD curves,
+`timing_s.analysis`), written atomically; the results go to a new W&B run (`job_type=analysis`) in the cell's group.
+A sweep's report is rebuilt.
 """
 
 from __future__ import annotations

@@ -89,7 +89,7 @@ def load_cell_data(cfg: dict[str, Any]) -> DataBundle:
     d = cfg["data"]
     return load_data(
         d["name"], d["root"], train_size=d["train_size"], label_noise=d["label_noise"], val_size=d["val_size"],
-        seed=d["seed"], download=d["download"], augment=d["augment"], **(d.get("options") or {}),
+        seed=d["seed"], download=d["download"], augment=d["augment"], ood=d.get("ood"), **(d.get("options") or {}),
     )  # fmt: skip
 
 

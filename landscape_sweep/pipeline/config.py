@@ -62,6 +62,7 @@ DATA_KEYS = {
     "download",
     "seed",
     "options",
+    "ood",
 }
 LOGGERS = ("wandb", "csv", "none")
 PARALLEL_MODES = ("none", "processes", "vmap")
@@ -76,7 +77,7 @@ WHOLE_EPOCHS = {"max_steps": -1, "limit_train_batches": 1.0, "val_check_interval
 WHOLE_EPOCHS_WHY = ": a cell trains whole epochs (trainer.max_epochs, or trainer.stop_at to stop early)"
 
 # keys that only change the post-hoc analysis: a trained endpoint stays valid when only these change
-ANALYSIS_ONLY = ("landscape",)
+ANALYSIS_ONLY = ("landscape", "data.ood")
 ABSENT = "<absent>"  # a key one of two configs does not have (config_changes)
 
 
@@ -121,6 +122,7 @@ def _check_keys(node: Mapping, allowed: Iterable[str], prefix: str) -> None:
 
 def _validate_data(data: Mapping) -> None:
     from landscape_sweep.data import DATASETS
+    from landscape_sweep.data.ood import check_ood
 
     _check_keys(data, DATA_KEYS, "data")
     if data.get("name") not in DATASETS:
@@ -133,6 +135,7 @@ def _validate_data(data: Mapping) -> None:
     val = data.get("val_size", 0)
     if isinstance(val, bool) or not isinstance(val, (int, float)) or val < 0 or (isinstance(val, float) and val >= 1):
         fail("data.val_size", val, "must be a count >= 0 or a fraction in [0, 1)")
+    check_ood(data["name"], data.get("ood"), data.get("options") or {})
 
 
 def _validate_trainer(trainer: Mapping) -> None:

@@ -5,9 +5,10 @@ Every function returns new values (never mutates an endpoint or a results record
 - `trajectory_point`: top Hessian eigenvalue (with its Lanczos residual), Hutchinson trace ± stderr and the loss
   on the probe subset, labelled with the weights it was measured on (`running` or `swa_average`); the same budget
   and subset at every epoch and at the end, so the points of a trajectory are comparable.
-- `endpoint_measures`: every sharpness measure of a trained endpoint, its loss surface (if asked) and its
-  trajectory closed by the final point.
-- `pair_paths`: every configured path between two endpoints, evaluated on train and test with BN recomputed.
+- `endpoint_measures`: every sharpness measure of a trained endpoint, its loss surface (if asked), its loss and
+  accuracy on each out-of-distribution set (`data.ood`) and its trajectory closed by the final point.
+- `pair_paths`: every configured path between two endpoints, evaluated on train, test and the OOD sets with BN
+  recomputed (one pass per point over each set, the statistics shared).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -36,7 +37,7 @@ from landscape_sweep.landscape import (
     plane_surface,
     sharpness,
 )
-from landscape_sweep.landscape._core import num_samples
+from landscape_sweep.landscape._core import num_samples, preserved
 from landscape_sweep.results import SHARPNESS_KINDS, Endpoint, PathEntry
 
 log = logging.getLogger(__name__)
@@ -49,13 +50,14 @@ class AnalysisData:
     `probe`: a seeded subset of the (un-augmented) training split for Hessian and sharpness estimates;
     `train`/`test`: the full splits in evaluation batches (paths, BN recomputation);
     `curve_train`: the training split reshuffled every epoch in minibatches of `curve.batch_size`, with the
-    endpoints' augmentation, on which Bezier/PolyChain curves are fitted.
+    endpoints' augmentation, on which Bezier/PolyChain curves are fitted; `ood`: the shifted test sets by name.
     """
 
     probe: TensorLoader
     train: TensorLoader
     test: TensorLoader
     curve_train: TensorLoader
+    ood: dict[str, TensorLoader] = field(default_factory=dict)
 
 
 def probe_subset(data: DataBundle, size: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,6 +79,7 @@ def analysis_data(cfg: dict[str, Any], data: DataBundle) -> AnalysisData:
         curve_train=TensorLoader(
             *data.train, batch_size=curve["batch_size"], shuffle=True, seed=seed, augment=data.augment
         ),
+        ood={name: TensorLoader(*split, batch_size=bs) for name, split in data.ood.items()},
     )
 
 
@@ -139,10 +142,21 @@ def endpoint_sharpness(model: nn.Module, probe: TensorLoader, sharp: dict[str, A
     return out
 
 
+def endpoint_ood(model: nn.Module, ad: AnalysisData) -> dict[str, dict[str, float]]:
+    """`{name: {loss, acc}}` of a model on each OOD set, in eval mode (as the endpoint's test metrics)."""
+    out = {}
+    with preserved(model, "eval"):
+        for name, loader in ad.ood.items():
+            loss, acc = evaluate(model, loader)
+            out[name] = {"loss": loss, "acc": acc}
+    return out
+
+
 def endpoint_measures(
     model: nn.Module, endpoint: Endpoint, ad: AnalysisData, landscape: dict[str, Any], seed: int, *, weights: str
 ) -> dict[str, Any]:
-    """`sharpness`, `loss_surface` and the `trajectory` (in-training points + the final point) of an endpoint."""
+    """`sharpness`, `loss_surface`, `ood` and the `trajectory` (in-training points + the final point) of an
+    endpoint."""
     t0 = time.perf_counter()
     sharp = landscape["sharpness"]
     measured = endpoint_sharpness(model, ad.probe, sharp, seed)
@@ -155,6 +169,7 @@ def endpoint_measures(
         "sharpness": measured,
         "trajectory": [p for p in endpoint.trajectory if p.get("epoch") != endpoint.epochs] + [final],
         "loss_surface": None,
+        "ood": endpoint_ood(model, ad),
     }
     surf = landscape["surface"]
     if surf["enabled"]:  # 2-D filter-normalised loss surface around the endpoint (Li et al. 2018)
@@ -197,7 +212,9 @@ def pair_paths(
     for method in conn["methods"]:
         t0 = time.perf_counter()
         path = fit_path(a, b, method, ad, conn, seed)
-        entry = evaluate_path(path, ad.train, ad.test, num_points=conn["num_points"], bn_data=ad.train)
+        entry = evaluate_path(
+            path, ad.train, ad.test, num_points=conn["num_points"], bn_data=ad.train, ood_data=ad.ood or None
+        )
         if isinstance(path, Curve):
             entry["fit"] = path.fit
             if landscape["surface"]["enabled"]:  # the plane through both endpoints and the first bend

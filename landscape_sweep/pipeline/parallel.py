@@ -15,6 +15,7 @@ torch's thread pool, and a CUDA context does not survive fork.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -193,7 +194,8 @@ def train_in_workers(
     ctx = multiprocessing.get_context(start_method(device))
     n = worker_count(len(seeds))
     log.info("training seeds %s in %d worker processes (%s)", seeds, n, ctx.get_start_method())
-    init = (config, data.to(torch.device("cpu")), str(job_dir))
+    # the OOD sets are only measured by the analysis, in this process
+    init = (config, dataclasses.replace(data, ood={}).to(torch.device("cpu")), str(job_dir))
     with ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=init) as pool:
         futures = [pool.submit(_train_one, seed) for seed in seeds]
         outcomes = [f.result() for f in futures]

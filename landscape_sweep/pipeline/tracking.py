@@ -28,7 +28,10 @@ ENDPOINT_NAMES = {
 
 
 def wandb_name(measure: str) -> str:
-    """W&B summary name of a `cell_stats` measure: `test/acc`, `gen_gap`, `sharpness/…`, `landscape/<method>/…`."""
+    """W&B summary name of a `cell_stats` measure: `test/acc`, `gen_gap`, `sharpness/…`, `landscape/<method>/…`,
+    and as they are `ood/<name>/…` and `ood_gap`."""
+    if measure.startswith("ood/") or measure == "ood_gap":
+        return measure
     if "/" in measure:
         return f"landscape/{measure}"
     if measure in ENDPOINT_NAMES:
@@ -151,7 +154,7 @@ class Tracker:
 
 
 def path_tables(result: CellResult) -> dict[str, Any]:
-    """`connectivity/<method>` tables and train/test loss line plots along every path."""
+    """`connectivity/<method>` tables and line plots of the train, test and each OOD set's loss along every path."""
     import wandb
 
     payload: dict[str, Any] = {}
@@ -160,12 +163,16 @@ def path_tables(result: CellResult) -> dict[str, Any]:
         payload[f"connectivity/{method}"] = wandb.Table(
             columns=["pair", *CURVE_COLUMNS[2:]], data=[[r[0], *r[2:]] for r in rows]
         )
-    for split in ("train", "test"):
-        series = [p for p in result.connectivity if getattr(p, f"{split}_loss") is not None]
+    paths = result.connectivity
+    curves = {split: [getattr(p, f"{split}_loss") for p in paths] for split in ("train", "test")}
+    for name in result.ood_names():  # each shifted set: plots/ood_<name>_loss_along_paths
+        curves[f"ood_{name}"] = [((p.ood or {}).get(name) or {}).get("loss") for p in paths]
+    for split, losses in curves.items():
+        series = [(p, ys) for p, ys in zip(paths, losses) if ys is not None]
         if series:
             payload[f"plots/{split}_loss_along_paths"] = wandb.plot.line_series(
-                xs=series[0].t, ys=[getattr(p, f"{split}_loss") for p in series],
-                keys=[f"{p.method} {p.pair[0]}-{p.pair[1]}" for p in series], title=f"{split} loss along paths",
+                xs=series[0][0].t, ys=[ys for _, ys in series],
+                keys=[f"{p.method} {p.pair[0]}-{p.pair[1]}" for p, _ in series], title=f"{split} loss along paths",
                 xname="t",
             )  # fmt: skip
     return payload

@@ -12,7 +12,7 @@ from landscape_sweep.data import tabular as tab
 CONF = Path(__file__).resolve().parents[2] / "conf" / "data"
 COMMON = [
     "name", "root", "train_size", "label_noise", "val_size", "batch_size", "eval_batch_size", "augment",
-    "download", "seed", "options",
+    "download", "seed", "options", "ood",
 ]  # fmt: skip
 
 

@@ -22,6 +22,7 @@ MNIST = {
     "download": False,
     "seed": 0,
     "options": {},
+    "ood": [],
 }
 # every dataset is mnist plus these settings (the values each preset had when it was a full file)
 OWN = {
@@ -34,6 +35,16 @@ OWN = {
     "mnist1d": {
         "name": "mnist1d",
         "options": {"num_train": 4000, "num_test": 1000, "shuffle_seq": False, "gen_seed": 42},
+        "ood": [
+            {
+                "name": "shifted",
+                "seed": 1,
+                "iid_noise_scale": 0.05,
+                "corr_noise_scale": 0.4,
+                "scale_coeff": 0.6,
+                "shear_scale": 1.0,
+            }
+        ],
     },
     "synthetic": {
         "name": "synthetic",
