@@ -68,7 +68,8 @@ class SweepReport(SweepProgress):
 
         sweep_dir = str(config.hydra.sweep.dir)
         try:
-            paths = build_report(sweep_dir, wandb=bool(OmegaConf.select(config, "report.wandb", default=False)))
+            node = OmegaConf.to_container(OmegaConf.select(config, "report", default={}) or {}, resolve=True)
+            paths = build_report(sweep_dir, wandb=bool(node.get("wandb", False)), options=node)
         except Exception as e:  # a report problem must not hide the sweep's own results
             log.error("sweep report failed for %s: %s", sweep_dir, e)
             return

@@ -1,4 +1,10 @@
-"""`python -m landscape_sweep.report <sweep_dir> [--wandb]`: (re)build the sweep report from results.json files."""
+"""`python -m landscape_sweep.report <sweep_dir> [--wandb] [report.facet=KEY,...] [report.select=KEY=V1,V2 ...]`:
+(re)build the sweep report from results.json files.
+
+report.facet: split every figure by these keys (cell fields or config keys, e.g. optimizer.lr) besides those the
+report splits by itself (every varied hyperparameter a figure does not show); report.select: draw only the cells
+whose KEY is one of the values (repeat for several keys). Tables and CSV files always hold every cell.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from landscape_sweep.checks import fail
 from landscape_sweep.report import build_report
+from landscape_sweep.report.facets import Options
 from landscape_sweep.report.table import TABLE_NAME
 from landscape_sweep.results import job_dirs
 
@@ -38,11 +46,33 @@ def problem_lines(table: pd.DataFrame) -> list[str]:
     return lines
 
 
+def parse_options(items: list[str]) -> Options:
+    """`report.facet=a,b` and `report.select=key=v1,v2` command-line items as report options."""
+    facet: list[str] = []
+    select: dict[str, list[str]] = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        if name == "report.facet" and value:
+            facet += [k for k in value.split(",") if k]
+        elif name == "report.select" and "=" in value:
+            key, _, values = value.partition("=")
+            select.setdefault(key, []).extend(v for v in values.split(",") if v)
+        else:
+            fail("option", item, "must be report.facet=KEY[,KEY] or report.select=KEY=VALUE[,VALUE]")
+    return Options.from_config({"facet": facet, "select": select})
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m landscape_sweep.report", description=__doc__)
     ap.add_argument("sweep_dir", help="a Hydra multirun directory (or a single run directory)")
     ap.add_argument("--wandb", action="store_true", help="also log the report as one W&B run (job_type=report)")
+    ap.add_argument("options", nargs="*", help="report.facet=KEY[,KEY] and report.select=KEY=VALUE[,VALUE]")
     args = ap.parse_args(argv)
+    try:
+        options = parse_options(args.options)
+    except ValueError as e:
+        print(f"landscape_sweep.report: {e}", file=sys.stderr)
+        return 2
     sweep = Path(args.sweep_dir)
     if not sweep.is_dir():
         print(f"landscape_sweep.report: sweep_dir={str(sweep)!r}: not a directory", file=sys.stderr)
@@ -53,7 +83,11 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    paths = build_report(sweep, wandb=args.wandb)
+    try:
+        paths = build_report(sweep, wandb=args.wandb, options=options)
+    except ValueError as e:  # a report.facet/select key this sweep does not have
+        print(f"landscape_sweep.report: {e}", file=sys.stderr)
+        return 2
     table = pd.read_csv(sweep / TABLE_NAME)
     with pd.option_context("display.width", 200, "display.max_columns", None):
         print(table[[c for c in PRINTED if c in table]].to_string(index=False, float_format=lambda x: f"{x:.4g}"))

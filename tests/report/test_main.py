@@ -81,3 +81,30 @@ def test_cli_wandb_offline_run(sweep):
     first = dict(zip(cols, table["data"][0]))
     assert first["optimizer"] == "sgd" and first["gen_gap_mean"] == pytest.approx(0.10)
     assert dict(zip(cols, table["data"][10]))["status"] == "missing"
+
+
+def test_cli_facet_and_select_options(sweep):
+    """report.select draws only the chosen cells (the table keeps all); bad options fail in one line, exit 2."""
+    from landscape_sweep.report.__main__ import main
+
+    assert main([str(sweep), "report.select=optimizer=sam", "report.facet=depth"]) == 0
+    text = (sweep / "report.md").read_text()
+    assert "only cells with optimizer in {sam}" in text and "split by depth" in text
+    assert len(pd.read_csv(sweep / "sweep_results.csv")) == 11
+    pages = sorted(p.name for p in (sweep / "figures").glob("curves_p*.png"))
+    assert pages == ["curves_p1.png", "curves_p2.png", "curves_p3.png"]  # sam only, one page per depth
+
+
+@pytest.mark.parametrize(
+    "option,expected",
+    [
+        ("report.colour=red", "option='report.colour=red': must be report.facet=KEY[,KEY] or report.select="),
+        ("report.select=optimizer.wd=0", "report.select='optimizer.wd': is not a cell field or a config key"),
+    ],
+)
+def test_cli_bad_options_one_line(sweep, capsys, option, expected):
+    from landscape_sweep.report.__main__ import main
+
+    assert main([str(sweep), option]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and expected in err
