@@ -90,12 +90,22 @@ def cell_title(result: CellResult) -> str:
 
 
 def write_cell_artifacts(job_dir: Path, result: CellResult) -> dict[str, Path]:
-    """curves.csv and connectivity.png of a cell (nothing when it has no connectivity)."""
-    if not result.connectivity:
-        return {}
-    atomic_write_text(job_dir / "curves.csv", curves_csv(result.connectivity))
-    png = plot_connectivity(result.connectivity, cell_title(result), job_dir / "connectivity.png")
-    return {"curves": job_dir / "curves.csv", "connectivity_png": png}
+    """curves.csv and connectivity.png of a cell (when it has paths), and surfaces.png: contour plots of its loss
+    surfaces (when `landscape.surface.enabled` computed them)."""
+    out: dict[str, Path] = {}
+    if result.connectivity:
+        atomic_write_text(job_dir / "curves.csv", curves_csv(result.connectivity))
+        out["curves"] = job_dir / "curves.csv"
+        out["connectivity_png"] = plot_connectivity(
+            result.connectivity, cell_title(result), job_dir / "connectivity.png"
+        )
+    if any(e.loss_surface for e in result.endpoints) or any(p.plane_surface for p in result.connectivity):
+        from landscape_sweep.report.surfaces import cell_surfaces  # matplotlib and pandas: only when needed
+
+        png = cell_surfaces(result, job_dir / "surfaces.png")
+        if png is not None:
+            out["surfaces_png"] = png
+    return out
 
 
 # --- the cell's lock -------------------------------------------------------------------------------------------

@@ -135,6 +135,8 @@ class Tracker:
         payload: dict[str, Any] = {**path_tables(result), **hessian_plots(result)}
         if files.get("connectivity_png"):
             payload["cell/connectivity"] = wandb.Image(str(files["connectivity_png"]))
+        if files.get("surfaces_png"):
+            payload["cell/surfaces"] = wandb.Image(str(files["surfaces_png"]))
         if payload:
             self.run.log(payload)
 

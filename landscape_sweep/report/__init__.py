@@ -27,9 +27,11 @@ from landscape_sweep.report.correlation import TAU_NAME, correlation_table, gran
 from landscape_sweep.report.markdown import INLINE_MAX, figure_index, render_report
 from landscape_sweep.report.plots import Drawn, barrier_vs_params, curves_pages, heatmap
 from landscape_sweep.report.quality import quality_warnings
+from landscape_sweep.report.surfaces import surfaces_grid
 from landscape_sweep.report.table import TABLE_NAME, load_results, methods_of, sweep_table, write_table
 from landscape_sweep.report.trend_plots import flat_vs_path, flat_vs_path_tau, micro_measures, trend_figure
 from landscape_sweep.report.trends import trend_table
+from landscape_sweep.results import CellResult
 
 __all__ = [
     "load_results",
@@ -142,6 +144,19 @@ def render(
     return {name: drawn for (name, _), (drawn, _) in zip(jobs.items(), done)}
 
 
+def surfaces(results: list[CellResult], view: fc.View, figdir: Path) -> Drawn | None:
+    """The sweep's grid of loss-surface contours (`report.surfaces`), pages per optimizer × depth."""
+    jobs = set(view.table["job"])
+    paths = surfaces_grid([r for r in results if r.job in jobs], figdir)
+    caption = (
+        "One panel per completed cell (its title names the job: cells are never averaged): the loss on the plane "
+        "through its first endpoint pair and the curve's bend (endpoints ○, bend ◇, straight path dashed, curve "
+        "solid), or the 2-D surface around its first endpoint; one log-spaced colour scale a page. Every surface "
+        "of a cell: `<job>/surfaces.png`."
+    )
+    return Drawn(paths, caption) if paths else None
+
+
 @contextmanager
 def _timed(timings: dict[str, float] | None, name: str):
     t0 = time.perf_counter()
@@ -204,6 +219,7 @@ def build_report(
             )
     jobs["flat_vs_path"] = lambda: flat_vs_path(table, micro, figdir / "flat_vs_path.png")
     jobs["curves"] = lambda: curves_pages(results, view, figdir / "curves", methods)
+    jobs["surfaces"] = lambda: surfaces(results, view, figdir)
     figures = {name: d for name, d in render(jobs, timings, workers).items() if d is not None}
     if timings is not None:
         timings["figures (wall)"] = time.perf_counter() - t_figures

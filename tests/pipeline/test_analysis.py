@@ -45,3 +45,5 @@ def test_thorough_preset_adds_spectrum_polychain_and_surfaces(compose_cfg, tmp_p
         assert len(c.sharpness_along_path["t"]) == 3
     plane = r.connectivity[2].plane_surface
     assert len(plane["models_xy"]) == 3 and len(plane["loss"]) == 5
+    # the cell draws its surfaces (contours of every endpoint surface and curve plane) beside results.json
+    assert (tmp_path / "job" / "surfaces.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
