@@ -33,7 +33,6 @@ REPO = Path(__file__).resolve().parents[1]
 DEPTHS = (1, 2, 3, 4, 5, 6, 7, 8)
 WIDTHS = (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 OPTIMIZERS = ("sgd", "sam", "swa", "adamw", "asam")
-LRS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 
 
 def real_sweep(dest: Path) -> Path:
@@ -81,7 +80,8 @@ def synthesise(source: Path, dest: Path, cells: int) -> int:
     if not templates:
         raise SystemExit(f"--source {source}: no completed cell with connectivity results")
     rng = random.Random(0)
-    lrs = LRS[: max(1, math.ceil(cells / (len(DEPTHS) * len(WIDTHS) * len(OPTIMIZERS))))]
+    n_lrs = max(1, math.ceil(cells / (len(DEPTHS) * len(WIDTHS) * len(OPTIMIZERS))))
+    lrs = [round(0.01 * 10 ** (k / 2), 6) for k in range(n_lrs)]  # 0.01, 0.0316, 0.1, …
     grid = [(d, w, o, lr) for o in OPTIMIZERS for lr in lrs for d in DEPTHS for w in WIDTHS][:cells]
     for i, (d, w, o, lr) in enumerate(grid):
         job = dest / str(i)

@@ -58,7 +58,7 @@ TARGETS = {"gen_gap_mean": "generalization gap", "ood_gap_mean": "out-of-distrib
 
 def trend_measures(table: pd.DataFrame, methods: list[str]) -> dict[str, str]:
     """Measures drawn and fitted along width and depth: each barrier kind, path curvature and sharpness, endpoint
-    sharpness, test accuracy and the OOD gap — those with a value in some completed cell."""
+    sharpness (top eigenvalue), test accuracy and OOD accuracy and gap — those with a value in a completed cell."""
     done = table[table["status"] == "completed"]
     names = {f"{m}/loss_barrier": f"loss barrier ({m})" for m in methods}
     names |= {f"{m}/path_curvature": f"path curvature ({m}, rad)" for m in methods if m in ("bezier", "polychain")}
@@ -66,7 +66,7 @@ def trend_measures(table: pd.DataFrame, methods: list[str]) -> dict[str, str]:
     along = [m for m in along if np.isfinite(done[f"{m}/max_hessian_top_eig_along_path_mean"].astype(float)).any()]
     if along:  # the first path that measured it: one figure, not one per method
         names[f"{along[0]}/max_hessian_top_eig_along_path"] = f"max top eigenvalue along path ({along[0]})"
-    names |= {"hessian_top_eig": "top Hessian eigenvalue", "hessian_trace": "Hessian trace"}
+    names |= {"hessian_top_eig": "top Hessian eigenvalue"}
     names |= {"test_acc": "test accuracy", "ood_gap": "OOD gap (test acc − OOD acc)"}
     ood = [c.removesuffix("_mean") for c in table.columns if c.startswith("ood/") and c.endswith("/acc_mean")]
     names |= {c: f"OOD accuracy ({c[4:-4]})" for c in ood}
@@ -74,14 +74,16 @@ def trend_measures(table: pd.DataFrame, methods: list[str]) -> dict[str, str]:
     return {k: v for k, v in names.items() if ok(k)}
 
 
-def trends(table: pd.DataFrame, measures: dict[str, str]) -> pd.DataFrame:
-    """`trend_table` of every measure along every axis the sweep varies (≥ 2 values among completed cells)."""
+def trends(table: pd.DataFrame, measures: dict[str, str], workers: int | None = None) -> pd.DataFrame:
+    """`trend_table` of every measure along every axis the sweep varies (≥ 2 values among completed cells), the
+    fits spread over `workers` processes like the figures."""
     done = table[table["status"] == "completed"]
-    parts = []
+    jobs: dict[str, Callable[[], Any]] = {}
     for axis, by in (("width", ("optimizer", "depth")), ("depth", ("optimizer", "width"))):
         if axis in done and done[axis].nunique() >= 2:
-            parts += [trend_table(table, m, axis=axis, by=by) for m in measures]
-    parts = [p for p in parts if len(p)]
+            for m in measures:
+                jobs[f"{axis}:{m}"] = lambda m=m, a=axis, b=by: trend_table(table, m, axis=a, by=b)
+    parts = [p for p in run_jobs(jobs, None, workers).values() if len(p)]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
@@ -104,10 +106,10 @@ def with_trends(table: pd.DataFrame, tr: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-_JOBS: list[tuple[str, Callable[[], Drawn | None]]] = []  # the figure jobs forked workers inherit
+_JOBS: list[tuple[str, Callable[[], Any]]] = []  # the jobs forked workers inherit
 
 
-def _run(i: int) -> tuple[Drawn | None, float]:
+def _run(i: int) -> tuple[Any, float]:
     t0 = time.perf_counter()
     return _JOBS[i][1](), time.perf_counter() - t0
 
@@ -120,11 +122,11 @@ def default_workers() -> int:
     return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
-def render(
-    jobs: dict[str, Callable[[], Drawn | None]], timings: dict[str, float] | None, workers: int | None = None
-) -> dict[str, Drawn | None]:
-    """Run the figure jobs, in `workers` forked processes when more than one (the jobs and their data are
-    inherited, not pickled); `timings` gets each kind's summed drawing time."""
+def run_jobs(
+    jobs: dict[str, Callable[[], Any]], timings: dict[str, float] | None, workers: int | None = None
+) -> dict[str, Any]:
+    """Run the jobs (figures, fits), in `workers` forked processes when more than one (the jobs and their data are
+    inherited, not pickled; only results come back); `timings` gets each kind's summed time (`draw:<kind>`)."""
     global _JOBS
     workers = default_workers() if workers is None else workers
     _JOBS = list(jobs.items())
@@ -141,10 +143,10 @@ def render(
         for (name, _), (_, seconds) in zip(jobs.items(), done):
             kind = name.split("_")[0] if name.startswith(("heatmap", "trend")) else name
             timings[f"draw:{kind}"] = timings.get(f"draw:{kind}", 0.0) + seconds
-    return {name: drawn for (name, _), (drawn, _) in zip(jobs.items(), done)}
+    return {name: out for (name, _), (out, _) in zip(jobs.items(), done)}
 
 
-def surfaces(results: list[CellResult], view: fc.View, figdir: Path) -> Drawn | None:
+def surfaces_figure(results: list[CellResult], view: fc.View, figdir: Path) -> Drawn | None:
     """The sweep's grid of loss-surface contours (`report.surfaces`), pages per optimizer × depth."""
     jobs = set(view.table["job"])
     paths = surfaces_grid([r for r in results if r.job in jobs], figdir)
@@ -187,7 +189,7 @@ def build_report(
         methods = methods_of(results)
         measures = trend_measures(table, methods)
     with _timed(timings, "trends"):
-        tr = trends(table, measures)
+        tr = trends(table, measures, workers)
     paths: dict[str, Path] = {"table": root / TABLE_NAME, "correlations": root / TAU_NAME}
     atomic_write_text(paths["table"], with_trends(table, tr).to_csv(index=False))
     with _timed(timings, "tau"):
@@ -205,7 +207,7 @@ def build_report(
 
     figdir, notes, view = root / FIGURES_DIR, [], fc.View.of(table, opts)
     t_figures = time.perf_counter()
-    jobs: dict[str, Callable[[], Drawn | None]] = {}
+    jobs: dict[str, Callable[[], Any]] = {}
     specs = {f"loss_barrier_{m}": (f"{m}/loss_barrier", f"train loss barrier ({m})") for m in methods} | HEATMAPS
     for name, (column, label) in specs.items():
         jobs[f"heatmap_{name}"] = lambda c=column, lab=label, n=name: heatmap(view, c, lab, figdir / f"heatmap_{n}.png")
@@ -219,8 +221,10 @@ def build_report(
             )
     jobs["flat_vs_path"] = lambda: flat_vs_path(table, micro, figdir / "flat_vs_path.png")
     jobs["curves"] = lambda: curves_pages(results, view, figdir / "curves", methods)
-    jobs["surfaces"] = lambda: surfaces(results, view, figdir)
-    figures = {name: d for name, d in render(jobs, timings, workers).items() if d is not None}
+    jobs["surfaces"] = lambda: surfaces_figure(results, view, figdir)
+    heavy_first = sorted(jobs, key=lambda n: not n.startswith(("curves", "surfaces", "trend")))  # balances workers
+    drawn_all = run_jobs({n: jobs[n] for n in heavy_first}, timings, workers)
+    figures = {name: drawn_all[name] for name in jobs if drawn_all[name] is not None}
     if timings is not None:
         timings["figures (wall)"] = time.perf_counter() - t_figures
     if not methods:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import matplotlib as mpl
 import numpy as np
@@ -27,8 +28,13 @@ from landscape_sweep.report.plots import (
     Drawn,
     _label,
     _sorted,
+    axis_labels,
+    errorbars,
+    facet_cols,
     facet_panels,
+    facet_slots,
     panel_grid,
+    panel_title,
     save_png,
 )
 from landscape_sweep.report.trends import theory_reference
@@ -78,8 +84,11 @@ def trend_figure(
     keys = _sorted(done[other])
     cmap = mpl.colormaps["viridis"]
     colors = {k: cmap(i / max(1, len(keys) - 1) * 0.9) for i, k in enumerate(keys)}
-    fig, axes = panel_grid(len(panels), min(MAX_COLS, len(panels)), 3.3, 2.6, right=1.5)
+    ncols = facet_cols(done)
+    fig, axes = panel_grid(len(panels), ncols, 3.0, 2.3, right=1.5, share=True, slots=facet_slots(panels, ncols))
     theory = measure.endswith("loss_barrier") and axis == "width"
+    fit_keys = ["optimizer", other, *split]
+    fit_of = _fits_by_line(fits, fit_keys)
     for ax, (combo, opt, sub) in zip(axes, panels):
         anchored = False
         for k in keys:
@@ -89,8 +98,8 @@ def trend_figure(
                 continue
             x, y = g[axis].to_numpy(float), g[f"{measure}_mean"].to_numpy(float)
             e = g[f"{measure}_std"].to_numpy(float) if f"{measure}_std" in g else np.zeros_like(y)
-            ax.errorbar(x, y, yerr=np.nan_to_num(e), color=colors[k], marker="o", ms=3, capsize=2, lw=1.1)
-            fit = _fit_row(fits, {**combo, "optimizer": opt, other: k})
+            errorbars(ax, x, y, e, colors[k])
+            fit = fit_of.get(_key({**combo, "optimizer": opt, other: k}, fit_keys))
             if fit is not None and len(x) > 1:
                 xs = np.geomspace(x.min(), x.max(), 60)
                 ax.plot(xs, fit["a"] * xs ** (-fit["b"]) + fit["c"], color=colors[k], ls="--", lw=0.9)
@@ -102,18 +111,17 @@ def trend_figure(
             ax.set_xscale("log", base=2)
             ax.xaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: _label(float(v))))
             ax.xaxis.set_minor_locator(mpl.ticker.NullLocator())  # minor log ticks cost ~0.1 s an axes
-        ax.set_xlabel(axis, fontsize=8)
-        ax.set_ylabel(label, fontsize=8)
-        ax.set_title(f"{opt}" + (f"\n{fc.label(combo, split)}" if split else ""), fontsize=8.5)
+        panel_title(ax, f"{opt}" + (f"\n{fc.label(combo, split)}" if split else ""))
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
+    axis_labels(axes, axis, label)
     handles = [Line2D([], [], color=colors[k], marker="o", ms=3, label=f"{other} {_label(k)}") for k in keys]
     if fits is not None and axis == "width":
         handles.append(Line2D([], [], color="black", ls="--", lw=0.9, label="fit a·w^-b + c"))
     if theory:
         handles.append(Line2D([], [], color="grey", ls=":", lw=1.2, label="∝ w^-1/2 (theory)"))
     fig.legend(handles=handles, loc="center right", fontsize=7.5, frameon=False)
-    fig.suptitle(f"{label} vs {axis} (mean ± sample std of each cell)", fontsize=10)
+    fig.suptitle(f"{label} vs {axis} (mean ± sample std of each cell; one y scale for every panel)", fontsize=10)
     text = fc.caption(split, view.pooled, "mean ± sample std over its endpoints (pairs)")
     if fits is not None and axis == "width":
         text += " Dashed: the fitted power law of each line where the fit converged (table below)."
@@ -124,15 +132,26 @@ def trend_figure(
     return Drawn([save_png(fig, path)], text)
 
 
-def _fit_row(fits: pd.DataFrame | None, where: dict) -> pd.Series | None:
-    """The converged fit of one line (the group whose keys match `where`), or None."""
+def _key(values: dict, keys: list[str]) -> tuple:
+    """A hashable group key: each value as a float when it is a number (2 and 2.0 match), else as a string."""
+
+    def norm(v: Any) -> Any:
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            return str(v)
+
+    return tuple(norm(values.get(k)) for k in keys)
+
+
+def _fits_by_line(fits: pd.DataFrame | None, keys: list[str]) -> dict[tuple, pd.Series]:
+    """The converged fits keyed by `_key` over `keys` (groups differing in other keys are not one line: left out)."""
     if fits is None or fits.empty:
-        return None
-    rows = fits[fits["converged"].astype(bool)]
-    for k, v in where.items():
-        if k in rows:
-            rows = rows[rows[k].map(lambda x, v=v: fc.same(x, v))]
-    return rows.iloc[0] if len(rows) == 1 else None
+        return {}
+    out: dict[tuple, list] = {}
+    for _, row in fits[fits["converged"].astype(bool)].iterrows():
+        out.setdefault(_key(row.to_dict(), keys), []).append(row)
+    return {k: rows[0] for k, rows in out.items() if len(rows) == 1}
 
 
 def flat_vs_path_tau(table: pd.DataFrame, micro: dict[str, str]) -> pd.DataFrame:
@@ -173,7 +192,7 @@ def flat_vs_path(table: pd.DataFrame, micro: dict[str, str], path: Path) -> Draw
             if len(v) and (v > 0).all() and v.max() / v.min() > 20:
                 getattr(ax, f"set_{a}scale")("log")
         tau, n = kendall(x, y)
-        ax.set_title(f"Kendall τ = {tau:+.2f} (n={n})" if math.isfinite(tau) else f"τ n/a (n={n})", fontsize=8)
+        panel_title(ax, f"Kendall τ = {tau:+.2f} (n={n})" if math.isfinite(tau) else f"τ n/a (n={n})", 8)
         ax.set_xlabel(macro[ma], fontsize=8)
         ax.set_ylabel(micro[mi], fontsize=8)
         ax.tick_params(labelsize=7)
