@@ -60,8 +60,8 @@ def synth_cell(template: dict, depth: int, width: int, opt: str, lr: float, rng:
     power law (exponent 0.5, depth-dependent offset) and its accuracy with a saturating curve, plus noise."""
     c = copy.deepcopy(template)
     c["cell"].update(depth=depth, width=width, optimizer=opt, num_params=16 * width + (depth - 1) * width * width)
-    c["config"]["model"].update(depth=depth, width=width)
-    c["config"]["optimizer"].update(name=opt, lr=lr)
+    c["config"].setdefault("model", {}).update(depth=depth, width=width)
+    c["config"].setdefault("optimizer", {}).update(name=opt, lr=lr)
     fb = (0.2 + 4 * width**-0.5) * (1 + 0.1 * depth) * (0.6 if "sam" in opt else 1.0) * rng.uniform(0.9, 1.1)
     _scale_paths(c, fb)
     for e in c["endpoints"]:
