@@ -134,7 +134,8 @@ def tau_section(tau: pd.DataFrame, targets: dict[str, str]) -> str:
 def _pm_fit(r: pd.Series) -> str:
     if not r.get("converged"):
         return f"n/a ({r.get('reason') or 'not fitted'})"
-    return f"{r['b']:.2f} ± {r['b_stderr']:.2f}"
+    pure = "c fixed at 0" in str(r.get("reason") or "")
+    return f"{r['b']:.2f} ± {r['b_stderr']:.2f}" + (" (c=0)" if pure else "")
 
 
 def trends_section(tr: pd.DataFrame, axis: str) -> str:
@@ -163,8 +164,9 @@ def trends_section(tr: pd.DataFrame, axis: str) -> str:
         rows.append(row)
     text = (
         f"Per group of cells that differ only in {axis} (every other varied hyperparameter fixed). "
-        + ("b: exponent of the fitted `a·w^-b + c` (± its standard error; theory predicts b = 1/2 for the barrier "
-           "of aligned two-layer networks); " if axis == "width" else "τ: Kendall τ of the measure vs depth; ")
+        + ("b: exponent of the fitted `a·w^-b + c` (± its standard error; (c=0): three widths, `a·w^-b` fitted in "
+           "log-log; negative b: the measure grows with width; theory predicts b = 1/2 for the barrier of aligned "
+           "two-layer networks); " if axis == "width" else "τ: Kendall τ of the measure vs depth; ")
         + f"plateau: the smallest {axis} beyond which the measure improves by no more than the cells' spread (sample "
         f"std over endpoints/pairs); `> x`: still improving at the largest {axis}. Every measure in `trends.csv`.\n\n"
     )  # fmt: skip

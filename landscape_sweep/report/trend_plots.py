@@ -116,14 +116,14 @@ def trend_figure(
         ax.grid(alpha=0.3)
     axis_labels(axes, axis, label)
     handles = [Line2D([], [], color=colors[k], marker="o", ms=3, label=f"{other} {_label(k)}") for k in keys]
-    if fits is not None and axis == "width":
+    if fit_of:
         handles.append(Line2D([], [], color="black", ls="--", lw=0.9, label="fit a·w^-b + c"))
     if theory:
         handles.append(Line2D([], [], color="grey", ls=":", lw=1.2, label="∝ w^-1/2 (theory)"))
     fig.legend(handles=handles, loc="center right", fontsize=7.5, frameon=False)
     fig.suptitle(f"{label} vs {axis} (mean ± sample std of each cell; one y scale for every panel)", fontsize=10)
     text = fc.caption(split, view.pooled, "mean ± sample std over its endpoints (pairs)")
-    if fits is not None and axis == "width":
+    if fit_of:
         text += " Dashed: the fitted power law of each line where the fit converged (table below)."
     if theory:
         text += " Dotted: a w^-1/2 decay anchored at the first line's narrowest cell, for reference."

@@ -143,6 +143,27 @@ def fit_power_law(x: Sequence[float], y: Sequence[float], yerr: Sequence[float] 
     return PowerFit(a, b, c, *map(float, se), n, dof, float(chi2_red), weighted, True)
 
 
+def fit_pure_power_law(x: Sequence[float], y: Sequence[float]) -> PowerFit:
+    """`y = a·x^(-b)` (c = 0) by least squares in log-log space, for sweeps with three widths (too few for the
+    asymptote): b's stderr comes from the one residual degree of freedom. `reason` says c was fixed at 0. Not
+    converged when a value is not positive (no logarithm) or fewer than 3 distinct x remain."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y) & (x > 0)
+    x, y = x[ok], y[ok]
+    if len(np.unique(x)) < 3:
+        return _failed(len(x), "needs >= 3 widths")
+    if (y <= 0).any():
+        return _failed(len(x), "needs >= 4 widths (3 widths: a pure power law needs positive values)")
+    lx, ly = np.log(x), np.log(y)
+    (slope, intercept), cov = np.polyfit(lx, ly, 1, cov="unscaled")
+    dof = len(x) - 2
+    chi2 = float(np.sum((ly - (slope * lx + intercept)) ** 2)) / dof
+    b_err = math.sqrt(cov[0, 0] * chi2) if chi2 > 0 else 0.0
+    return PowerFit(a=math.exp(intercept), b=-slope, c=0.0, a_stderr=math.nan, b_stderr=b_err, c_stderr=0.0,
+                    n=len(x), dof=dof, chi2_red=chi2, weighted=False, converged=True,
+                    reason="c fixed at 0 (3 widths): a·w^-b fitted in log-log")  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Plateau:
     """Where a measure stops improving along x (`plateau`). `at`/`value` are NaN unless `reached`."""
@@ -246,6 +267,8 @@ def trend_table(
         row |= {"measure": stem, "axis": axis, "n_cells": len(g), "n_points": int(np.isfinite(mean).sum())}
         if fit:
             p = fit_power_law(x, mean, stderr)
+            if not p.converged and p.n == 3:  # three widths: no asymptote to fit, but a log-log slope
+                p = fit_pure_power_law(x, mean)
             lo, hi = p.b_ci95
             row |= {"a": p.a, "b": p.b, "b_stderr": p.b_stderr, "b_lo": lo, "b_hi": hi, "c": p.c}
             row |= {"chi2_red": p.chi2_red, "converged": p.converged, "reason": p.reason}

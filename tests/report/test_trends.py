@@ -156,3 +156,19 @@ def test_trend_table_accuracy_plateau_and_depth_axis():
     assert depth["tau"].isna().all()  # two depths: below kendall's 3 points
     # deeper is worse here (A and C grow with depth): the plateau is at the shallowest depth
     assert (depth["plateau_at"] == 1).all()
+
+
+def test_three_widths_fit_a_pure_power_law():
+    """Three widths cannot fit an asymptote: b comes from a log-log line with c fixed at 0, said in `reason`."""
+    from landscape_sweep.report.trends import fit_pure_power_law
+
+    x = np.array([16.0, 64.0, 256.0])
+    exact = fit_pure_power_law(x, 3.0 * x**-0.5)
+    assert exact.converged and exact.b == pytest.approx(0.5) and exact.a == pytest.approx(3.0) and exact.c == 0
+    assert exact.b_stderr == pytest.approx(0.0, abs=1e-12) and "c fixed at 0" in exact.reason
+    noisy = fit_pure_power_law(x, 3.0 * x**-0.5 * np.array([1.05, 0.95, 1.02]))
+    lo, hi = noisy.b_ci95
+    assert noisy.dof == 1 and 0 < noisy.b_stderr < 0.1 and lo < 0.5 < hi
+    assert not fit_pure_power_law(x, np.array([1.0, -1.0, 2.0])).converged  # no logarithm of a negative value
+    growing = fit_pure_power_law(x, 0.1 * x**0.3)  # a barrier that grows with width: negative b
+    assert growing.b == pytest.approx(-0.3)
