@@ -20,6 +20,7 @@ import torch
 
 from landscape_sweep.files import atomic_write_text, new_file_mode
 from landscape_sweep.pipeline.artifacts import LOCK_NAME, STALE_ENV, CellLock, lock_stale_after
+from landscape_sweep.report.table import ResultsCache
 from tests._support.cli import FAST, check_completed, cli_env
 
 # FAST with the analysis cut to a few seconds: one linear path, tiny sharpness budgets
@@ -167,7 +168,8 @@ def test_two_identical_sweeps_at_once_run_every_cell_once(tmp_path, data_dir):
     assert "resuming from" not in text and "cell failed" not in text
     # each process visits both cells and runs one: the other it finds locked, or completed once the lock is free
     assert text.count("is being run by ") + text.count("cell already completed") == 2, text
-    assert not [p for p in sweep.rglob(".*") if p.is_file() and p.parent.name != ".hydra"]  # no temp files left
+    hidden = [p for p in sweep.rglob(".*") if p.is_file() and p.parent.name != ".hydra"]
+    assert hidden == [sweep / ResultsCache.NAME]  # the report's results cache; no temp files left
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -135,3 +136,24 @@ def test_validate_results_names_the_field(patch, reason):
     assert validate_results(good) is None and validate_results({**good, "schema": 2}) is None
     assert validate_results({**good, **patch}) == reason
     assert validate_results([good]) == "must be a JSON object, got list"
+
+
+def test_results_cache_rereads_only_changed_files(sweep):
+    """The second read comes from `.report_cache.pkl`; a changed results.json is read again; a corrupt cache is
+    ignored and rewritten."""
+    from landscape_sweep.report.table import ResultsCache
+
+    first = load_results(sweep)
+    cache = sweep / ResultsCache.NAME
+    assert cache.is_file()
+    path = sweep / "0" / "results.json"
+    d = json.loads(path.read_text())
+    d["endpoints"][0]["test_acc"] = 0.123
+    path.write_text(json.dumps(d))
+    again = {r.job: r for r in load_results(sweep)}
+    assert again["0"].endpoints[0].test_acc == 0.123  # re-read: its mtime and size changed
+    assert [r.to_dict() for r in first if r.job != "0"] == [again[r.job].to_dict() for r in first if r.job != "0"]
+    cache.write_bytes(b"not a pickle")
+    assert [r.job for r in load_results(sweep)] == [r.job for r in first]
+    assert cache.read_bytes()[:1] == b"\x80"  # rewritten as a pickle
+    assert [r.job for r in load_results(sweep, cache=False)] == [r.job for r in first]
