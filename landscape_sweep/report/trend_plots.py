@@ -111,6 +111,8 @@ def trend_figure(
             ax.set_xscale("log", base=2)
             ax.xaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: _label(float(v))))
             ax.xaxis.set_minor_locator(mpl.ticker.NullLocator())  # minor log ticks cost ~0.1 s an axes
+        else:  # depth: whole layers only
+            ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
         panel_title(ax, f"{opt}" + (f"\n{fc.label(combo, split)}" if split else ""))
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
