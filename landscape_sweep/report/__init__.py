@@ -219,7 +219,7 @@ def build_report(
             jobs[f"trend_{axis}_{stem}"] = lambda m=m, lab=label, a=axis, f=fits, s=stem: trend_figure(
                 view, m, lab, a, figdir / f"trend_{a}_{s}.png", f
             )
-    jobs["flat_vs_path"] = lambda: flat_vs_path(table, micro, figdir / "flat_vs_path.png")
+    jobs["flat_vs_path"] = lambda: flat_vs_path(view.table, micro, figdir / "flat_vs_path.png")
     jobs["curves"] = lambda: curves_pages(results, view, figdir / "curves", methods)
     jobs["surfaces"] = lambda: surfaces_figure(results, view, figdir)
     heavy_first = sorted(jobs, key=lambda n: not n.startswith(("curves", "surfaces", "trend")))  # balances workers
