@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from landscape_sweep.files import atomic_write_text
@@ -29,7 +28,13 @@ from landscape_sweep.report.plots import Drawn, barrier_vs_params, curves_pages,
 from landscape_sweep.report.quality import quality_warnings
 from landscape_sweep.report.surfaces import surfaces_grid
 from landscape_sweep.report.table import TABLE_NAME, load_results, methods_of, sweep_table, write_table
-from landscape_sweep.report.trend_plots import flat_vs_path, flat_vs_path_tau, micro_measures, trend_figure
+from landscape_sweep.report.trend_plots import (
+    flat_vs_path,
+    flat_vs_path_tau,
+    has_values,
+    micro_measures,
+    trend_figure,
+)
 from landscape_sweep.report.trends import trend_table
 from landscape_sweep.results import CellResult
 
@@ -59,19 +64,16 @@ TARGETS = {"gen_gap_mean": "generalization gap", "ood_gap_mean": "out-of-distrib
 def trend_measures(table: pd.DataFrame, methods: list[str]) -> dict[str, str]:
     """Measures drawn and fitted along width and depth: each barrier kind, path curvature and sharpness, endpoint
     sharpness (top eigenvalue), test accuracy and OOD accuracy and gap — those with a value in a completed cell."""
-    done = table[table["status"] == "completed"]
     names = {f"{m}/loss_barrier": f"loss barrier ({m})" for m in methods}
     names |= {f"{m}/path_curvature": f"path curvature ({m}, rad)" for m in methods if m in ("bezier", "polychain")}
-    along = [m for m in methods if f"{m}/max_hessian_top_eig_along_path_mean" in done]
-    along = [m for m in along if np.isfinite(done[f"{m}/max_hessian_top_eig_along_path_mean"].astype(float)).any()]
+    along = [m for m in methods if has_values(table, f"{m}/max_hessian_top_eig_along_path")]
     if along:  # the first path that measured it: one figure, not one per method
         names[f"{along[0]}/max_hessian_top_eig_along_path"] = f"max top eigenvalue along path ({along[0]})"
     names |= {"hessian_top_eig": "top Hessian eigenvalue"}
     names |= {"test_acc": "test accuracy", "ood_gap": "OOD gap (test acc − OOD acc)"}
     ood = [c.removesuffix("_mean") for c in table.columns if c.startswith("ood/") and c.endswith("/acc_mean")]
     names |= {c: f"OOD accuracy ({c[4:-4]})" for c in ood}
-    ok = lambda s: f"{s}_mean" in done and np.isfinite(done[f"{s}_mean"].astype(float)).any()  # noqa: E731
-    return {k: v for k, v in names.items() if ok(k)}
+    return {k: v for k, v in names.items() if has_values(table, k)}
 
 
 def trends(table: pd.DataFrame, measures: dict[str, str], workers: int | None = None) -> pd.DataFrame:

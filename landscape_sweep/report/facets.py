@@ -109,14 +109,15 @@ def pooled(table: pd.DataFrame, shown: Sequence[str], split: Sequence[str]) -> l
 
 def label(row: pd.Series | dict, keys: Sequence[str]) -> str:
     """`lr=0.1, wd=0.0005`-style label of a row's facet values (config keys shortened to their last part)."""
-    return ", ".join(f"{short(k)}={_fmt(row[k])}" for k in keys)
+    return ", ".join(f"{short(k)}={value_label(row[k])}" for k in keys)
 
 
 def short(key: str) -> str:
     return key.removeprefix("cfg:")
 
 
-def _fmt(v: Any) -> str:
+def value_label(v: Any) -> str:
+    """A value as a label: 16.0 -> '16' (columns with gaps turn ints into floats)."""
     return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
 
 

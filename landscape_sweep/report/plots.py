@@ -27,6 +27,7 @@ from matplotlib.lines import Line2D
 
 from landscape_sweep.files import atomic_open
 from landscape_sweep.report import facets as fc
+from landscape_sweep.report.facets import value_label as _label
 from landscape_sweep.report.multiples import MAX_COLS, MAX_PANELS, Panel, draw_page, paginate
 from landscape_sweep.results import CellResult, PathEntry
 
@@ -54,11 +55,6 @@ def _sorted(values: Any) -> list:
     """Unique values (NaN dropped): sorted when all are numbers, else in order of first appearance (job order)."""
     vals = list(dict.fromkeys(v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))))
     return sorted(vals) if all(isinstance(v, (int, float)) for v in vals) else vals
-
-
-def _label(v: Any) -> str:
-    """A tick label: 16.0 -> '16' (columns with gaps turn ints into floats)."""
-    return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
 
 
 def _fmt(v: float) -> str:

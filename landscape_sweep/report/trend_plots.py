@@ -47,7 +47,8 @@ MACRO = {
 }
 
 
-def _finite(table: pd.DataFrame, stem: str) -> bool:
+def has_values(table: pd.DataFrame, stem: str) -> bool:
+    """Whether measure `stem` has a finite mean in some completed cell."""
     col = f"{stem}_mean"
     return col in table and bool(np.isfinite(table.loc[table["status"] == "completed", col].astype(float)).any())
 
@@ -56,13 +57,13 @@ def micro_measures(table: pd.DataFrame, methods: list[str]) -> dict[str, str]:
     """The path measures to set against flatness: the barrier of the best straight path (aligned if measured),
     the curvature of the first fitted curve, the largest sharpness along the first path that measured it."""
     out = {}
-    straight = [m for m in ("linear_aligned", "linear") if m in methods and _finite(table, f"{m}/loss_barrier")]
+    straight = [m for m in ("linear_aligned", "linear") if m in methods and has_values(table, f"{m}/loss_barrier")]
     if straight:
         out[f"{straight[0]}/loss_barrier"] = f"loss barrier ({straight[0]})"
-    curved = [m for m in methods if m in ("bezier", "polychain") and _finite(table, f"{m}/path_curvature")]
+    curved = [m for m in methods if m in ("bezier", "polychain") and has_values(table, f"{m}/path_curvature")]
     if curved:
         out[f"{curved[0]}/path_curvature"] = f"path curvature ({curved[0]}, rad)"
-    along = [m for m in methods if _finite(table, f"{m}/max_hessian_top_eig_along_path")]
+    along = [m for m in methods if has_values(table, f"{m}/max_hessian_top_eig_along_path")]
     if along:
         out[f"{along[0]}/max_hessian_top_eig_along_path"] = f"max top eigenvalue along path ({along[0]})"
     return out
@@ -162,7 +163,7 @@ def flat_vs_path_tau(table: pd.DataFrame, micro: dict[str, str]) -> pd.DataFrame
     done = table[table["status"] == "completed"]
     opts = _sorted(done["optimizer"]) if "optimizer" in done else []
     rows = []
-    for ma in [m for m in MACRO if _finite(table, m)]:
+    for ma in [m for m in MACRO if has_values(table, m)]:
         for mi in micro:
             x, y = done[f"{ma}_mean"].astype(float), done[f"{mi}_mean"].astype(float)
             tau, n = kendall(x, y)
@@ -176,7 +177,7 @@ def flat_vs_path_tau(table: pd.DataFrame, micro: dict[str, str]) -> pd.DataFrame
 
 def flat_vs_path(table: pd.DataFrame, micro: dict[str, str], path: Path) -> Drawn | None:
     """Scatter grid: rows = microscopic measures, columns = macroscopic ones; τ (all cells, n) in each panel."""
-    macro = {k: v for k, v in MACRO.items() if _finite(table, k)}
+    macro = {k: v for k, v in MACRO.items() if has_values(table, k)}
     done = table[table["status"] == "completed"]
     if not macro or not micro or len(done) < 2:
         return None
