@@ -6,6 +6,7 @@ the caller's model unchanged (parameters, buffers, grads, train/eval mode).
 
 from ._core import evaluate, exclude_norm_and_bias
 from .alignment import align, apply_permutation
+from .blocks import block_curvature, block_hessian
 from .curves import Curve, fit_curve
 from .hessian import hessian_eigenvalues, hessian_spectrum, hessian_trace, spectral_density
 from .hvp import HessianOperator, hvp
@@ -16,6 +17,6 @@ from .surface import loss_surface, plane_surface
 
 __all__ = ["evaluate", "exclude_norm_and_bias"]
 __all__ += ["hessian_eigenvalues", "hessian_trace", "hessian_spectrum", "spectral_density", "sharpness"]
-__all__ += ["HessianOperator", "hvp"]
+__all__ += ["HessianOperator", "hvp", "block_curvature", "block_hessian"]
 __all__ += ["align", "apply_permutation", "Curve", "fit_curve", "interpolate", "recompute_bn"]
 __all__ += ["evaluate_path", "linear_path", "loss_surface", "plane_surface"]

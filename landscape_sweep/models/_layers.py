@@ -19,6 +19,7 @@ ACTIVATIONS: tuple[str, ...] = ("relu", "gelu", "tanh", "silu", "leaky_relu")
 
 Axes = list[tuple[str, int]]  # (state_dict key, axis) pairs
 Spec = dict[str, Axes]
+Blocks = dict[str, list[str]]  # block name -> parameter names, blocks in forward order
 
 _ACT = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU, "leaky_relu": nn.LeakyReLU}
 # Kaiming gain per activation (torch.nn.init.calculate_gain names); gelu/silu are ReLU-like.
@@ -97,6 +98,22 @@ def residual_stages(
     return nn.Sequential(*blocks), channels
 
 
+def param_names(names: dict[nn.Module, str], *modules: nn.Module) -> list[str]:
+    """Full names (as in `model.named_parameters()`) of every parameter of `modules`, in their order."""
+    return [_key(names[m], n) for m in modules for n, _ in m.named_parameters()]
+
+
+def stage_blocks(
+    names: dict[nn.Module, str], stem: nn.Module, blocks: nn.Sequential, per_stage: int, head: Sequence[nn.Module]
+) -> Blocks:
+    """Blocks of a residual net: `stem`, `stage<i>` (each run of `per_stage` residual blocks), `head` (`head`
+    modules: e.g. a final norm and the classifier)."""
+    stages = [list(blocks)[i : i + per_stage] for i in range(0, len(blocks), per_stage)]
+    out = {"stem": param_names(names, stem)}
+    out |= {f"stage{i}": param_names(names, *stage) for i, stage in enumerate(stages, 1)}
+    return out | {"head": param_names(names, *head)}
+
+
 def _key(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
@@ -172,6 +189,11 @@ class Classifier(nn.Module):
 
     def permutation_spec(self) -> Spec:
         """{group name: [(state_dict key, axis), ...]} of the units permutable jointly without changing f."""
+        raise NotImplementedError
+
+    def param_blocks(self) -> Blocks:
+        """{block name: parameter names} in forward order, every parameter in exactly one block: the units whose
+        curvature `landscape.blocks.block_curvature` measures separately (each family's docstring names them)."""
         raise NotImplementedError
 
     def _names(self) -> dict[nn.Module, str]:

@@ -7,6 +7,8 @@ layers are spread evenly over the stages, the later stages taking the remainder 
 max-pool follows every stage but the last. Then global average pooling and a Linear head (no
 flatten, so channel permutations pass straight to the head's in-axis).
 Permutation groups: one per conv layer's output channels.
+Blocks (per-block curvature): `stage1` … `stage<S>` (the conv layers of each stage with their norms; there is no
+separate stem), then `head` (the Linear classifier).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ._layers import (
+    Blocks,
     Classifier,
     Spec,
     chain_groups,
@@ -24,6 +27,7 @@ from ._layers import (
     make_conv,
     make_maxpool,
     make_norm,
+    param_names,
 )
 
 MAX_STAGES = 4
@@ -63,6 +67,7 @@ class CNN(Classifier):
         dim = conv_dim(in_shape)
         stages = num_stages(depth, min(in_shape[1:]))
         per_stage = [depth // stages + (i >= stages - depth % stages) for i in range(stages)]
+        self.per_stage = per_stage
         layers: list[nn.Module] = []
         channels = in_shape[0]
         for stage, count in enumerate(per_stage):
@@ -81,3 +86,11 @@ class CNN(Classifier):
     def permutation_spec(self) -> Spec:
         blocks = [module for module in self.features if isinstance(module, ConvBlock)]
         return chain_groups(self._names(), blocks, [block.conv for block in blocks], self.head)
+
+    def param_blocks(self) -> Blocks:
+        names, convs = self._names(), [m for m in self.features if isinstance(m, ConvBlock)]
+        ends = [sum(self.per_stage[: i + 1]) for i in range(len(self.per_stage))]
+        out = {
+            f"stage{i}": param_names(names, *convs[e - n : e]) for i, (n, e) in enumerate(zip(self.per_stage, ends), 1)
+        }
+        return out | {"head": param_names(names, self.head)}

@@ -3,6 +3,9 @@
 Any input shape is flattened. norm: batchnorm = BatchNorm1d(width), layernorm = LayerNorm(width),
 none = identity (hidden Linear layers then carry a bias). Permutation groups: one per hidden layer
 (its Linear out-axis + bias, the norm's parameters/buffers, and the next Linear's in-axis).
+Blocks (per-block curvature): `layer1` … `layer<depth>`, hidden layer i with its norm (`layer1` is the input
+layer: it reads the flattened input), then `head`, the output Linear, as its own block, so a depth sweep shows
+the hidden layers and the classifier separately.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import math
 
 from torch import Tensor, nn
 
-from ._layers import Classifier, Spec, chain_groups, init_weights, make_act, make_norm
+from ._layers import Blocks, Classifier, Spec, chain_groups, init_weights, make_act, make_norm, param_names
 
 
 class MLPBlock(nn.Module):
@@ -49,3 +52,8 @@ class MLP(Classifier):
 
     def permutation_spec(self) -> Spec:
         return chain_groups(self._names(), self.hidden, [block.fc for block in self.hidden], self.head)
+
+    def param_blocks(self) -> Blocks:
+        names = self._names()
+        out = {f"layer{i}": param_names(names, block) for i, block in enumerate(self.hidden, 1)}
+        return out | {"head": param_names(names, self.head)}

@@ -8,6 +8,8 @@ Total layers 6 * depth + 2, so depth=3, width=16 is ResNet-20 (0.27M parameters 
 Permutation groups: one per stage for the residual stream (stem or projection outputs, every block's
 conv2/norm2 outputs, and the in-axes of all readers: conv1s, projections, the head) and one per block
 for its inner channels (conv1/norm1 outputs, conv2 in-axis).
+Blocks (per-block curvature): `stem`, `stage1`, `stage2`, `stage3` (the `depth` BasicBlocks of each, shortcuts
+included), `head` (the Linear classifier): always 5, whatever the depth.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from torch import Tensor, nn
 
 from ._layers import (
     Axes,
+    Blocks,
     Classifier,
     Spec,
     conv_dim,
@@ -31,6 +34,7 @@ from ._layers import (
     out_axes,
     residual_groups,
     residual_stages,
+    stage_blocks,
 )
 
 
@@ -91,3 +95,6 @@ class ResNet(Classifier):
         conv, norm = self.stem[0], self.stem[1]
         stem = out_axes(names[conv], conv) + out_axes(names[norm], norm)
         return residual_groups(names, self.blocks, stem, in_axes(names[self.head], self.head))
+
+    def param_blocks(self) -> Blocks:
+        return stage_blocks(self._names(), self.stem, self.blocks, self.depth, [self.head])

@@ -9,6 +9,8 @@ WRN-16-4 has 2.75M parameters on CIFAR-10 (paper: 2.7M).
 Permutation groups: one per residual-stream segment (the stem output, and each stage's stream, which
 starts at a projection shortcut): writers' out-axes, every pre-activation norm1 reading it, the
 in-axes of conv1s / projections / the head, and the final norm; one per block for its inner channels.
+Blocks (per-block curvature): `stem` (the first conv), `stage1`, `stage2`, `stage3` (the n WideBlocks of each),
+`head` (the final norm and the Linear classifier): always 5, whatever the depth.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from torch import Tensor, nn
 from ..checks import fail
 from ._layers import (
     Axes,
+    Blocks,
     Classifier,
     Spec,
     conv_dim,
@@ -33,6 +36,7 @@ from ._layers import (
     out_axes,
     residual_groups,
     residual_stages,
+    stage_blocks,
 )
 
 STEM_CHANNELS = 16
@@ -107,3 +111,7 @@ class WideResNet(Classifier):
         names = self._names()
         readers = out_axes(names[self.final_norm], self.final_norm) + in_axes(names[self.head], self.head)
         return residual_groups(names, self.blocks, out_axes(names[self.stem], self.stem), readers)
+
+    def param_blocks(self) -> Blocks:
+        per_stage = check_wrn_depth(self.depth)
+        return stage_blocks(self._names(), self.stem, self.blocks, per_stage, [self.final_norm, self.head])

@@ -121,3 +121,39 @@ def test_shape_validation(arch, shape, num_classes, message):
 def test_mlp_flattens_any_shape():
     assert build_model("mlp", (40,), 3, 1, 4)(torch.randn(2, 40)).shape == (2, 3)
     assert build_model("mlp", (2, 3, 4, 5), 3, 1, 4)(torch.randn(2, 2, 3, 4, 5)).shape == (2, 3)
+
+
+BLOCKS = {  # (arch, shape, depth) -> expected block names: the MLP per hidden layer, the conv nets per stage
+    ("mlp", (1, 40), 3): ["layer1", "layer2", "layer3", "head"],
+    ("mlp", (1, 40), 1): ["layer1", "head"],
+    ("cnn", (1, 40), 6): ["stage1", "stage2", "stage3", "stage4", "head"],  # 40 -> 4 stages
+    ("cnn", (1, 8, 8), 5): ["stage1", "stage2", "stage3", "head"],  # 8x8 -> 3 stages
+    ("cnn", (1, 40), 1): ["stage1", "head"],
+    ("resnet", (1, 40), 2): ["stem", "stage1", "stage2", "stage3", "head"],
+    ("wide_resnet", (3, 8, 8), 16): ["stem", "stage1", "stage2", "stage3", "head"],
+}
+
+
+@pytest.mark.parametrize("norm", ["batchnorm", "none"])
+@pytest.mark.parametrize(("arch", "shape", "depth"), list(BLOCKS))
+def test_param_blocks_partition_the_parameters_in_forward_order(arch, shape, depth, norm):
+    model = build_model(arch, shape, 5, depth, 2, norm)
+    blocks = model.param_blocks()
+    assert list(blocks) == BLOCKS[(arch, shape, depth)]
+    names = [n for names in blocks.values() for n in names]
+    assert sorted(names) == sorted(n for n, _ in model.named_parameters())  # each in exactly one block
+    block_of = {n: b for b, ns in blocks.items() for n in ns}
+    used: list[str] = []  # blocks in the order the forward pass first uses their parameters
+    for m in model.modules():
+        own = [k for k, _ in m.named_parameters(recurse=False)]
+        if own:
+            prefix = next(n for n, mod in model.named_modules() if mod is m)
+            m.register_forward_pre_hook(lambda mod, inp, b=block_of[f"{prefix}.{own[0]}"]: used.append(b))
+    model.eval()(torch.randn(2, *shape))
+    assert list(dict.fromkeys(used)) == list(blocks)  # first uses in block order ...
+    assert used == sorted(used, key=list(blocks).index)  # ... and never back to an earlier block
+    if arch == "mlp":
+        assert blocks["layer1"][0] == "hidden.0.fc.weight" and blocks["head"] == ["head.weight", "head.bias"]
+    if arch in ("resnet", "wide_resnet"):  # stages hold equally many residual blocks
+        counts = [len({n.split(".")[1] for n in blocks[f"stage{i}"]}) for i in (1, 2, 3)]
+        assert counts == [depth if arch == "resnet" else (depth - 4) // 6] * 3
