@@ -21,6 +21,10 @@ Packing: `cells_per_job` > 1 makes each job run that many consecutive cells one 
 (`_pack.py`); every cell is still its own Hydra job (job dir, `.hydra/`, callbacks, logging) with its own
 `JobReturn`, a requeued job skips the cells it finished, and a bad value fails in one line (`LauncherConfigError`).
 
+Detached (`detach=true`, `_detach.py`): the command submits the cells that still need a job and one CPU report job
+that runs after them (`afterany`), records both in `<sweep_dir>/sweep.json`, prints how to follow the sweep
+(`python -m landscape_sweep.status` / `resubmit`) and exits 0 without waiting.
+
 Waiting: while the array waits, `_pending.py` polls `squeue`; a pending reason that can never resolve
 (PartitionConfig, ...) or `pending_timeout_min` with cells pending and none running cancels the array and fails
 the command with one line naming the request (`PendingError`). A request sbatch rejects fails the same way.
@@ -29,7 +33,7 @@ The private Hydra/submitit APIs this needs are wrapped one per function in `_pri
 were checked against.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -71,6 +75,12 @@ class LandscapeSlurmConf(SlurmQueueConf):
     # consecutive cells each job runs in one process; typed Any so that a bad value reaches `cells_per_job()`
     # and fails in one line naming the key (OmegaConf's int conversion error names neither key nor range)
     cells_per_job: Any = 1
+    # submit the array and a report job after it, write <sweep_dir>/sweep.json, print how to follow, exit 0
+    detach: bool = False
+    # the detached sweep's report job (CPU only; partition null: the array's)
+    report_job: dict[str, Any] = field(
+        default_factory=lambda: {"cpus_per_task": 2, "mem_gb": 4, "timeout_min": 60, "partition": None}
+    )
 
 
 @dataclass

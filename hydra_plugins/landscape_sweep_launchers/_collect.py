@@ -15,7 +15,8 @@ from typing import Any
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from omegaconf import DictConfig
 
-from hydra_plugins.landscape_sweep_launchers import _pack, _pending, _private
+from hydra_plugins.landscape_sweep_launchers import _detach, _pack, _pending, _private
+from landscape_sweep import manifest
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,18 @@ def _open_sweep_dir(config: DictConfig) -> Path:
     return sweep_dir
 
 
+def _record(config: DictConfig, jobs: Sequence[Any], nums: Sequence[int], overrides: Sequence[Any], size: int) -> None:
+    """Each cell's job id in the sweep's manifest (`sweep.json`), for `python -m landscape_sweep.status`."""
+    try:
+        ids = _detach._job_ids(jobs, nums, size)
+        array = jobs[0].job_id.split("_")[0] if jobs else None
+        manifest.record_submission(
+            str(config.hydra.sweep.dir), ids, dict(zip(nums, map(list, overrides))), array=array, report_job=None
+        )
+    except OSError as e:  # the sweep runs on; only `status` loses the job ids
+        log.warning("sweep manifest not written: %s", e)
+
+
 class CollectAll:
     """Mixin over the plugin's launchers: submit the array, collect every job, report, then fail if any failed.
 
@@ -136,7 +149,10 @@ class CollectAll:
         nums = [initial_job_idx + i for i in range(len(job_overrides))]
         for num, ov in zip(nums, job_overrides):
             log.info("\t#%d : %s", num, " ".join(filter_overrides(list(ov))))
+        if self._params().get("detach"):
+            return _detach.launch(self, executor, config, nums, job_overrides, size)
         jobs = self._submit(executor, nums, job_overrides, size)
+        _record(config, jobs, nums, job_overrides, size)
         with _private.quiet_sacct_errors():
             try:
                 self._wait(executor, jobs)

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import logging
 import re
-import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from hydra.errors import CompactHydraException
+
+from landscape_sweep.scheduler import slurm
 
 log = logging.getLogger(__name__)
 
@@ -79,15 +80,6 @@ class Limits:
     gpus: int
     time_min: float | None
     time: str
-
-
-def slurm(*args: str) -> str | None:
-    """The stdout of one SLURM command (`squeue`, `sinfo`, `scancel`); None when it is missing or fails."""
-    try:
-        proc = subprocess.run(list(args), capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return proc.stdout if proc.returncode == 0 else None
 
 
 def queue(arrays: Sequence[str]) -> list[QueueRow] | None:

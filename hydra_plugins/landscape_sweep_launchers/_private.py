@@ -40,7 +40,7 @@ PRIVATE_APIS = {
 }
 HERE = "hydra_plugins/landscape_sweep_launchers/_private.py"
 # launcher keys of our own schema (LandscapeSlurmConf), never handed to submitit
-OWN_KEYS = ("pending_timeout_min", "cells_per_job")
+OWN_KEYS = ("pending_timeout_min", "cells_per_job", "detach", "report_job")
 
 
 def version_mismatches() -> list[str]:

@@ -187,6 +187,14 @@ def _read_lock(path: Path) -> tuple[dict[str, Any] | None, float | None]:
     return (info if isinstance(info, dict) else None), mtime
 
 
+def lock_holder(job_dir: str | Path) -> str | None:
+    """Who holds a cell's lock (`describe`), or None when nobody does or the lock is stale (its owner is gone)."""
+    info, mtime = _read_lock(Path(job_dir) / LOCK_NAME)
+    if mtime is None or CellLock(job_dir, stale_after=lock_stale_after()).stale(info, mtime):
+        return None
+    return describe(info)
+
+
 class CellLock:
     """An exclusive lock on a job dir: `<job_dir>/.lock`, created with O_CREAT|O_EXCL, naming its owner.
 

@@ -38,6 +38,10 @@ class SweepProgress(Callback):
             progress.start(config.hydra.sweep.dir, total)
         except Exception as e:
             log.warning("sweep progress unavailable: %s", e)
+        try:
+            _start_manifest(config)
+        except Exception as e:  # the sweep runs on; only `python -m landscape_sweep.status` loses the cell list
+            log.warning("sweep manifest not written: %s", e)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._job_start = time.time()
@@ -60,13 +64,48 @@ class SweepProgress(Callback):
         print(line, flush=True)
 
 
+def _detached(config: DictConfig) -> bool:
+    return bool(OmegaConf.select(config, "hydra.launcher.detach", default=False))
+
+
+def _start_manifest(config: DictConfig) -> None:
+    """`<sweep_dir>/sweep.json` (`landscape_sweep.manifest`): the command and, for a basic-sweeper grid, every
+    cell's overrides, so `status` and `resubmit` know the sweep's cells before (and after) their jobs run."""
+    import sys
+
+    from landscape_sweep import manifest
+    from landscape_sweep.pipeline import progress
+
+    params = OmegaConf.select(config, "hydra.sweeper.params")
+    params = OmegaConf.to_container(params, resolve=True) if params is not None else {}
+    cells = None
+    if str(OmegaConf.select(config, "hydra.sweeper._target_")).endswith("BasicSweeper"):
+        cells = progress.sweep_cells(params, list(config.hydra.overrides.task))
+    subdir = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir")
+    if cells is None or subdir != "${hydra.job.num}":  # job dirs not <sweep_dir>/<num>: status reads the dirs
+        cells = []
+    manifest.start_sweep(
+        str(config.hydra.sweep.dir),
+        cells,
+        argv=sys.argv[1:],
+        cwd=str(config.hydra.runtime.cwd),
+        python=sys.executable,
+        launcher=str(OmegaConf.select(config, "hydra.launcher._target_", default="")),
+        detach=_detached(config),
+    )
+
+
 class SweepReport(SweepProgress):
-    """The progress lines of `SweepProgress`, and at multirun end the sweep report (`report.build_report`)."""
+    """The progress lines of `SweepProgress`, and at multirun end the sweep report (`report.build_report`); a
+    detached SLURM sweep (`hydra.launcher.detach=true`) leaves the report to its report job on the cluster."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from landscape_sweep.report import build_report
 
         sweep_dir = str(config.hydra.sweep.dir)
+        if _detached(config):
+            log.info("detached sweep %s: its report job writes the report when the cells end", sweep_dir)
+            return
         try:
             node = OmegaConf.to_container(OmegaConf.select(config, "report", default={}) or {}, resolve=True)
             paths = build_report(sweep_dir, wandb=bool(node.get("wandb", False)), options=node)

@@ -24,16 +24,23 @@ PROGRESS_DIR = ".progress"
 BARRIER_METHODS = ("linear", "linear_aligned", "bezier", "polychain")  # the first present is shown
 
 
-def sweep_size(params: dict[str, Any], overrides: Sequence[str]) -> int | None:
-    """Number of cells of a basic-sweeper grid (`hydra.sweeper.params` + command-line overrides); None if unknown."""
+def sweep_cells(params: dict[str, Any], overrides: Sequence[str]) -> list[list[str]] | None:
+    """Each cell's overrides of a basic-sweeper grid (`hydra.sweeper.params` + command-line overrides), in job
+    order; None if unknown."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     try:
         parsed = OverridesParser.create().parse_overrides([*(f"{k}={v}" for k, v in params.items()), *overrides])
-        return sum(len(batch) for batch in BasicSweeper.split_arguments(parsed, None))
+        return [list(cell) for batch in BasicSweeper.split_arguments(parsed, None) for cell in batch]
     except Exception:  # e.g. glob() sweeps that need the config loader: the lines say [k/?]
         return None
+
+
+def sweep_size(params: dict[str, Any], overrides: Sequence[str]) -> int | None:
+    """Number of cells of a basic-sweeper grid; None if unknown."""
+    cells = sweep_cells(params, overrides)
+    return None if cells is None else len(cells)
 
 
 def start(sweep_dir: str | Path, total: int | None) -> None:
