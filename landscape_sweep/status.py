@@ -76,6 +76,19 @@ def _slurm_log(sweep: Path, job_id: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def _wall_time(job_dir: Path, res: dict[str, Any]) -> float | None:
+    """A finished cell's wall time: from its job start (Hydra writes `.hydra/config.yaml`) to its results.json, so
+    data loading, W&B and the report files count; else the cell's own `timing_s.total`."""
+    try:
+        seconds = results_path(job_dir).stat().st_mtime - (job_dir / ".hydra" / "config.yaml").stat().st_mtime
+        if seconds > 0:
+            return seconds
+    except OSError:
+        pass
+    total = (res.get("timing_s") or {}).get("total")
+    return float(total) if isinstance(total, (int, float)) else None
+
+
 def cell_status(sweep: Path, num: int, entry: dict[str, Any], js: scheduler.JobState | None) -> CellStatus:
     """The state of one cell (see the module docstring for the order in which the sources are read)."""
     from landscape_sweep.pipeline.artifacts import lock_holder
@@ -85,8 +98,7 @@ def cell_status(sweep: Path, num: int, entry: dict[str, Any], js: scheduler.JobS
     res = read_json(results_path(job_dir))
     status = res.get("status") if isinstance(res, dict) else None
     if isinstance(res, dict):
-        total = (res.get("timing_s") or {}).get("total")
-        cell.seconds = float(total) if isinstance(total, (int, float)) else None
+        cell.seconds = _wall_time(job_dir, res)
     if status == "completed":
         cell.state = "completed"
     elif js is not None and js.active:
@@ -152,8 +164,10 @@ def summary_line(cells: list[CellStatus]) -> str:
 
 def format_status(sweep: Path, cells: list[CellStatus], data: dict | None, states: dict) -> list[str]:
     """The lines `python -m landscape_sweep.status` prints."""
-    width = max([len(" ".join(c.overrides)) for c in cells] + [12])
-    lines = []
+    shared = set.intersection(*(set(c.overrides) for c in cells)) if len(cells) > 1 else set()
+    shown = {c.num: " ".join(o for o in c.overrides if o not in shared) or "-" for c in cells}
+    width = max(len(v) for v in shown.values())
+    lines = [f"all cells: {' '.join(o for o in cells[0].overrides if o in shared)}"] if shared else []
     for c in cells:
         job = f"job {c.job_id} {c.slurm.state if c.slurm else '(not in the queue)'}" if c.job_id else ""
         extra = " ".join(
@@ -161,11 +175,11 @@ def format_status(sweep: Path, cells: list[CellStatus], data: dict | None, state
         )
         if c.state == "pending" and c.detail:
             job, extra = f"{job} ({c.detail})", ""
-        lines.append(f"#{c.num:<3} {c.state:<9}  {' '.join(c.overrides) or '-':<{width}}  {job}  {extra}".rstrip())
+        lines.append(f"#{c.num:<3} {c.state:<9}  {shown[c.num]:<{width}}  {job}  {extra}".rstrip())
     for rj in manifest.report_jobs(data) if data else []:
         st = states.get(rj)
-        shown = f"{st.state}" + (f" ({st.reason})" if st and st.reason else "") if st else "(not in the queue)"
-        lines.append(f"report job {rj}: {shown}")
+        state = f"{st.state}" + (f" ({st.reason})" if st.reason else "") if st else "(not in the queue)"
+        lines.append(f"report job {rj}: {state}")
     report = sweep / "report.md"
     if report.is_file():
         lines.append(f"report: {report}")

@@ -78,7 +78,8 @@ def queued_cells(data: dict[str, Any] | None) -> dict[int, str]:
 
 def report_args(config: DictConfig) -> list[str]:
     """The `python -m landscape_sweep.report` arguments of the sweep's `report` node."""
-    node = OmegaConf.to_container(OmegaConf.select(config, "report", default={}) or {}, resolve=True)
+    found = OmegaConf.select(config, "report")
+    node = OmegaConf.to_container(found, resolve=True) if found is not None else {}
     args = ["--wandb"] if node.get("wandb") else []
     if node.get("facet"):
         args.append("report.facet=" + ",".join(map(str, node["facet"])))
@@ -133,9 +134,7 @@ def launch(
     array = jobs[0].job_id.split("_")[0] if jobs else None
     report_job = None
     if array is not None:
-        earlier = manifest.arrays(data) if data else []
-        live = scheduler.job_states(earlier)
-        still = [a for a in earlier if any(s.active for j, s in live.items() if j.split("_")[0] == a)]
+        still = sorted({job.split("_")[0] for job in queued.values()})  # earlier arrays with cells still queued
         old_reports = manifest.report_jobs(data) if data else []
         manifest.record_submission(sweep, submitted, dict(todo), array=array, report_job=None)
         report_job = submit_report_job(launcher._params(), config, sweep, [*still, array])

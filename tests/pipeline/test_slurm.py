@@ -295,3 +295,76 @@ def test_a_request_sbatch_rejects_fails_in_one_line(cluster, tmp_path, data_dir)
         r"satisfied; .*",
         out,
     )
+
+
+# --- detached sweeps: submit, walk away, follow with status, finish with resubmit ---
+
+
+def _cli(tmp_path: Path, module: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
+
+
+def _wait_job_end(job: str, timeout: float = 400) -> None:
+    """Wait until the scheduler no longer runs or holds `job`."""
+    from landscape_sweep.scheduler import job_states
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        state = job_states([job]).get(job)
+        if state is None or not state.active:
+            return
+        time.sleep(1)
+    raise AssertionError(f"job {job} still {state} after {timeout} s")
+
+
+def _states(status_out: str) -> dict[int, str]:
+    return {int(ln.split()[0][1:]): ln.split()[1] for ln in status_out.splitlines() if ln.startswith("#")}
+
+
+@pytest.mark.slow
+def test_a_detached_sweep_reports_on_the_cluster_and_resubmit_finishes_a_killed_cell(cluster, tmp_path, data_dir):
+    cells = ["trainer.max_epochs=2", "endpoints.seeds=[0,1]", "landscape=fast", "logger=none", "model.depth=1,2,3"]
+    t0 = time.monotonic()
+    proc = _sweep(tmp_path, data_dir, ["hydra.launcher.detach=true", *cells])
+    out = _finish(proc, timeout=120)
+    assert proc.returncode == 0, out[-4000:]
+    sweep = _sweep_dir(tmp_path)
+    report_job = re.search(r"Report job (\d+):", out).group(1)
+    assert f"Sweep dir: {sweep}" in out and "Submitted 3 cells as SLURM array" in out
+    assert f"python -m landscape_sweep.status {sweep}" in out and f"python -m landscape_sweep.resubmit {sweep}" in out
+    manifest = json.loads((sweep / "sweep.json").read_text())
+    jobs = {int(n): c["job_id"] for n, c in manifest["cells"].items()}
+    assert sorted(jobs) == [0, 1, 2] and manifest["submissions"][0]["report_job"] == report_job
+    # returned before any cell ended: no results yet, every cell pending or running
+    first = _cli(tmp_path, "landscape_sweep.status", str(sweep))
+    assert first.returncode == 0, first.stderr
+    assert set(_states(first.stdout).values()) <= {"pending", "running"}, (time.monotonic() - t0, first.stdout)
+    assert f"report job {report_job}: PENDING (Dependency)" in first.stdout
+    # cell 1 is killed while it trains
+    end = time.monotonic() + 120
+    while not (sweep / "1" / ".hydra" / "config.yaml").exists():  # Hydra writes it when the cell's job starts
+        assert time.monotonic() < end, "cell 1 did not start within 120 s"
+        time.sleep(0.2)
+    assert sh("scancel", jobs[1]).returncode == 0
+    _wait_job_end(report_job)  # nobody waits on the login node: the report job writes the report
+    table = pd.read_csv(sweep / "sweep_results.csv").set_index("job")
+    assert table.loc[0, "status"] == table.loc[2, "status"] == "completed" and table.loc[1, "status"] == "missing"
+    assert (sweep / "report.md").is_file()
+    after = _cli(tmp_path, "landscape_sweep.status", str(sweep)).stdout
+    assert _states(after) == {0: "completed", 1: "failed", 2: "completed"}, after
+    assert f"job {jobs[1]} CANCELLED" in after and f"report job {report_job}: COMPLETED" in after
+    assert after.splitlines()[-1].startswith("2/3 completed, 1 failed")
+    # resubmit: only cell 1, with a new report job, and it returns at once too
+    again = _cli(tmp_path, "landscape_sweep.resubmit", str(sweep))
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "resubmitting 1 of 3 cells: #1 (failed)" in again.stdout and "Submitted 1 cells" in again.stdout
+    assert "Not submitted: 2 completed, 0 still queued" in again.stdout
+    second = re.search(r"Report job (\d+):", again.stdout).group(1)
+    _wait_job_end(second)
+    final = _cli(tmp_path, "landscape_sweep.status", str(sweep)).stdout
+    assert _states(final) == {0: "completed", 1: "completed", 2: "completed"}, final
+    assert final.splitlines()[-1].startswith("3/3 completed, 0 failed")
+    assert set(pd.read_csv(sweep / "sweep_results.csv")["status"]) == {"completed"}

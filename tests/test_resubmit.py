@@ -1,0 +1,48 @@
+"""`python -m landscape_sweep.resubmit`: the sweep's own command, into its own dir, for the unfinished cells."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from landscape_sweep import manifest, resubmit, scheduler
+
+
+def sweep(tmp_path, launcher=resubmit.SLURM_LAUNCHER):
+    argv = ["-m", "hydra/launcher=slurm", "hydra.sweep.dir=old", "hydra.launcher.detach=false", "model.depth=1,2"]
+    cells = [["model.depth=1"], ["model.depth=2"]]
+    manifest.start_sweep(tmp_path, cells, argv=argv, cwd=str(tmp_path), python=sys.executable, launcher=launcher,
+                         detach=False)  # fmt: skip
+    return manifest.read_manifest(tmp_path)
+
+
+def test_the_command_is_the_sweeps_own_pointed_at_its_dir_and_detached(tmp_path):
+    cmd = resubmit.command(sweep(tmp_path), tmp_path)
+    assert cmd == [
+        sys.executable, "-m", "landscape_sweep", "-m", "hydra/launcher=slurm", "model.depth=1,2",
+        f"hydra.sweep.dir={tmp_path}", "hydra.launcher.detach=true",
+    ]  # fmt: skip
+    local = resubmit.command(
+        sweep(tmp_path, launcher="hydra._internal.core_plugins.basic_launcher.BasicLauncher"), tmp_path
+    )
+    assert local[-1] == f"hydra.sweep.dir={tmp_path}"  # local launchers have no detach: the cells run here
+
+
+def test_only_unfinished_cells_are_resubmitted(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(scheduler, "job_states", lambda ids: {})
+    sweep(tmp_path)
+    for num, status in ((0, "completed"), (1, "failed")):
+        (tmp_path / str(num)).mkdir()
+        (tmp_path / str(num) / "results.json").write_text(json.dumps({"status": status, "error": "x"}))
+    assert resubmit.main([str(tmp_path), "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "resubmitting 1 of 2 cells: #1 (failed)" and out[1].endswith("hydra.launcher.detach=true")
+    (tmp_path / "1" / "results.json").write_text(json.dumps({"status": "completed"}))
+    assert resubmit.main([str(tmp_path)]) == 0
+    assert capsys.readouterr().out.startswith("nothing to resubmit: 2/2 completed")
+
+
+def test_a_sweep_without_manifest_fails_in_one_line(tmp_path, capsys):
+    assert resubmit.main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no readable sweep.json" in err and f"hydra.sweep.dir={tmp_path}" in err
