@@ -173,6 +173,13 @@ def test_two_cell_sweep_on_slurm(cluster, tmp_path, data_dir):
     )
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert pd.read_csv(sweep / "sweep_results.csv").equals(table)
+    # an attached sweep records its jobs too: status names them once they have left the queue
+    status = subprocess.run(
+        [sys.executable, "-m", "landscape_sweep.status", str(sweep)], env=_env(tmp_path), capture_output=True, text=True
+    )
+    jobs = [c["job_id"] for c in json.loads((sweep / "sweep.json").read_text())["cells"].values()]
+    assert len(jobs) == 2 and all(f"job {j} COMPLETED" in status.stdout for j in jobs), status.stdout
+    assert status.stdout.splitlines()[-1].startswith("2/2 completed, 0 failed")
 
 
 @pytest.mark.slow
