@@ -47,6 +47,12 @@ PATH_MEASURES = (
 # out-of-distribution sets (`data.ood`): per endpoint `ood/<name>/<measure>` and `ood_gap` (test_acc minus the mean
 # accuracy over the sets); per path `<method>/ood/<name>/<measure>`
 OOD_ENDPOINT_MEASURES = ("loss", "acc", "gap")
+# instability analysis (`endpoints.mode=spawn`, Frankle et al. 2020): per spawn epoch k the barriers of the linear
+# path between the children, summarised over child pairs as `instability/<k>/<measure>`; the cell is stable at k
+# when the mean over pairs of STABLE_MEASURE is below STABLE_THRESHOLD (the paper's 2 % test error)
+INSTABILITY_MEASURES = (*BARRIER_MEASURES, *(f"{b}_mean" for b in BARRIER_MEASURES))
+STABLE_MEASURE = "test_error_barrier_mean"
+STABLE_THRESHOLD = 0.02
 OOD_PATH_MEASURES = ("loss_barrier", "error_barrier")
 # config keys that do not change what a cell computes: excluded from its identity (config hash) and from the
 # hyperparameters a report compares cells by
@@ -90,6 +96,9 @@ class Endpoint(_Record):
     """One independently trained network of a cell: final metrics, sharpness, trajectory."""
 
     seed: int
+    init_seed: int | None = None  # seed of the initialisation (a spawned child: the parent's)
+    data_seed: int | None = None  # seed of the data order and augmentation
+    spawn_epoch: int | None = None  # a spawned child: the parent's epoch it started from (None: independent)
     checkpoint: str | None = None
     epochs: int | None = None
     train_time_s: float | None = None
@@ -176,6 +185,8 @@ class CellResult(_Record):
     cell: dict[str, Any] = field(default_factory=dict)
     endpoints: list[Endpoint] = field(default_factory=list)
     connectivity: list[PathEntry] = field(default_factory=list)
+    instability: list[dict[str, Any]] | None = None  # endpoints.mode=spawn: one record per spawn epoch
+    stable_epoch: int | None = None  # earliest spawn epoch whose children are linearly connected (None: none)
     timing_s: dict[str, float] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     schema: int = SCHEMA
@@ -235,11 +246,11 @@ _KINDS = {  # kind -> (test, what it must be)
     "dict": (lambda v: isinstance(v, dict), "an object"),
     "dict?": (lambda v: v is None or isinstance(v, dict), "an object or null"),
     "list": (lambda v: isinstance(v, list), "a list"),
+    "list?": (lambda v: v is None or isinstance(v, list), "a list or null"),
 }
 _REQUIRED = ("seed", "pair", "method")
-_TOP = {"error": "str?", "endpoints": "list", "connectivity": "list"} | dict.fromkeys(
-    ("config", "cell", "timing_s", "versions"), "dict"
-)
+_TOP = {"error": "str?", "endpoints": "list", "connectivity": "list", "instability": "list?", "stable_epoch": "num"}
+_TOP |= dict.fromkeys(("config", "cell", "timing_s", "versions"), "dict")
 _CELL = dict.fromkeys(("depth", "width", "num_params", "train_size", "label_noise"), "num")
 _ENDPOINT = {"seed": "int", "stop": "dict?", "sharpness": "dict", "trajectory": "list", "ood": "dict"} | dict.fromkeys(
     ("epochs", "train_time_s", "train_loss", "train_acc", "test_loss", "test_acc"), "num"
@@ -252,6 +263,8 @@ _PATH = (
     | dict.fromkeys(("t", "train_loss", "train_acc", "test_loss", "test_acc"), "nums")
     | dict.fromkeys((*(m for m in PATH_MEASURES if not m.startswith("max_")), "time_s"), "num")
 )
+_INSTABILITY = {"spawn_epoch": "int", "children": "list", "pairs": "list"}
+_INSTABILITY_PAIR = {"pair": "nums"} | dict.fromkeys(INSTABILITY_MEASURES, "num")
 _OOD_ENDPOINT = dict.fromkeys(("loss", "acc"), "num")
 _OOD_PATH = dict.fromkeys(("loss", "acc"), "nums") | dict.fromkeys(OOD_PATH_MEASURES, "num")
 
@@ -282,6 +295,10 @@ def _parts(d: dict[str, Any]) -> Iterable[tuple[Any, dict[str, str], str]]:
         yield e.get("sharpness", {}), _SHARPNESS, f"endpoints[{i}].sharpness"
         for name, values in (e.get("ood") or {}).items():
             yield values, _OOD_ENDPOINT, f"endpoints[{i}].ood.{name}"
+    for i, rec in enumerate(d.get("instability") or []):
+        yield rec, _INSTABILITY, f"instability[{i}]"
+        for j, p in enumerate(rec.get("pairs", [])):
+            yield p, _INSTABILITY_PAIR, f"instability[{i}].pairs[{j}]"
     for i, p in enumerate(d.get("connectivity", [])):
         yield p, _PATH, f"connectivity[{i}]"
         for name, values in (p.get("ood") or {}).items():
@@ -343,7 +360,8 @@ def summarize(values: Iterable[Any]) -> Stat:
 def cell_stats(result: CellResult) -> dict[str, Stat]:
     """Every measure of a cell summarised: endpoint metrics, sharpness and OOD measures over endpoints
     (`<measure>`, `ood/<name>/<measure>`, `ood_gap`), path measures over endpoint pairs (`<method>/<measure>`,
-    `<method>/ood/<name>/<measure>`). Measures without any finite value are left out."""
+    `<method>/ood/<name>/<measure>`), spawn mode's barriers over the child pairs of each spawn epoch
+    (`instability/<k>/<measure>`) and its `stable_epoch` (n = 1). Measures without any finite value are left out."""
     out: dict[str, Stat] = {}
     ood = result.ood_names()
     endpoint = [*ENDPOINT_METRICS, *SHARPNESS_MEASURES, *(f"ood/{n}/{m}" for n in ood for m in OOD_ENDPOINT_MEASURES)]
@@ -353,6 +371,11 @@ def cell_stats(result: CellResult) -> dict[str, Stat]:
         entries = [p for p in result.connectivity if p.method == method]
         for name in (*PATH_MEASURES, *(f"ood/{n}/{m}" for n in ood for m in OOD_PATH_MEASURES)):
             out[f"{method}/{name}"] = summarize(p.measure(name) for p in entries)
+    for rec in result.instability or []:
+        for name in INSTABILITY_MEASURES:
+            out[f"instability/{rec['spawn_epoch']}/{name}"] = summarize(p.get(name) for p in rec.get("pairs", []))
+    if result.stable_epoch is not None:
+        out["stable_epoch"] = summarize([result.stable_epoch])
     return {k: s for k, s in out.items() if s.n > 0}
 
 

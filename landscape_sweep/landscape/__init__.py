@@ -12,6 +12,7 @@ from .hessian import hessian_eigenvalues, hessian_spectrum, hessian_trace, spect
 from .hvp import HessianOperator, hvp
 from .interpolation import interpolate, recompute_bn
 from .paths import evaluate_path, linear_path
+from .repair import RepairedPath
 from .sharpness import sharpness
 from .surface import loss_surface, plane_surface
 
@@ -19,4 +20,4 @@ __all__ = ["evaluate", "exclude_norm_and_bias"]
 __all__ += ["hessian_eigenvalues", "hessian_trace", "hessian_spectrum", "spectral_density", "sharpness"]
 __all__ += ["HessianOperator", "hvp", "block_curvature", "block_hessian"]
 __all__ += ["align", "apply_permutation", "Curve", "fit_curve", "interpolate", "recompute_bn"]
-__all__ += ["evaluate_path", "linear_path", "loss_surface", "plane_surface"]
+__all__ += ["evaluate_path", "linear_path", "RepairedPath", "loss_surface", "plane_surface"]

@@ -2,11 +2,13 @@
 
 The cost centre of a sweep is evaluating many points of a path. Points are written as
 `coeffs @ controls` (P coefficient rows over K flat control vectors: a segment, a curve's control
-points, or a plane's origin and directions) and evaluated together: the point weights are stacked and
-`torch.func.vmap` runs `functional_call` over them, for the BN recompute pass (train-mode BN with
-per-point functional running-stat buffers, updated in place by batch_norm) and for evaluation. Each
-data batch is read once per chunk of points. Results equal a per-point loop (load, update BN,
-evaluate on one reused copy); `evaluate_points` falls back to that loop when vmap cannot run the model.
+points, or a plane's origin and directions; points that are not linear in fixed controls, such as
+REPAIR's, are their own controls with identity coefficients: `path_frame`) and evaluated together:
+the point weights are stacked and `torch.func.vmap` runs `functional_call` over them, for the BN
+recompute pass (train-mode BN with per-point functional running-stat buffers, updated in place by
+batch_norm) and for evaluation. Each data batch is read once per chunk of points. Results equal a
+per-point loop (load, update BN, evaluate on one reused copy); `evaluate_points` falls back to that
+loop when vmap cannot run the model.
 
 When to vectorise (`vectorize=None` = auto): on accelerators, where a per-point loop is bound by kernel
 launches, vmap. On CPU the loop: there each op is already compute/bandwidth bound, and measured vmap
@@ -39,6 +41,7 @@ from ._core import (
 )
 from .curves import Curve
 from .interpolation import BatchNormBase, bn_buffer_names, recompute_bn
+from .repair import RepairedPath
 
 BARRIER_KINDS = ("linear", "mean")
 _CHUNK_FLOATS = 2**25  # stacked point weights per vmapped chunk (~128 MB in float32)
@@ -194,8 +197,17 @@ def _ood_curve(ts: list[float], loss: list[float], acc: list[float]) -> dict:
     return {"loss": loss, "acc": acc, "loss_barrier": barrier(ts, loss), "error_barrier": barrier(ts, err)}
 
 
+def path_frame(path: Curve | RepairedPath, t: Tensor) -> tuple[Tensor, Tensor]:
+    """`(coeffs, controls)` whose product is the path's points at `t`: a curve's own, or for a path whose
+    points are not linear in fixed controls (`RepairedPath`) the points themselves with identity coefficients."""
+    if isinstance(path, Curve):
+        return path.coefficients(t), path.controls().detach()
+    points = path.points(t)
+    return torch.eye(len(t), dtype=points.dtype, device=points.device), points
+
+
 def evaluate_path(
-    path: Curve | tuple[nn.Module, nn.Module],
+    path: Curve | RepairedPath | tuple[nn.Module, nn.Module],
     train_data: Data,
     test_data: Data | None = None,
     num_points: int = 25,
@@ -204,27 +216,28 @@ def evaluate_path(
     vectorize: bool | None = None,
     ood_data: Mapping[str, Data] | None = None,
 ) -> dict:
-    """Evaluate a curve (or the segment between a `(model_a, model_b)` pair) at `num_points` even t.
+    """Evaluate a curve, a `RepairedPath` or the segment of a `(model_a, model_b)` pair at `num_points` even t.
 
     Returns a connectivity entry of results.json (without `pair`/`method`): `t`, train/test loss and
     accuracy per t, barriers (`loss_barrier`, `error_barrier`, `test_...`, and `..._mean` variants),
-    `path_length`, `endpoint_distance`, `path_curvature`, `arc_chord_ratio`. Test fields are None without
-    `test_data`. BN statistics are recomputed at each point over `bn_data` (default: `train_data`).
+    `path_length`, `endpoint_distance`, `path_curvature`, `arc_chord_ratio` (of the polyline through the
+    evaluated points). Test fields are None without `test_data`. BN statistics are recomputed at each point
+    over `bn_data` (default: `train_data`).
     `ood_data` (`{name: data}`, e.g. shifted test sets) adds `ood`: `{name: {loss, acc, loss_barrier,
     error_barrier}}`, evaluated at the same points with the same recomputed statistics (None without it).
     `vectorize`: see `evaluate_points`.
     """
-    if isinstance(path, Curve):
+    if isinstance(path, (Curve, RepairedPath)):
         curve = path
     elif isinstance(path, (tuple, list)) and len(path) == 2:
         curve = Curve(path[0], path[1], "polychain", 0)
     else:
-        fail("path", type(path), "must be a Curve or a (model_a, model_b) pair")
+        fail("path", type(path), "must be a Curve, a RepairedPath or a (model_a, model_b) pair")
     check_int("num_points", num_points, low=2)
     if has_batchnorm(curve.model) and bn_data is None:
         bn_data = train_data
     t = torch.linspace(0, 1, num_points, dtype=torch.float64)
-    coeffs, controls = curve.coefficients(t), curve.controls().detach()
+    coeffs, controls = path_frame(curve, t)
     ood = dict(ood_data or {})
     datasets = [train_data, *([test_data] if test_data is not None else []), *ood.values()]
     evals = evaluate_points(curve.model, coeffs, controls, curve.names, datasets, bn_data, loss_fn, vectorize)
