@@ -35,7 +35,14 @@ LAUNCH = [
     "hydra.launcher.mem_gb=1",
     "hydra.launcher.timeout_min=10",
 ]
-CELL = ["data.train_size=512", "model.width=16", "trainer.enable_progress_bar=false"]
+# the fast landscape preset and two endpoints: the tests are about scheduling, not about the measures
+CELL = [
+    "data.train_size=512",
+    "model.width=16",
+    "trainer.enable_progress_bar=false",
+    "landscape=fast",
+    "endpoints.seeds=[0,1]",
+]
 # ~0.15 s per epoch (125 steps) on one core: slow enough to act on a cell between its checkpoints
 # last.ckpt after every epoch: the tests wait for it to requeue or kill a cell mid-training
 LONG = [
@@ -333,7 +340,7 @@ def _states(status_out: str) -> dict[int, str]:
 
 @pytest.mark.slow
 def test_a_detached_sweep_reports_on_the_cluster_and_resubmit_finishes_a_killed_cell(cluster, tmp_path, data_dir):
-    cells = ["trainer.max_epochs=2", "endpoints.seeds=[0,1]", "landscape=fast", "logger=none", "model.depth=1,2,3"]
+    cells = ["trainer.max_epochs=2", "logger=none", "model.depth=1,2,3"]
     t0 = time.monotonic()
     proc = _sweep(tmp_path, data_dir, ["hydra.launcher.detach=true", *cells])
     out = _finish(proc, timeout=120)
