@@ -1,11 +1,11 @@
 """`python -m landscape_sweep.analyze <job_dir|sweep_dir> [landscape overrides]`: re-analyse trained cells.
 
-For each completed cell, the trained endpoints are loaded from `checkpoints/seed<k>/final.pt` (weights_only) and
-the cell's analysis (`pipeline.cell.analyse`, the same code a training run uses) is run again with the new
-`landscape` settings (e.g. `landscape=thorough`). Only the analysis parts of results.json change (`config.landscape`,
-`config_hash`, endpoint `sharpness`/`trajectory`/`loss_surface`/`ood`, `connectivity` with its OOD curves,
-`timing_s.analysis`), written atomically; the results go to a new W&B run (`job_type=analysis`) in the cell's group.
-A sweep's report is rebuilt.
+For each completed cell, the trained endpoints are loaded from their `checkpoint` (`checkpoints/seed<k>/final.pt`,
+weights_only) and the cell's analysis (`pipeline.cell.analyse`, the same code a training run uses) is run again with
+the new `landscape` settings (e.g. `landscape=thorough`). Only the analysis parts of results.json change
+(`config.landscape`, `config_hash`, endpoint `sharpness`/`trajectory`/`loss_surface`/`ood`, `connectivity` with its
+OOD curves, spawn cells' `instability`/`stable_epoch`, `timing_s.analysis`), written atomically; the results go
+to a new W&B run (`job_type=analysis`) in the cell's group. A sweep's report is rebuilt.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def reanalyze_cell(job_dir: Path, landscape: dict[str, Any]):
 
 
 def _reanalyze_locked(job_dir: Path, landscape: dict[str, Any]):
-    from landscape_sweep.pipeline import cell, measures
+    from landscape_sweep.pipeline import cell, measures, spawn
     from landscape_sweep.pipeline.config import config_hash, validate
     from landscape_sweep.pipeline.tracking import Tracker
     from landscape_sweep.results import read_results
@@ -78,8 +78,9 @@ def _reanalyze_locked(job_dir: Path, landscape: dict[str, Any]):
     result = dataclasses.replace(prev, config=config, config_hash=config_hash(config), timing_s=dict(prev.timing_s))
     data = cell.load_cell_data(config).to(cell.training_device(config))
     try:
-        paths = [cell.endpoint_dir(job_dir, s) / "final.pt" for s in config["endpoints"]["seeds"]]
+        paths = [job_dir / e.checkpoint for e in prev.endpoints]  # independent endpoints or the last k's children
         models = [cell.load_endpoint(config, data, p) for p in paths]
+        spawned = spawn.load_spawned(config, data, job_dir) if config["endpoints"].get("mode") == "spawn" else None
     except Exception as e:  # unreadable or missing weights: only retraining can restore them
         raise RuntimeError(f"{job_dir}: trained endpoints unreadable ({cell.one_line(e)}); re-run the cell") from e
     group = (config["logger"].get("wandb") or {}).get("group") or job_dir.parent.name
@@ -87,7 +88,10 @@ def _reanalyze_locked(job_dir: Path, landscape: dict[str, Any]):
     ok = False
     try:
         t0 = time.perf_counter()
-        result = cell.analyse(config, data, models, result, measures.analysis_data(config, data))
+        ad = measures.analysis_data(config, data)
+        result = cell.analyse(config, data, models, result, ad)
+        if spawned is not None:  # the instability paths between the children of every spawn epoch
+            result = spawn.finish(result, spawned, ad, config)
         cell.record(result, job_dir, tracker)
         log.info("%s: re-analysed in %.1fs", job_dir, time.perf_counter() - t0)
         ok = True

@@ -34,7 +34,7 @@ from landscape_sweep.data import DataBundle, TensorLoader, load_data
 from landscape_sweep.files import atomic_open
 from landscape_sweep.landscape._core import evaluate, preserved
 from landscape_sweep.models import build_model, num_params
-from landscape_sweep.pipeline import measures, timing
+from landscape_sweep.pipeline import measures, spawn, timing
 from landscape_sweep.pipeline.artifacts import CellLock, lock_stale_after, write_cell_artifacts
 from landscape_sweep.pipeline.config import config_hash, validate
 from landscape_sweep.pipeline.threads import Registration, ThreadShare, apply_threads
@@ -101,8 +101,45 @@ def new_model(cfg: dict[str, Any], data: DataBundle) -> torch.nn.Module:
     )  # fmt: skip
 
 
-def endpoint_dir(job_dir: Path, seed: int) -> Path:
-    return job_dir / "checkpoints" / f"seed{seed}"
+def endpoint_dir(job_dir: Path, seed: int, data_seed: int | None = None, spawn: int | None = None) -> Path:
+    """`checkpoints/seed<s>` (`seed<s>_data<d>` when the data seed differs; spawned children under `spawn<k>/`)."""
+    base = job_dir / "checkpoints" if spawn is None else job_dir / "checkpoints" / f"spawn{spawn}"
+    return base / (f"seed{seed}" if data_seed in (None, seed) else f"seed{seed}_data{data_seed}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One training run: the endpoint's seed (its label), the seeds of its initialisation and of its data order and
+    augmentation, its checkpoint dir, and the checkpoint it starts from (a spawned child: the parent's
+    `epoch<k>.ckpt`; None: a fresh initialisation)."""
+
+    seed: int
+    init_seed: int
+    data_seed: int
+    ck: Path
+    start: Path | None = None
+    spawn_epoch: int | None = None
+    label: str | None = None  # the name in logs and metric prefixes (default from the seeds)
+
+    @property
+    def name(self) -> str:
+        if self.label is not None:
+            return self.label
+        own = f"seed{self.seed}" if self.data_seed == self.seed else f"seed{self.seed}_data{self.data_seed}"
+        return own if self.spawn_epoch is None else f"spawn{self.spawn_epoch}/{own}"
+
+    @property
+    def logger_key(self) -> int | str:
+        """What `Tracker.lightning_logger` gets: the seed for a plain endpoint (as before), else the name."""
+        return self.seed if self.name == f"seed{self.seed}" else self.name
+
+
+def independent_runs(cfg: dict[str, Any], job_dir: Path) -> list[Run]:
+    """The runs of `endpoints.mode=independent`: endpoint i from init seed `seeds[i]`, data seed `data_seeds[i]`."""
+    from landscape_sweep.pipeline.config import data_seeds
+
+    seeds = list(cfg["endpoints"]["seeds"])
+    return [Run(s, s, d, endpoint_dir(job_dir, s, d)) for s, d in zip(seeds, data_seeds(cfg["endpoints"]))]
 
 
 def training_device(cfg: dict[str, Any]) -> torch.device:
@@ -154,6 +191,14 @@ def _reuse_finished(cfg: dict[str, Any], data: DataBundle, ck: Path, train_hash:
     return model, Endpoint.from_dict(meta["entry"])
 
 
+def stamp(ck: Path, train_hash: str) -> None:
+    """Make `ck` the checkpoint dir of this training config: a dir stamped with another one is emptied first."""
+    found = read_json(ck / "train_hash.json")
+    if found is None or found.get("train_hash") != train_hash:
+        shutil.rmtree(ck, ignore_errors=True)  # checkpoints of another config: never resume from them
+        write_json(ck / "train_hash.json", {"train_hash": train_hash})
+
+
 def _resume_point(ck: Path, train_hash: str, max_epochs: int) -> str | None:
     """`last.ckpt` to resume from, if it belongs to this training config, loads and is unfinished.
 
@@ -161,10 +206,7 @@ def _resume_point(ck: Path, train_hash: str, max_epochs: int) -> str | None:
     not resumed: Lightning would skip the end of fit (the SWA average), so the endpoint trains again (same seed,
     same result).
     """
-    stamp = read_json(ck / "train_hash.json")
-    if stamp is None or stamp.get("train_hash") != train_hash:
-        shutil.rmtree(ck, ignore_errors=True)  # checkpoints of another config: never resume from them
-        write_json(ck / "train_hash.json", {"train_hash": train_hash})
+    stamp(ck, train_hash)
     path = ck / "last.ckpt"
     if not path.is_file():
         return None
@@ -196,15 +238,22 @@ def _trainer(cfg: dict[str, Any], callbacks: list[pl.Callback], logger: Any, job
     )  # fmt: skip
 
 
-def _build(cfg: dict[str, Any], data: DataBundle, seed: int, ck: Path, ad: measures.AnalysisData):
-    """Model, LightningModule, loaders and callbacks of one endpoint's training run."""
-    pl.seed_everything(seed, workers=True, verbose=False)
-    d, landscape = cfg["data"], cfg["landscape"]
-    train = TensorLoader(*data.train, batch_size=d["batch_size"], shuffle=True, seed=seed, augment=data.augment)
+def _build(cfg: dict[str, Any], data: DataBundle, run: Run, ad: measures.AnalysisData, *, stop: bool = True, keep=()):
+    """Model, LightningModule, loaders and callbacks of one training run: the model from `run.init_seed`, the
+    data order, augmentation and any later randomness from `run.data_seed`. `stop`: with `trainer.stop_at`;
+    `keep`: more epochs whose full state is kept as `epoch<e>.ckpt` (a spawning parent's spawn epochs)."""
+    pl.seed_everything(run.init_seed, workers=True, verbose=False)
+    d, landscape, ck, name = cfg["data"], cfg["landscape"], run.ck, run.name
+    train = TensorLoader(
+        *data.train, batch_size=d["batch_size"], shuffle=True, seed=run.data_seed, augment=data.augment
+    )
     val = TensorLoader(*data.val, batch_size=d["eval_batch_size"]) if data.val is not None else None
+    model = new_model(cfg, data)
+    if run.data_seed != run.init_seed:  # (equal seeds: exactly the global RNG stream of one seed, as before)
+        pl.seed_everything(run.data_seed, workers=True, verbose=False)
     module = LitClassifier(
-        new_model(cfg, data), cfg["optimizer"], max_epochs=cfg["trainer"]["max_epochs"], steps_per_epoch=len(train),
-        log_prefix=f"seed{seed}/",
+        model, cfg["optimizer"], max_epochs=cfg["trainer"]["max_epochs"], steps_per_epoch=len(train),
+        log_prefix=f"{name}/",
     )  # fmt: skip
 
     def point(model: torch.nn.Module, epoch: int) -> dict[str, Any]:
@@ -212,22 +261,26 @@ def _build(cfg: dict[str, Any], data: DataBundle, seed: int, ck: Path, ad: measu
             model, ad.probe, landscape["sharpness"], cfg["seed"], epoch=epoch, weights="running"
         )
 
-    trajectory = SharpnessTrajectory(point, landscape["checkpoint_epochs"], prefix=f"seed{seed}/")
-    stop = StopAtCriterion(**(cfg["trainer"].get("stop_at") or {}), prefix=f"seed{seed}/")
+    trajectory = SharpnessTrajectory(point, landscape["checkpoint_epochs"], prefix=f"{name}/")
+    criterion = (cfg["trainer"].get("stop_at") or {}) if stop else {}
+    stopper = StopAtCriterion(**criterion, prefix=f"{name}/")
     # the trajectory is measured before the epoch's checkpoint is written, so the checkpoint holds it
     every_s = cfg["trainer"].get("checkpoint_every_s", 0)
-    callbacks: list[pl.Callback] = [trajectory, stop, EpochCheckpoints(ck, landscape["checkpoint_epochs"], every_s)]
-    callbacks += [*progress_callbacks(cfg["trainer"], seed), timing.FirstStep()]
+    kept = [e for e in (*landscape["checkpoint_epochs"], *keep) if e > 0]
+    callbacks: list[pl.Callback] = [trajectory, stopper, EpochCheckpoints(ck, kept, every_s)]
+    label = None if name == f"seed{run.seed}" else name
+    callbacks += [*progress_callbacks(cfg["trainer"], run.seed, name=label), timing.FirstStep()]
     if cfg["trainer"].get("threads", "auto") == "auto":
         callbacks.append(ThreadShare("auto"))
     return module, train, val, callbacks
 
 
-def _finalise(cfg, data, module, trainer, callbacks, seed: int, ck: Path, job_dir: Path, seconds: float) -> Endpoint:
+def _finalise(cfg, data, module, trainer, callbacks, run: Run, job_dir: Path, seconds: float) -> Endpoint:
     """The endpoint's record and `final.pt`/`final.json` (written last: they mark the endpoint finished)."""
-    trajectory, stop = callbacks[0], callbacks[1]
+    trajectory, stop, ck = callbacks[0], callbacks[1], run.ck
     entry = Endpoint(
-        seed=seed, checkpoint=str((ck / "final.pt").relative_to(job_dir)), epochs=trainer.current_epoch,
+        seed=run.seed, init_seed=run.init_seed, data_seed=run.data_seed, spawn_epoch=run.spawn_epoch,
+        checkpoint=str((ck / "final.pt").relative_to(job_dir)), epochs=trainer.current_epoch,
         train_time_s=seconds, stop=stop.record() if stop.criterion else None, trajectory=trajectory.trajectory,
         **endpoint_metrics(module.model, data, cfg["data"]["eval_batch_size"]),
     )  # fmt: skip
@@ -238,33 +291,38 @@ def _finalise(cfg, data, module, trainer, callbacks, seed: int, ck: Path, job_di
 
 
 def train_endpoint(
-    cfg: dict[str, Any], data: DataBundle, seed: int, job_dir: Path, tracker: Tracker, ad: measures.AnalysisData
+    cfg: dict[str, Any], data: DataBundle, seed: int | Run, job_dir: Path, tracker: Tracker, ad: measures.AnalysisData
 ) -> tuple[torch.nn.Module, Endpoint]:
-    """Train (or resume, or reuse) the endpoint of `seed`; returns its final model and its record."""
-    ck, train_hash = endpoint_dir(job_dir, seed), config_hash(cfg, training_only=True)
+    """Train (or resume, or reuse) one endpoint: of `seed` (init and data seed `seed`) or of a `Run`; returns its
+    final model and its record. A run with a `start` checkpoint (a spawned child) begins from it unless its own
+    `last.ckpt` is further."""
+    run = seed if isinstance(seed, Run) else Run(seed, seed, seed, endpoint_dir(job_dir, seed))
+    ck, train_hash, name = run.ck, config_hash(cfg, training_only=True), run.name
     finished = _reuse_finished(cfg, data, ck, train_hash)
     if finished is not None:
         return finished
     resume = _resume_point(ck, train_hash, cfg["trainer"]["max_epochs"])
-    module, train, val, callbacks = _build(cfg, data, seed, ck, ad)
-    trainer = _trainer(cfg, callbacks, tracker.lightning_logger(seed), job_dir, val is not None)
+    module, train, val, callbacks = _build(cfg, data, run, ad)
+    trainer = _trainer(cfg, callbacks, tracker.lightning_logger(run.logger_key), job_dir, val is not None)
     if resume:
-        log.info("seed %d: resuming from %s", seed, resume)
+        log.info("%s: resuming from %s", name, resume)
+    elif run.start is not None:
+        resume = str(run.start)
+        log.info("%s: training in %s from %s", name, ck, run.start)
     else:
-        log.info("seed %d: training in %s", seed, ck)
+        log.info("%s: training in %s", name, ck)
     t0 = time.perf_counter()
     try:
         trainer.fit(module, train_dataloaders=EpochAsBatch(train), val_dataloaders=val, ckpt_path=resume)
     except SIGTERMException:  # Lightning stops at the epoch's end (last.ckpt written): exit as killed by SIGTERM
-        log.warning("seed %d: SIGTERM after epoch %d; %s holds it, a rerun resumes", seed, trainer.current_epoch,
+        log.warning("%s: SIGTERM after epoch %d; %s holds it, a rerun resumes", name, trainer.current_epoch,
                     ck / "last.ckpt")  # fmt: skip
         raise SystemExit(128 + signal.SIGTERM) from None
     if module.diverged:
-        raise Diverged(f"seed {seed}: non-finite training loss at epoch {trainer.current_epoch}")
-    entry = _finalise(cfg, data, module, trainer, callbacks, seed, ck, job_dir, time.perf_counter() - t0)
-    tracker.log(
-        {f"seed{seed}/final/{k}": getattr(entry, k) for k in ("train_loss", "train_acc", "test_loss", "test_acc")}
-    )
+        who = f"seed {run.seed}" if name == f"seed{run.seed}" else name
+        raise Diverged(f"{who}: non-finite training loss at epoch {trainer.current_epoch}")
+    entry = _finalise(cfg, data, module, trainer, callbacks, run, job_dir, time.perf_counter() - t0)
+    tracker.log({f"{name}/final/{k}": getattr(entry, k) for k in ("train_loss", "train_acc", "test_loss", "test_acc")})
     return module.model, entry
 
 
@@ -375,10 +433,16 @@ def train_and_analyse(config: dict[str, Any], job_dir: Path, tracker: Tracker, r
     result.timing_s["data"], t0 = time.perf_counter() - t0, time.perf_counter()
     from landscape_sweep.pipeline.parallel import train_endpoints  # endpoints.parallel: none | processes | vmap
 
-    trained = train_endpoints(config, data, job_dir, tracker, ad)
+    spawned = None
+    if config["endpoints"].get("mode", "independent") == "spawn":  # the parent, then the children of each k
+        spawned = spawn.train_spawned(config, data, job_dir, tracker, ad)
+        trained = spawned[max(spawned)]  # the last spawn epoch's children are the cell's endpoints
+    else:
+        trained = train_endpoints(config, data, job_dir, tracker, ad)
     models = [m for m, _ in trained]
     result.endpoints = [e for _, e in trained]
     result.cell = cell_info(config, data, models[0])
     result.timing_s["train"] = time.perf_counter() - t0
     tracker.summary_of(result)
-    return analyse(config, data, models, result, ad)
+    result = analyse(config, data, models, result, ad)
+    return result if spawned is None else spawn.finish(result, spawned, ad, config)

@@ -278,14 +278,54 @@ def _validate_landscape(land: Mapping, *, max_epochs: int) -> None:
     check_positive("landscape.surface.span", surf.get("span"))
 
 
-def _validate_endpoints(endpoints: Mapping) -> None:
-    _check_keys(endpoints, {"seeds", "parallel"}, "endpoints")
+ENDPOINT_KEYS = {"seeds", "data_seeds", "mode", "spawn_epochs", "parent_seed", "parallel"}
+ENDPOINT_MODES = ("independent", "spawn")
+# `endpoints` keys added after schema 2 with the value that means "as before": left out of a cell's identity at that
+# value (and the spawn-only ones in independent mode), so completed cells of older configs keep their hash
+ENDPOINT_DEFAULTS = {"mode": "independent", "data_seeds": None, "spawn_epochs": [], "parent_seed": 0}
+SPAWN_ONLY = ("spawn_epochs", "parent_seed")
+
+
+def data_seeds(endpoints: Mapping[str, Any]) -> list[int]:
+    """The data-order/augmentation seed of each endpoint (`endpoints.data_seeds`; null: `endpoints.seeds`)."""
+    return list(endpoints.get("data_seeds") or endpoints["seeds"])
+
+
+def _validate_endpoints(endpoints: Mapping, *, max_epochs: int) -> None:
+    _check_keys(endpoints, ENDPOINT_KEYS, "endpoints")
     seeds = endpoints.get("seeds")
     if not isinstance(seeds, (list, tuple)) or not seeds or not all(is_int(s) for s in seeds):
         fail("endpoints.seeds", seeds, "must be a non-empty list of integers, e.g. [0, 1]")
-    if len(set(seeds)) != len(seeds):
-        fail("endpoints.seeds", list(seeds), "must not contain duplicates")
+    ds = endpoints.get("data_seeds")
+    if ds is not None and (not isinstance(ds, (list, tuple)) or len(ds) != len(seeds) or not all(map(is_int, ds))):
+        fail("endpoints.data_seeds", ds, f"must be null (= endpoints.seeds) or {len(seeds)} integers, one per seed")
+    mode = check_choice("endpoints.mode", endpoints.get("mode", "independent"), ENDPOINT_MODES)
     check_choice("endpoints.parallel", endpoints.get("parallel", "none"), PARALLEL_MODES)
+    spawn = endpoints.get("spawn_epochs") or []
+    if mode == "independent":
+        if len(set(zip(seeds, data_seeds(endpoints)))) != len(seeds):
+            fail(
+                "endpoints.seeds",
+                list(seeds),
+                "must not contain duplicates (unless endpoints.data_seeds tell them apart)",
+            )
+        if spawn:
+            fail("endpoints.spawn_epochs", list(spawn), "only with endpoints.mode=spawn")
+        return
+    if len(seeds) < 2:
+        fail("endpoints.seeds", list(seeds), "spawn mode needs >= 2 children (one per seed) to measure a barrier")
+    if len(set(data_seeds(endpoints))) != len(seeds):
+        fail("endpoints.data_seeds", data_seeds(endpoints), "spawn mode needs a different data seed per child")
+    if not isinstance(spawn, (list, tuple)) or not spawn or not all(is_int(k) and 0 <= k < max_epochs for k in spawn):
+        fail("endpoints.spawn_epochs", spawn, f"must be a non-empty list of epochs in 0..{max_epochs - 1} "
+             "(< trainer.max_epochs; 0 = the parent's initialisation)")  # fmt: skip
+    if len(set(spawn)) != len(spawn):
+        fail("endpoints.spawn_epochs", list(spawn), "must not contain duplicates")
+    if not is_int(endpoints.get("parent_seed", 0)):
+        fail("endpoints.parent_seed", endpoints.get("parent_seed"), "must be an integer")
+    parallel = endpoints.get("parallel", "none")
+    if parallel != "none":
+        fail("endpoints.parallel", parallel, "must be none with endpoints.mode=spawn (children train one by one)")
 
 
 def _validate_parallel(c: Mapping[str, Any]) -> None:
@@ -293,6 +333,8 @@ def _validate_parallel(c: Mapping[str, Any]) -> None:
     it does not implement (docs/architecture.md)."""
     if (c.get("endpoints") or {}).get("parallel", "none") != "vmap":
         return
+    if (c.get("endpoints") or {}).get("data_seeds") is not None:
+        fail("endpoints.data_seeds", c["endpoints"]["data_seeds"], "must be null with endpoints.parallel=vmap")
     trainer = c["trainer"]
     precision = str(trainer.get("precision", "32-true"))
     if precision not in ("32", "32-true"):
@@ -333,7 +375,8 @@ def _validate(c: dict[str, Any]) -> None:
     _check_keys(c, TOP_KEYS, "")
     if not is_int(c.get("seed")):
         fail("seed", c.get("seed"), "must be an integer")
-    _validate_endpoints(c.get("endpoints") or {})
+    check_int("trainer.max_epochs", c["trainer"].get("max_epochs"))
+    _validate_endpoints(c.get("endpoints") or {}, max_epochs=c["trainer"]["max_epochs"])
     _check_keys(c["model"], MODEL_KEYS, "model")
     m = c["model"]
     validate_model_args(m.get("arch"), m.get("depth"), m.get("width"), m.get("norm"), m.get("activation"))
@@ -397,6 +440,12 @@ def config_hash(resolved: Mapping[str, Any], *, training_only: bool = False) -> 
     c = json.loads(json.dumps(resolved, default=str))
     for key in RUN_ONLY + (ANALYSIS_ONLY if training_only else ()):
         _drop(c, key)
+    endpoints = c.get("endpoints")
+    if isinstance(endpoints, dict):  # keys at their "as before" value are not part of the identity
+        independent = endpoints.get("mode", "independent") == "independent"
+        for key, default in ENDPOINT_DEFAULTS.items():
+            if key in endpoints and (endpoints[key] == default or (independent and key in SPAWN_ONLY)):
+                del endpoints[key]
     return _digest(c)
 
 

@@ -49,28 +49,25 @@ def train_endpoints(
     """Every endpoint of the cell (model, record), in seed order, trained as `endpoints.parallel` says."""
     from landscape_sweep.pipeline import cell
 
-    seeds, mode = list(config["endpoints"]["seeds"]), parallel_mode(config)
+    runs, mode = cell.independent_runs(config, job_dir), parallel_mode(config)
     if mode == "vmap":
         from landscape_sweep.pipeline.ensemble_fit import train_ensemble
 
         return train_ensemble(config, data, job_dir, tracker, ad)
     if mode == "processes":
-        train_in_workers(config, data, job_dir, tracker, unfinished(config, job_dir, seeds))
-    return [cell.train_endpoint(config, data, seed, job_dir, tracker, ad) for seed in seeds]
+        train_in_workers(config, data, job_dir, tracker, unfinished(config, runs))
+    return [cell.train_endpoint(config, data, run, job_dir, tracker, ad) for run in runs]
 
 
-def unfinished(config: dict[str, Any], job_dir: Path, seeds: list[int]) -> list[int]:
-    """Seeds without a finished endpoint (`final.json` of this training config beside a `final.pt`)."""
-    from landscape_sweep.pipeline.cell import endpoint_dir
-
+def unfinished(config: dict[str, Any], runs: list[Any]) -> list[Any]:
+    """Runs (`cell.Run`) without a finished endpoint (`final.json` of this training config beside a `final.pt`)."""
     train_hash = config_hash(config, training_only=True)
 
-    def done(seed: int) -> bool:
-        ck = endpoint_dir(job_dir, seed)
+    def done(ck: Path) -> bool:
         meta = read_json(ck / "final.json")
         return bool(meta and meta.get("train_hash") == train_hash and (ck / "final.pt").is_file())
 
-    return [s for s in seeds if not done(s)]
+    return [r for r in runs if not done(r.ck)]
 
 
 # --- processes --------------------------------------------------------------------------------------------------
@@ -115,7 +112,7 @@ class RecordingTracker:
         return {"metrics": self.logger.calls, "logged": self.logged}
 
 
-def replay(tracker: Tracker, seed: int, record: dict[str, Any]) -> None:
+def replay(tracker: Tracker, seed: int | str, record: dict[str, Any]) -> None:
     """Send what a worker recorded for `seed` to the cell's tracker, as `none` would have logged it."""
     if record["metrics"]:
         logger = tracker.lightning_logger(seed)
@@ -171,25 +168,27 @@ def _rebuild(blob: bytes | None, name: str, message: str) -> BaseException:
     return type(name, (RuntimeError,), {})(message)
 
 
-def _train_one(seed: int) -> tuple[dict[str, Any], tuple | None]:
-    """Train `seed`'s endpoint in a worker; returns what it logged and its exception (None: finished)."""
+def _train_one(run: Any) -> tuple[dict[str, Any], tuple | None]:
+    """Train a run's (`cell.Run`) endpoint in a worker; returns what it logged and its exception (None: finished)."""
     from landscape_sweep.pipeline.cell import train_endpoint
 
     w = _WORKER
-    tracker = RecordingTracker(w["config"]["logger"]["name"], seed)
+    tracker = RecordingTracker(w["config"]["logger"]["name"], run.seed)
     try:
-        train_endpoint(w["config"], w["data"], seed, w["job_dir"], tracker, w["ad"])  # type: ignore[arg-type]
+        train_endpoint(w["config"], w["data"], run, w["job_dir"], tracker, w["ad"])  # type: ignore[arg-type]
         return tracker.record(), None
     except Exception as e:
         return tracker.record(), _portable(e)
 
 
 def train_in_workers(
-    config: dict[str, Any], data: DataBundle, job_dir: Path, tracker: Tracker, seeds: list[int]
+    config: dict[str, Any], data: DataBundle, job_dir: Path, tracker: Tracker, runs: list[Any]
 ) -> None:
-    """Train the endpoints of `seeds` in worker processes (their final.pt written); re-raise the first failure."""
-    if not seeds:
+    """Train the endpoints of `runs` (`cell.Run`) in worker processes (their final.pt written); re-raise the first
+    failure."""
+    if not runs:
         return
+    seeds = [r.seed for r in runs]
     device = data.train[0].device
     ctx = multiprocessing.get_context(start_method(device))
     n = worker_count(len(seeds))
@@ -197,11 +196,11 @@ def train_in_workers(
     # the OOD sets are only measured by the analysis, in this process
     init = (config, dataclasses.replace(data, ood={}).to(torch.device("cpu")), str(job_dir))
     with ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=init) as pool:
-        futures = [pool.submit(_train_one, seed) for seed in seeds]
+        futures = [pool.submit(_train_one, run) for run in runs]
         outcomes = [f.result() for f in futures]
-    for seed, (record, error) in zip(seeds, outcomes):
-        replay(tracker, seed, record)
+    for run, (record, error) in zip(runs, outcomes):
+        replay(tracker, run.logger_key, record)
         if error is not None:
             blob, name, message, tb = error
-            log.info("seed %d failed in its worker:\n%s", seed, tb)
+            log.info("%s failed in its worker:\n%s", run.name, tb)
             raise _rebuild(blob, name, message)

@@ -29,9 +29,11 @@ ENDPOINT_NAMES = {
 
 def wandb_name(measure: str) -> str:
     """W&B summary name of a `cell_stats` measure: `test/acc`, `gen_gap`, `sharpness/…`, `landscape/<method>/…`,
-    and as they are `ood/<name>/…` and `ood_gap`."""
-    if measure.startswith("ood/") or measure == "ood_gap":
+    and as they are `ood/<name>/…`, `ood_gap` and `instability/<k>/…`; `stable_epoch` as `instability/stable_epoch`."""
+    if measure.startswith(("ood/", "instability/")) or measure == "ood_gap":
         return measure
+    if measure == "stable_epoch":
+        return "instability/stable_epoch"
     if "/" in measure:
         return f"landscape/{measure}"
     if measure in ENDPOINT_NAMES:
@@ -108,12 +110,14 @@ class Tracker:
                 self.close()
                 raise
 
-    def lightning_logger(self, seed: int) -> Logger | bool:
-        """The Lightning logger of one endpoint (False: none)."""
+    def lightning_logger(self, seed: int | str) -> Logger | bool:
+        """The Lightning logger of one endpoint (False: none); `seed`: its seed or its run's name (a str)."""
         if self.kind == "wandb":
             return WandbLogger(experiment=self.run)
         if self.kind == "csv":
-            return CSVLogger(save_dir=str(self.job_dir), name="csv", version=f"seed{seed}")
+            return CSVLogger(
+                save_dir=str(self.job_dir), name="csv", version=seed if isinstance(seed, str) else f"seed{seed}"
+            )
         return False
 
     def log(self, metrics: dict[str, Any]) -> None:

@@ -52,12 +52,17 @@ class EpochLines(ProgressBar):
             print(self.line(trainer), file=self.stream or sys.stderr, flush=True)
 
 
-def progress_callbacks(trainer_cfg: Mapping[str, Any], seed: int, stream: TextIO | None = None) -> list[pl.Callback]:
+def progress_callbacks(
+    trainer_cfg: Mapping[str, Any], seed: int, stream: TextIO | None = None, name: str | None = None
+) -> list[pl.Callback]:
     """The progress display of the endpoint of `seed`: [] (progress off, or a terminal: Lightning's own TQDM bar)
-    or [EpochLines] (non-interactive output: logs, pipes, SLURM)."""
+    or [EpochLines] (non-interactive output: logs, pipes, SLURM). `name`: the run's label and metric prefix
+    (default `seed<seed>`; e.g. `spawn4/seed1` for a spawned child)."""
     if not trainer_cfg.get("enable_progress_bar", True):
         return []
     out = stream or sys.stderr
     if out.isatty():
         return []
+    if name is not None:
+        return [EpochLines(name, prefix=f"{name}/", stream=stream)]
     return [EpochLines(f"seed {seed}", prefix=f"seed{seed}/", stream=stream)]

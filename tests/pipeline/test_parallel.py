@@ -129,10 +129,10 @@ def test_divergence_and_failure_are_reported_as_in_none(compose_cfg, tmp_path, m
     ):  # the patch reaches a forked worker
         finalise = cell._finalise
 
-        def failing(cfg, data, module, trainer, callbacks, seed, *args):
-            if seed == 1:
-                raise OSError(f"disk full at seed {seed}")
-            return finalise(cfg, data, module, trainer, callbacks, seed, *args)
+        def failing(cfg, data, module, trainer, callbacks, run, *args):
+            if run.seed == 1:
+                raise OSError(f"disk full at seed {run.seed}")
+            return finalise(cfg, data, module, trainer, callbacks, run, *args)
 
         monkeypatch.setattr(cell, "_finalise", failing)
         assert status([], "processes", "p2") == status([], "none", "n2") == ("failed", "OSError: disk full at seed 1")

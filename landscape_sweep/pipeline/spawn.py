@@ -1,0 +1,182 @@
+"""Instability analysis (`endpoints.mode=spawn`; Frankle et al. 2020, "Linear Mode Connectivity and the Lottery
+Ticket Hypothesis").
+
+One parent is trained from `endpoints.parent_seed` (initialisation and data order) up to the largest spawn epoch;
+its full training state at the end of each spawn epoch k (weights, optimizer state incl. momentum and SAM/SWA
+state, LR-schedule position, epoch counter) is kept as `checkpoints/parent/epoch<k>.ckpt`. At each k one child per
+`endpoints.seeds` entry continues from that state to `trainer.max_epochs` with its own data order and augmentation
+(`endpoints.data_seeds`, null: the seeds); k = 0 is the parent's initialisation (same init, different data order).
+The children of k live in `checkpoints/spawn<k>/seed<s>/` and resume and are reused like independent endpoints; a
+finished parent (every `epoch<k>.ckpt` of its training config present) is never retrained.
+
+Analysis: the linear path (BatchNorm statistics recomputed along it) between every pair of children of every k
+gives `instability` (one record per k: the pairs' barriers and their summaries over pairs, and whether the cell
+is stable there); the children of the largest k are the cell's `endpoints` and get the full analysis (every
+`landscape.connectivity.methods`, sharpness), so the rest of the report reads a spawn cell like any other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from landscape_sweep.data import DataBundle
+from landscape_sweep.pipeline import measures
+from landscape_sweep.pipeline.config import config_hash, data_seeds
+from landscape_sweep.pipeline.tracking import Tracker
+from landscape_sweep.results import (
+    INSTABILITY_MEASURES,
+    STABLE_MEASURE,
+    STABLE_THRESHOLD,
+    Endpoint,
+    PathEntry,
+    summarize,
+)
+
+log = logging.getLogger(__name__)
+
+PAIR_FIELDS = ("pair", *INSTABILITY_MEASURES, "endpoint_distance")
+
+
+def spawn_epochs(cfg: dict[str, Any]) -> list[int]:
+    return sorted(cfg["endpoints"]["spawn_epochs"])
+
+
+def parent_run(cfg: dict[str, Any], job_dir: Path):
+    """The parent's run: init and data seed `endpoints.parent_seed`, in `checkpoints/parent`."""
+    from landscape_sweep.pipeline.cell import Run
+
+    seed = cfg["endpoints"].get("parent_seed", 0)
+    return Run(seed, seed, seed, job_dir / "checkpoints" / "parent", label="parent")
+
+
+def child_runs(cfg: dict[str, Any], job_dir: Path, k: int) -> list[Any]:
+    """The children of spawn epoch k: the parent's init, data seed `data_seeds[i]`, started from `epoch<k>.ckpt`."""
+    from landscape_sweep.pipeline.cell import Run, endpoint_dir
+
+    parent = parent_run(cfg, job_dir)
+    start = parent.ck / f"epoch{k}.ckpt" if k > 0 else None
+    return [
+        Run(s, parent.init_seed, d, endpoint_dir(job_dir, s, d, spawn=k), start=start, spawn_epoch=k)
+        for s, d in zip(cfg["endpoints"]["seeds"], data_seeds(cfg["endpoints"]))
+    ]
+
+
+def train_parent(cfg: dict[str, Any], data: DataBundle, job_dir: Path, tracker: Tracker, ad: Any) -> None:
+    """Train the parent to the largest spawn epoch, keeping `epoch<k>.ckpt` at each k > 0 (nothing for k = 0 only);
+    a parent whose checkpoints are all there is reused, an interrupted one resumes from its `last.ckpt`."""
+    from landscape_sweep.pipeline import cell
+
+    last = max(spawn_epochs(cfg))
+    if last == 0:
+        return
+    run, train_hash = parent_run(cfg, job_dir), config_hash(cfg, training_only=True)
+    cell.stamp(run.ck, train_hash)
+    if all((run.ck / f"epoch{k}.ckpt").is_file() for k in spawn_epochs(cfg) if k > 0):
+        log.info("reusing the parent's checkpoints in %s", run.ck)
+        return
+    resume = cell._resume_point(run.ck, train_hash, last)
+    module, train, val, callbacks = cell._build(cfg, data, run, ad, stop=False, keep=spawn_epochs(cfg))
+    short = {**cfg, "trainer": {**cfg["trainer"], "max_epochs": last}}  # the schedule still spans max_epochs
+    trainer = cell._trainer(short, callbacks, tracker.lightning_logger(run.name), job_dir, val is not None)
+    log.info("parent: %s to epoch %d in %s", "resuming" if resume else "training", last, run.ck)
+    trainer.fit(module, train_dataloaders=cell.EpochAsBatch(train), val_dataloaders=val, ckpt_path=resume)
+    if module.diverged:
+        raise cell.Diverged(f"parent: non-finite training loss at epoch {trainer.current_epoch}")
+    missing = [k for k in spawn_epochs(cfg) if k > 0 and not (run.ck / f"epoch{k}.ckpt").is_file()]
+    if missing:
+        raise RuntimeError(f"parent: no checkpoint of spawn epochs {missing} after training")
+
+
+def train_spawned(
+    cfg: dict[str, Any], data: DataBundle, job_dir: Path, tracker: Tracker, ad: Any
+) -> dict[int, list[tuple[nn.Module, Endpoint]]]:
+    """The parent, then the children of every spawn epoch (model, record) in seed order, by spawn epoch."""
+    from landscape_sweep.pipeline.cell import train_endpoint
+
+    train_parent(cfg, data, job_dir, tracker, ad)
+    return {
+        k: [train_endpoint(cfg, data, run, job_dir, tracker, ad) for run in child_runs(cfg, job_dir, k)]
+        for k in spawn_epochs(cfg)
+    }
+
+
+def load_spawned(cfg: dict[str, Any], data: DataBundle, job_dir: Path) -> dict[int, list[tuple[nn.Module, Endpoint]]]:
+    """The finished children of every spawn epoch (re-analysis); FileNotFoundError naming the first one missing."""
+    from landscape_sweep.pipeline.cell import _reuse_finished
+
+    train_hash, out = config_hash(cfg, training_only=True), {}
+    for k in spawn_epochs(cfg):
+        out[k] = []
+        for run in child_runs(cfg, job_dir, k):
+            found = _reuse_finished(cfg, data, run.ck, train_hash)
+            if found is None:
+                raise FileNotFoundError(f"{run.ck / 'final.pt'}: no finished child of this training config")
+            out[k].append(found)
+    return out
+
+
+def linear_only(landscape: dict[str, Any]) -> dict[str, Any]:
+    """The analysis settings of the instability paths: the linear path only, no sharpness along it, no surfaces."""
+    conn = {**landscape["connectivity"], "methods": ["linear"], "sharpness_points": []}
+    return {**landscape, "connectivity": conn, "surface": {**landscape["surface"], "enabled": False}}
+
+
+def _summary(values: list[Any]) -> dict[str, Any]:
+    s = summarize(values)
+    return {"mean": s.mean, "std": s.std, "stderr": s.stderr, "n": s.n}
+
+
+def instability_record(k: int, endpoints: list[Endpoint], paths: list[PathEntry]) -> dict[str, Any]:
+    """One spawn epoch's record: children, pairs (barriers of the linear path), summaries over pairs, `stable`."""
+    pairs = [{f: getattr(p, f) for f in PAIR_FIELDS} for p in paths if p.method == "linear"]
+    rec: dict[str, Any] = {
+        "spawn_epoch": k,
+        "children": [e.seed for e in endpoints],
+        "data_seeds": [e.data_seed for e in endpoints],
+        "pairs": pairs,
+        **{m: _summary([p[m] for p in pairs]) for m in INSTABILITY_MEASURES},
+        "test_acc": _summary([e.test_acc for e in endpoints]),
+    }
+    stat = rec[STABLE_MEASURE]
+    rec["stable"] = bool(stat["n"] > 0 and stat["mean"] < STABLE_THRESHOLD)
+    return rec
+
+
+def instability(
+    trained: dict[int, list[tuple[nn.Module, Endpoint]]],
+    ad: measures.AnalysisData,
+    landscape: dict[str, Any],
+    seed: int,
+    known: dict[int, list[PathEntry]] | None = None,
+) -> tuple[list[dict[str, Any]], int | None]:
+    """The `instability` records (one per spawn epoch, in order) and the stable epoch (earliest stable k, None if
+    none). `known`: linear paths already measured, by k (the full analysis of the last k's children)."""
+    records = []
+    for k, pairs in trained.items():
+        t0 = time.perf_counter()
+        paths = (known or {}).get(k) or []
+        if not any(p.method == "linear" for p in paths):
+            models = [m for m, _ in pairs]
+            paths = []
+            for i, j in itertools.combinations(range(len(models)), 2):
+                paths += measures.pair_paths(models[i], models[j], (i, j), ad, linear_only(landscape), seed)
+        records.append(instability_record(k, [e for _, e in pairs], paths))
+        log.info("spawn epoch %d: instability in %.1fs", k, time.perf_counter() - t0)
+    stable = next((r["spawn_epoch"] for r in records if r["stable"]), None)
+    return records, stable
+
+
+def finish(result: Any, trained: dict[int, list[tuple[nn.Module, Endpoint]]], ad: Any, cfg: dict[str, Any]) -> Any:
+    """`result` (analysed: its endpoints are the last k's children) with `instability` and `stable_epoch`."""
+    t0 = time.perf_counter()
+    last = max(trained)
+    records, stable = instability(trained, ad, cfg["landscape"], cfg["seed"], {last: result.connectivity})
+    times = {**result.timing_s, "analysis": result.timing_s.get("analysis", 0.0) + time.perf_counter() - t0}
+    return dataclasses.replace(result, instability=records, stable_epoch=stable, timing_s=times)
