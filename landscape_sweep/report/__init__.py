@@ -23,6 +23,7 @@ import pandas as pd
 from landscape_sweep.files import atomic_write_text
 from landscape_sweep.report import facets as fc
 from landscape_sweep.report.correlation import TAU_NAME, correlation_table, granulated_tau, kendall
+from landscape_sweep.report.instability import instability_figure
 from landscape_sweep.report.markdown import INLINE_MAX, figure_index, render_report
 from landscape_sweep.report.plots import Drawn, barrier_vs_params, curves_pages, heatmap
 from landscape_sweep.report.quality import quality_warnings
@@ -222,6 +223,7 @@ def build_report(
                 view, m, lab, a, figdir / f"trend_{a}_{s}.png", f
             )
     jobs["flat_vs_path"] = lambda: flat_vs_path(view.table, micro, figdir / "flat_vs_path.png")
+    jobs["instability"] = lambda: instability_figure(view, figdir / "instability.png")  # spawn cells only
     jobs["curves"] = lambda: curves_pages(results, view, figdir / "curves", methods)
     jobs["surfaces"] = lambda: surfaces_figure(results, view, figdir)
     heavy_first = sorted(jobs, key=lambda n: not n.startswith(("curves", "surfaces", "trend")))  # balances workers

@@ -10,6 +10,7 @@ import pandas as pd
 
 from landscape_sweep.report import facets as fc
 from landscape_sweep.report.correlation import HYPERPARAMETERS
+from landscape_sweep.report.instability import stable_section
 from landscape_sweep.report.plots import Drawn
 
 MAX_ROWS = 100  # longer tables in report.md are cut (the CSV files have every row)
@@ -43,6 +44,8 @@ finite values over endpoints (metrics, sharpness) or endpoint pairs (paths); std
 | `ood/<set>/acc`, `…/loss`, `…/gap` | accuracy, loss on each OOD set (`data.ood`); test acc − its acc; over endpoints |
 | `ood_gap` | test acc − the mean accuracy over the OOD sets, over endpoints |
 | `<method>/ood/<set>/loss_barrier`, `…/error_barrier` | the path's barriers on an OOD set, over pairs |
+| `instability/<k>/<barrier>` | spawn cells: a linear-path barrier between children of spawn epoch k, over pairs |
+| `stable_epoch` | spawn cells: earliest k whose mean test error barrier (vs the children's mean) is < 2 % (n=1) |
 | `<measure>/width_b`, `…/width_b_stderr` | exponent b (± stderr) of `a·w^-b + c` fitted to the cell's group |
 | `<measure>/width_plateau`, `…/depth_plateau` | the group's plateau along width / depth (`> x`: still improving) |
 | `data_time_s`, `train_time_s`, `analysis_time_s`, `total_time_s` | wall time of the cell |
@@ -272,6 +275,7 @@ def render_report(
         "## Trends with width\n\n" + trends_section(trends, "width"),
         "## Trends with depth\n\n" + trends_section(trends, "depth"),
         "## Flat minima vs path geometry\n\n" + flat_section(flat_tau),
+        *(["## Instability (spawned children)\n\n" + s] if (s := stable_section(table)) else []),
         "## Landscape measures vs generalization\n\n" + tau_section(tau, targets),
         "## Failed, diverged, missing and invalid cells\n\n" + problems_section(table),
         "## Figures\n\n" + figures_section(root, figures),
