@@ -23,7 +23,7 @@ SCHEMA = 2
 RESULTS_NAME = "results.json"
 
 # --- names of the measures -------------------------------------------------------------------------------------
-PATH_METHODS = ("linear", "linear_aligned", "bezier", "polychain")
+PATH_METHODS = ("linear", "linear_aligned", "linear_aligned_repair", "bezier", "polychain")
 CURVE_METHODS = ("bezier", "polychain")
 # sharpness kind (config `landscape.sharpness.kinds`) -> key in an endpoint's `sharpness`
 SHARPNESS_KINDS = {
@@ -159,6 +159,7 @@ class PathEntry(_Record):
     fit: dict[str, Any] | None = None  # fitted curves: epochs, final_loss, converged, history
     plane_surface: dict[str, Any] | None = None
     ood: dict[str, dict[str, Any]] | None = None  # {name: {loss, acc (per t), loss_barrier, error_barrier}}
+    repair: dict[str, Any] | None = None  # linear_aligned_repair: layers, units, stats_samples, std_ratio per t
     time_s: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -259,7 +260,8 @@ _SHARPNESS = {"hessian_top_eigs": "nums"} | dict.fromkeys(
     ("hessian_trace", "analysis_size", *SHARPNESS_KINDS.values()), "num"
 )
 _PATH = (
-    {"pair": "nums", "method": "str", "fit": "dict?", "sharpness_along_path": "dict?", "ood": "dict?"}
+    {"pair": "nums", "method": "str", "sharpness_along_path": "dict?"}
+    | dict.fromkeys(("fit", "ood", "repair"), "dict?")
     | dict.fromkeys(("t", "train_loss", "train_acc", "test_loss", "test_acc"), "nums")
     | dict.fromkeys((*(m for m in PATH_MEASURES if not m.startswith("max_")), "time_s"), "num")
 )

@@ -8,7 +8,8 @@ Every function returns new values (never mutates an endpoint or a results record
 - `endpoint_measures`: every sharpness measure of a trained endpoint, its loss surface (if asked), its loss and
   accuracy on each out-of-distribution set (`data.ood`) and its trajectory closed by the final point.
 - `pair_paths`: every configured path between two endpoints, evaluated on train, test and the OOD sets with BN
-  recomputed (one pass per point over each set, the statistics shared).
+  recomputed (one pass per point over each set, the statistics shared); REPAIR's unit statistics come from the
+  probe subset (at most `REPAIR_SAMPLES` of it).
 """
 
 from __future__ import annotations
@@ -38,9 +39,12 @@ from landscape_sweep.landscape import (
     sharpness,
 )
 from landscape_sweep.landscape._core import num_samples, preserved
+from landscape_sweep.landscape.repair import RepairedPath
 from landscape_sweep.results import SHARPNESS_KINDS, Endpoint, PathEntry
 
 log = logging.getLogger(__name__)
+# REPAIR's unit statistics: the first samples of the (seeded, shuffled) probe subset, held as one batch
+REPAIR_SAMPLES = 2000
 
 
 @dataclass
@@ -182,11 +186,15 @@ def endpoint_measures(
 
 
 def fit_path(a: nn.Module, b: nn.Module, method: str, ad: AnalysisData, conn: dict[str, Any], seed: int) -> Any:
-    """The path object of `method`: a model pair for straight segments, a fitted `Curve` otherwise."""
+    """The path object of `method`: a model pair for straight segments, a `RepairedPath` for REPAIR (its unit
+    statistics measured on the first `REPAIR_SAMPLES` of the probe subset), a fitted `Curve` otherwise."""
     if method == "linear":
         return a, b
     if method == "linear_aligned":
         return a, align(a, b, seed=seed)
+    if method == "linear_aligned_repair":
+        stats = ad.probe.x[:REPAIR_SAMPLES], ad.probe.y[:REPAIR_SAMPLES]
+        return RepairedPath(a, align(a, b, seed=seed), stats)
     cc = conn["curve"]
     return fit_curve(
         a, b, ad.curve_train, kind=method, num_bends=cc["num_bends"], max_epochs=cc["max_epochs"], tol=cc["tol"],
@@ -208,13 +216,18 @@ def pair_paths(
     a: nn.Module, b: nn.Module, pair: tuple[int, int], ad: AnalysisData, landscape: dict[str, Any], seed: int
 ) -> list[PathEntry]:
     """Every configured path between two endpoints (see the module docstring)."""
-    conn, out = landscape["connectivity"], []
+    conn, out, done = landscape["connectivity"], [], {}
     for method in conn["methods"]:
         t0 = time.perf_counter()
         path = fit_path(a, b, method, ad, conn, seed)
-        entry = evaluate_path(
+        # REPAIR without corrected units (BatchNorm nets: the BN reset is REPAIR) is the aligned segment: reused
+        same = done.get("linear_aligned") if isinstance(path, RepairedPath) and not path.sites else None
+        entry = dict(same) if same is not None else evaluate_path(
             path, ad.train, ad.test, num_points=conn["num_points"], bn_data=ad.train, ood_data=ad.ood or None
-        )
+        )  # fmt: skip
+        done[method] = entry
+        if isinstance(path, RepairedPath):
+            entry["repair"] = dict(path.info)
         if isinstance(path, Curve):
             entry["fit"] = path.fit
             if landscape["surface"]["enabled"]:  # the plane through both endpoints and the first bend
@@ -226,7 +239,7 @@ def pair_paths(
                     num_points=landscape["surface"]["num_points"],
                     bn_data=ad.train,
                 )
-        if conn["sharpness_points"]:
+        if conn["sharpness_points"] and same is None:
             entry["sharpness_along_path"] = sharpness_along(
                 path, conn["sharpness_points"], ad, landscape["sharpness"], seed
             )

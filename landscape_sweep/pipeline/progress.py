@@ -21,7 +21,8 @@ from typing import Any
 from landscape_sweep.results import CellResult, cell_stats, read_results, results_path
 
 PROGRESS_DIR = ".progress"
-BARRIER_METHODS = ("linear", "linear_aligned", "bezier", "polychain")  # the first present is shown
+# the first present is shown
+BARRIER_METHODS = ("linear", "linear_aligned", "linear_aligned_repair", "bezier", "polychain")
 
 
 def sweep_cells(params: dict[str, Any], overrides: Sequence[str]) -> list[list[str]] | None:

@@ -34,6 +34,7 @@ finite values over endpoints (metrics, sharpness) or endpoint pairs (paths); std
 | `gen_gap` | generalization gap `train_acc − test_acc`, over endpoints |
 | `hessian_top_eig`, `hessian_trace` | top Hessian eigenvalue and Hutchinson trace at each endpoint, over endpoints |
 | `worst_case`, `average_case`, `adaptive_worst_case`, `adaptive_average_case` | sharpness kinds, over endpoints |
+| `<method>` | `linear`, `linear_aligned` (weight matching), `linear_aligned_repair` (REPAIR), `bezier`, `polychain` |
 | `<method>/num_pairs`, `…/unconverged` | pairs with a path of this method; fitted curves that hit their epoch cap |
 | `<method>/loss_barrier`, `…/error_barrier` | train loss / error barrier of the path (vs the chord), over pairs |
 | `<method>/test_loss_barrier`, `…/test_error_barrier` | the same on the test split |

@@ -1,4 +1,5 @@
-"""The thorough preset in one in-process cell: spectra, PolyChain, loss surfaces around endpoints and curve planes."""
+"""The thorough preset in one in-process cell: spectra, PolyChain, REPAIR, loss surfaces around endpoints and curve
+planes."""
 
 from __future__ import annotations
 
@@ -39,11 +40,13 @@ def test_thorough_preset_adds_spectrum_polychain_and_surfaces(compose_cfg, tmp_p
         centre = surf["loss"][2][2]  # the unperturbed model, BN recomputed on the training data
         assert math.isfinite(centre) and centre == pytest.approx(min(min(row) for row in surf["loss"]), abs=0.5)
     methods = [c.method for c in r.connectivity]
-    assert methods == ["linear", "linear_aligned", "bezier", "polychain"]
+    assert methods == ["linear", "linear_aligned", "linear_aligned_repair", "bezier", "polychain"]
     for c in r.connectivity:
         assert (c.plane_surface is not None) == (c.method in ("bezier", "polychain"))
         assert len(c.sharpness_along_path["t"]) == 3
-    plane = r.connectivity[2].plane_surface
+    aligned, repaired = r.connectivity[1:3]  # BatchNorm: REPAIR is the BN reset, the aligned path's numbers
+    assert repaired.repair["layers"] == 0 and repaired.train_loss == aligned.train_loss
+    plane = r.connectivity[3].plane_surface
     assert len(plane["models_xy"]) == 3 and len(plane["loss"]) == 5
     # the cell draws its surfaces (contours of every endpoint surface and curve plane) beside results.json
     assert (tmp_path / "job" / "surfaces.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
