@@ -103,6 +103,8 @@ def test_a_repaired_path_is_evaluated_like_any_other():
     assert out["path_curvature"] > 0 and out["arc_chord_ratio"] > 1  # the repaired points leave the segment
     assert out["endpoint_distance"] == pytest.approx(float((path.theta_b - path.theta_a).norm()), rel=1e-5)
     assert set(out["ood"]) == {"shift"}
+    vmapped = evaluate_path(path, DATA, DATA[:1], num_points=5, vectorize=True)  # the accelerator default
+    assert vmapped["train_loss"] == pytest.approx(out["train_loss"], rel=1e-5)
 
 
 def test_repair_lowers_the_aligned_error_barrier_of_trained_mlps_on_mnist1d(data_dir):
