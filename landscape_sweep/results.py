@@ -34,6 +34,10 @@ SHARPNESS_KINDS = {
 }
 ENDPOINT_METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "gen_gap")
 SHARPNESS_MEASURES = ("hessian_top_eig", "hessian_trace", *SHARPNESS_KINDS.values())
+# per-block curvature (`landscape.sharpness.per_block`): per endpoint `block/<block>/<measure>` for each block of the
+# model, and the depth-comparable `block/<summary>` (`landscape.blocks.concentration`)
+BLOCK_MEASURES = {"hessian_top_eig": "top_eig", "hessian_trace": "trace"}  # measure -> key of a block record
+BLOCK_SUMMARIES = ("first_trace_fraction", "last_trace_fraction", "sharpest_position")
 BARRIER_MEASURES = ("loss_barrier", "error_barrier", "test_loss_barrier", "test_error_barrier")
 PATH_MEASURES = (
     *BARRIER_MEASURES,
@@ -124,6 +128,12 @@ class Endpoint(_Record):
             set_name, _, key = name[4:].rpartition("/")
             values = self.ood.get(set_name) or {}
             return _diff(self.test_acc, values.get("acc")) if key == "gap" else values.get(key)
+        if name.startswith("block/"):
+            block, _, key = name[6:].rpartition("/")
+            if not block:
+                return (self.sharpness.get("block_concentration") or {}).get(key)
+            rec = next((r for r in self.sharpness.get("blocks") or [] if r.get("name") == block), {})
+            return rec.get(BLOCK_MEASURES.get(key, key))
         if name == "hessian_top_eig":
             eigs = self.sharpness.get("hessian_top_eigs") or []
             return eigs[0] if eigs else None
@@ -155,7 +165,7 @@ class PathEntry(_Record):
     endpoint_distance: float | None = None
     path_curvature: float | None = None
     arc_chord_ratio: float | None = None
-    sharpness_along_path: dict[str, list[float]] | None = None
+    sharpness_along_path: dict[str, Any] | None = None  # t, hessian_top_eig (lists); per_block: blocks
     fit: dict[str, Any] | None = None  # fitted curves: epochs, final_loss, converged, history
     plane_surface: dict[str, Any] | None = None
     ood: dict[str, dict[str, Any]] | None = None  # {name: {loss, acc (per t), loss_barrier, error_barrier}}
@@ -216,6 +226,10 @@ class CellResult(_Record):
         names = [n for e in self.endpoints for n in e.ood] + [n for p in self.connectivity for n in p.ood or {}]
         return list(dict.fromkeys(names))
 
+    def block_names(self) -> list[str]:
+        """Names of the blocks whose curvature was measured (`sharpness.blocks`), in forward order."""
+        return list(dict.fromkeys(r.get("name") for e in self.endpoints for r in e.sharpness.get("blocks") or []))
+
 
 def upgrade(d: dict[str, Any]) -> dict[str, Any]:
     """A results dict of any known schema as the current schema (schema 1: no fit blocks, unlabeled trajectory)."""
@@ -269,6 +283,7 @@ _INSTABILITY = {"spawn_epoch": "int", "children": "list", "pairs": "list"}
 _INSTABILITY_PAIR = {"pair": "nums"} | dict.fromkeys(INSTABILITY_MEASURES, "num")
 _OOD_ENDPOINT = dict.fromkeys(("loss", "acc"), "num")
 _OOD_PATH = dict.fromkeys(("loss", "acc"), "nums") | dict.fromkeys(OOD_PATH_MEASURES, "num")
+_BLOCK = {"name": "str"} | dict.fromkeys(("n_params", *BLOCK_MEASURES.values()), "num")
 
 
 def _check(node: Any, spec: dict[str, str], where: str) -> str | None:
@@ -295,6 +310,11 @@ def _parts(d: dict[str, Any]) -> Iterable[tuple[Any, dict[str, str], str]]:
     for i, e in enumerate(d.get("endpoints", [])):
         yield e, _ENDPOINT, f"endpoints[{i}]"
         yield e.get("sharpness", {}), _SHARPNESS, f"endpoints[{i}].sharpness"
+        blocks = e.get("sharpness", {}).get("blocks")
+        if blocks is not None:
+            yield {"blocks": blocks}, {"blocks": "list"}, f"endpoints[{i}].sharpness"
+            for j, rec in enumerate(blocks):
+                yield rec, _BLOCK, f"endpoints[{i}].sharpness.blocks[{j}]"
         for name, values in (e.get("ood") or {}).items():
             yield values, _OOD_ENDPOINT, f"endpoints[{i}].ood.{name}"
     for i, rec in enumerate(d.get("instability") or []):
@@ -367,6 +387,8 @@ def cell_stats(result: CellResult) -> dict[str, Stat]:
     out: dict[str, Stat] = {}
     ood = result.ood_names()
     endpoint = [*ENDPOINT_METRICS, *SHARPNESS_MEASURES, *(f"ood/{n}/{m}" for n in ood for m in OOD_ENDPOINT_MEASURES)]
+    blocks = result.block_names()
+    endpoint += [f"block/{b}/{m}" for b in blocks for m in BLOCK_MEASURES] + [f"block/{s}" for s in BLOCK_SUMMARIES]
     for name in [*endpoint, "ood_gap"] if ood else endpoint:
         out[name] = summarize(e.measure(name) for e in result.endpoints)
     for method in result.methods():

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from landscape_sweep.results import (
+    BLOCK_MEASURES,
+    BLOCK_SUMMARIES,
     OOD_ENDPOINT_MEASURES,
     OOD_PATH_MEASURES,
     PATH_MEASURES,
@@ -121,3 +123,45 @@ def test_validate_results_names_a_bad_ood_field(where, value, reason):
     d = _ood_cell().to_dict()
     (d["endpoints"][0] if where == "endpoint" else d["connectivity"][0])["ood"] = value
     assert validate_results(d) is not None and validate_results(d).startswith(reason), validate_results(d)
+
+
+def _block_cell() -> CellResult:
+    def blocks(e1, t1, e2, t2):
+        recs = [{"name": "layer1", "n_params": 10, "top_eig": e1, "trace": t1}]
+        recs.append({"name": "head", "n_params": 4, "top_eig": e2, "trace": t2})
+        conc = {"first_trace_fraction": t1 / (t1 + t2), "last_trace_fraction": t2 / (t1 + t2)}
+        return {"blocks": recs, "block_concentration": conc | {"sharpest_position": float(e2 > e1)}}
+
+    ends = [
+        Endpoint(seed=0, sharpness=blocks(1.0, 3.0, 4.0, 1.0)),
+        Endpoint(seed=1, sharpness=blocks(3.0, 1.0, 2.0, 3.0)),
+    ]
+    return CellResult(status="completed", endpoints=ends)
+
+
+def test_block_summaries_over_endpoints(tmp_path):
+    r = _block_cell()
+    assert r.block_names() == ["layer1", "head"]
+    stats = cell_stats(r)
+    assert (stats["block/layer1/hessian_top_eig"].mean, stats["block/layer1/hessian_top_eig"].n) == (2.0, 2)
+    assert stats["block/layer1/hessian_top_eig"].std == pytest.approx(math.sqrt(2))
+    assert stats["block/head/hessian_trace"].mean == 2.0
+    assert stats["block/last_trace_fraction"].mean == pytest.approx((0.25 + 0.75) / 2)
+    assert stats["block/sharpest_position"].mean == 0.5 and stats["block/sharpest_position"].n == 2
+    assert not any(k.startswith("block/") for k in cell_stats(CellResult(endpoints=[Endpoint(seed=0)])))
+    write_results(tmp_path, r)
+    assert read_results(tmp_path) == r and validate_results(r.to_dict()) is None
+    d = r.to_dict()
+    d["endpoints"][1]["sharpness"]["blocks"][1]["trace"] = "big"
+    assert validate_results(d).startswith("endpoints[1].sharpness.blocks[1].trace: must be a number or null, got str")
+    d["endpoints"][1]["sharpness"]["blocks"] = {"head": 1}
+    assert validate_results(d).startswith("endpoints[1].sharpness.blocks: must be a list, got dict")
+
+
+def test_docs_cover_the_block_fields():
+    text = DOC.read_text()
+    documented = set(re.findall(r"`([a-z_/<>]+)`", text))
+    keys = {"blocks", "block_concentration", "name", "n_params", "top_eig", "top_eig_residual", "top_eig_converged"}
+    keys |= {"trace", "trace_stderr", "trace_probes", *BLOCK_SUMMARIES}
+    assert keys <= documented, keys - documented
+    assert {f"block/<block>/{m}" for m in BLOCK_MEASURES} <= documented

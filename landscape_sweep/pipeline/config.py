@@ -229,6 +229,7 @@ SHARPNESS_SETTINGS = {
     "max_iter",
     "trace_probes",
     "spectrum",
+    "per_block",
     "kinds",
     "rho",
     "adaptive_rho",
@@ -261,6 +262,8 @@ def _validate_landscape(land: Mapping, *, max_epochs: int) -> None:
     for key in ("tol", "rho", "adaptive_rho", "average_sigma", "adaptive_average_sigma"):
         check_positive(f"landscape.sharpness.{key}", sharp.get(key))
     check_subset("landscape.sharpness.kinds", sharp.get("kinds"), SHARPNESS_KINDS)
+    if not isinstance(sharp.get("per_block", False), bool):
+        fail("landscape.sharpness.per_block", sharp["per_block"], "must be true or false")
     _check_keys(conn, CONNECTIVITY_KEYS, "landscape.connectivity")
     check_subset("landscape.connectivity.methods", conn.get("methods"), PATH_METHODS)
     check_int("landscape.connectivity.num_points", conn.get("num_points"), low=2)

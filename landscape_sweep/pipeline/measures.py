@@ -5,7 +5,8 @@ Every function returns new values (never mutates an endpoint or a results record
 - `trajectory_point`: top Hessian eigenvalue (with its Lanczos residual), Hutchinson trace ± stderr and the loss
   on the probe subset, labelled with the weights it was measured on (`running` or `swa_average`); the same budget
   and subset at every epoch and at the end, so the points of a trajectory are comparable.
-- `endpoint_measures`: every sharpness measure of a trained endpoint, its loss surface (if asked), its loss and
+- `endpoint_measures`: every sharpness measure of a trained endpoint (with `sharpness.per_block` also the top
+  eigenvalue and trace of each block of `model.param_blocks()`), its loss surface (if asked), its loss and
   accuracy on each out-of-distribution set (`data.ood`) and its trajectory closed by the final point.
 - `pair_paths`: every configured path between two endpoints, evaluated on train, test and the OOD sets with BN
   recomputed (one pass per point over each set, the statistics shared); REPAIR's unit statistics come from the
@@ -27,6 +28,7 @@ from landscape_sweep.data import DataBundle, TensorLoader
 from landscape_sweep.landscape import (
     Curve,
     align,
+    block_curvature,
     evaluate,
     evaluate_path,
     fit_curve,
@@ -39,6 +41,7 @@ from landscape_sweep.landscape import (
     sharpness,
 )
 from landscape_sweep.landscape._core import num_samples, preserved
+from landscape_sweep.landscape.blocks import concentration
 from landscape_sweep.landscape.repair import RepairedPath
 from landscape_sweep.results import SHARPNESS_KINDS, Endpoint, PathEntry
 
@@ -140,6 +143,11 @@ def endpoint_sharpness(model: nn.Module, probe: TensorLoader, sharp: dict[str, A
         else:
             rho = sharp["adaptive_rho" if adaptive else "rho"]
             out[key] = sharpness(model, probe, "worst", rho, adaptive=adaptive, steps=sharp["steps"], seed=seed)
+    if sharp.get("per_block"):  # where the curvature sits: each block's diagonal Hessian block, rest fixed
+        out["blocks"] = block_curvature(
+            model, probe, tol=sharp["tol"], max_iter=sharp["max_iter"], num_probes=sharp["trace_probes"], seed=seed
+        )
+        out["block_concentration"] = concentration(out["blocks"])
     if sharp.get("spectrum"):
         nodes, weights = hessian_spectrum(model, probe, seed=seed)
         out["hessian_spectrum"] = {"nodes": [float(v) for v in nodes], "weights": [float(v) for v in weights]}
@@ -203,13 +211,23 @@ def fit_path(a: nn.Module, b: nn.Module, method: str, ad: AnalysisData, conn: di
 
 
 def sharpness_along(path: Any, ts: list[float], ad: AnalysisData, sharp: dict[str, Any], seed: int) -> dict:
-    """Top Hessian eigenvalue at points `ts` of a path (BN statistics recomputed at each point)."""
-    eigs = []
+    """Top Hessian eigenvalue at points `ts` of a path (BN statistics recomputed at each point); with
+    `sharp["per_block"]` each block's too (`blocks`: {name: {top_eig, top_eig_residual, top_eig_converged}}, per t)."""
+    eigs, blocks = [], {}
     for t in ts:
         model = interpolate(path[0], path[1], t, ad.train) if isinstance(path, tuple) else path.model_at(t, ad.train)
         top = hessian_eigenvalues(model, ad.probe, k=1, tol=sharp["tol"], max_iter=sharp["max_iter"], seed=seed)
         eigs.append(top[0])
-    return {"t": [float(t) for t in ts], "hessian_top_eig": eigs}
+        if sharp.get("per_block"):
+            recs = block_curvature(
+                model, ad.probe, tol=sharp["tol"], max_iter=sharp["max_iter"], trace=False, seed=seed
+            )
+            for r in recs:
+                b = blocks.setdefault(r["name"], dict(top_eig=[], top_eig_residual=[], top_eig_converged=[]))
+                for key in b:
+                    b[key].append(r[key])
+    out: dict[str, Any] = {"t": [float(t) for t in ts], "hessian_top_eig": eigs}
+    return out | ({"blocks": blocks} if blocks else {})
 
 
 def pair_paths(

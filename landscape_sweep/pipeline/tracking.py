@@ -34,7 +34,7 @@ def wandb_name(measure: str) -> str:
         return measure
     if measure == "stable_epoch":
         return "instability/stable_epoch"
-    if "/" in measure:
+    if "/" in measure and not measure.startswith("block/"):  # block/…: per-block curvature, sharpness/block/…
         return f"landscape/{measure}"
     if measure in ENDPOINT_NAMES:
         return ENDPOINT_NAMES[measure]

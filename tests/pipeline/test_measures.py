@@ -134,3 +134,40 @@ def test_sharpness_along_a_path_matches_the_direct_hessian():
     for t, eig in zip(out["t"], out["hessian_top_eig"]):
         ref = hessian_eigenvalues(interpolate(a, b, t, loader), loader, k=1, tol=1e-6, max_iter=50, seed=1)[0]
         assert eig == pytest.approx(ref, rel=1e-4)
+
+
+def test_per_block_curvature_at_endpoints_and_along_paths():
+    """`sharpness.per_block`: each block's numbers are `block_curvature`'s on the endpoint and on the path point."""
+    from landscape_sweep.data import TensorLoader
+    from landscape_sweep.landscape import block_curvature, interpolate
+    from landscape_sweep.models import build_model
+    from landscape_sweep.pipeline.tracking import wandb_name
+
+    torch.manual_seed(0)
+    a, b = (build_model("mlp", (12,), 3, 2, 6, norm="batchnorm").double() for _ in range(2))
+    x, y = torch.randn(64, 12, dtype=torch.float64), torch.randint(0, 3, (64,))
+    loader = TensorLoader(x, y, batch_size=32)
+    ad = measures.AnalysisData(probe=loader, train=loader, test=loader, curve_train=loader)
+    sharp = {"tol": 1e-6, "max_iter": 40, "top_k": 1, "trace_probes": 8, "kinds": [], "per_block": True}
+    out = measures.endpoint_sharpness(a, loader, sharp, seed=0)
+    ref = block_curvature(a, loader, tol=1e-6, max_iter=40, num_probes=8, seed=0)
+    assert out["blocks"] == ref and [r["name"] for r in ref] == ["layer1", "layer2", "head"]
+    total = sum(r["trace"] for r in ref)
+    assert out["block_concentration"]["last_trace_fraction"] == pytest.approx(ref[-1]["trace"] / total)
+    assert "blocks" not in measures.endpoint_sharpness(a, loader, sharp | {"per_block": False}, seed=0)
+    along = measures.sharpness_along((a, b), [0.5], ad, sharp, seed=0)
+    mid = block_curvature(interpolate(a, b, 0.5, loader), loader, tol=1e-6, max_iter=40, trace=False, seed=0)
+    assert list(along["blocks"]) == ["layer1", "layer2", "head"]
+    for r in mid:
+        assert along["blocks"][r["name"]]["top_eig"] == [pytest.approx(r["top_eig"], rel=1e-9)]
+        assert along["blocks"][r["name"]]["top_eig_converged"] == [r["top_eig_converged"]]
+    assert wandb_name("block/head/hessian_trace") == "sharpness/block/head/hessian_trace"
+    assert wandb_name("block/last_trace_fraction") == "sharpness/block/last_trace_fraction"
+
+
+def test_per_block_must_be_a_bool(compose_cfg):
+    from landscape_sweep.pipeline.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^landscape.sharpness.per_block='yes': must be true or false$"):
+        validate(compose_cfg(["landscape.sharpness.per_block=yes"]))
+    validate(compose_cfg(["landscape.sharpness.per_block=true"]))
