@@ -22,6 +22,7 @@ import pandas as pd
 
 from landscape_sweep.files import atomic_write_text
 from landscape_sweep.report import facets as fc
+from landscape_sweep.report.block_plots import block_figure
 from landscape_sweep.report.correlation import TAU_NAME, correlation_table, granulated_tau, kendall
 from landscape_sweep.report.instability import instability_figure
 from landscape_sweep.report.markdown import INLINE_MAX, figure_index, render_report
@@ -37,7 +38,7 @@ from landscape_sweep.report.trend_plots import (
     trend_figure,
 )
 from landscape_sweep.report.trends import trend_table
-from landscape_sweep.results import CellResult
+from landscape_sweep.results import BLOCK_MEASURES, CellResult
 
 __all__ = [
     "load_results",
@@ -223,6 +224,8 @@ def build_report(
                 view, m, lab, a, figdir / f"trend_{a}_{s}.png", f
             )
     jobs["flat_vs_path"] = lambda: flat_vs_path(view.table, micro, figdir / "flat_vs_path.png")
+    for m in BLOCK_MEASURES:  # where sharpness concentrates (landscape.sharpness.per_block)
+        jobs[f"blocks_{m}"] = lambda m=m: block_figure(view, m, figdir / f"blocks_{m}.png")
     jobs["instability"] = lambda: instability_figure(view, figdir / "instability.png")  # spawn cells only
     jobs["curves"] = lambda: curves_pages(results, view, figdir / "curves", methods)
     jobs["surfaces"] = lambda: surfaces_figure(results, view, figdir)

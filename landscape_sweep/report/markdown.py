@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from landscape_sweep.report import facets as fc
+from landscape_sweep.report.block_plots import blocks_section
 from landscape_sweep.report.correlation import HYPERPARAMETERS
 from landscape_sweep.report.instability import stable_section
 from landscape_sweep.report.plots import Drawn
@@ -34,6 +35,9 @@ finite values over endpoints (metrics, sharpness) or endpoint pairs (paths); std
 | `gen_gap` | generalization gap `train_acc − test_acc`, over endpoints |
 | `hessian_top_eig`, `hessian_trace` | top Hessian eigenvalue and Hutchinson trace at each endpoint, over endpoints |
 | `worst_case`, `average_case`, `adaptive_worst_case`, `adaptive_average_case` | sharpness kinds, over endpoints |
+| `block/<block>/hessian_top_eig`, `…/hessian_trace` | per-block curvature (its parameters only), over endpoints |
+| `block/first_trace_fraction`, `…/last_trace_fraction` | the first / last block's share of the block traces |
+| `block/sharpest_position` | where the block with the largest top eigenvalue sits (0 = first block, 1 = head) |
 | `<method>` | `linear`, `linear_aligned` (weight matching), `linear_aligned_repair` (REPAIR), `bezier`, `polychain` |
 | `<method>/num_pairs`, `…/unconverged` | pairs with a path of this method; fitted curves that hit their epoch cap |
 | `<method>/loss_barrier`, `…/error_barrier` | train loss / error barrier of the path (vs the chord), over pairs |
@@ -276,6 +280,7 @@ def render_report(
         "## Trends with width\n\n" + trends_section(trends, "width"),
         "## Trends with depth\n\n" + trends_section(trends, "depth"),
         "## Flat minima vs path geometry\n\n" + flat_section(flat_tau),
+        *(["## Where sharpness concentrates (per block)\n\n" + s] if (s := blocks_section(table)) else []),
         *(["## Instability (spawned children)\n\n" + s] if (s := stable_section(table)) else []),
         "## Landscape measures vs generalization\n\n" + tau_section(tau, targets),
         "## Failed, diverged, missing and invalid cells\n\n" + problems_section(table),
