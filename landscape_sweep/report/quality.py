@@ -1,7 +1,7 @@
 """Warnings about the quality of a sweep's numbers, for report.md: what a reviewer would ask about first.
 
 - fitted curves that hit their epoch cap before the convergence rule was met (their barrier is an upper bound);
-- Hessian eigenvalues whose Lanczos iteration did not converge;
+- Hessian eigenvalues whose Lanczos iteration did not converge (per-block ones too, at endpoints and along paths);
 - a probe subset (`landscape.analysis_size`) too small for stable curvature estimates;
 - endpoints that never reached the `trainer.stop_at` criterion (not comparable with the others);
 - cells with a single endpoint or endpoint pair (no spread).
@@ -22,6 +22,18 @@ def _jobs(jobs: list[str]) -> str:
     return shown + (f" and {len(jobs) - 20} more" if len(jobs) > 20 else "")
 
 
+def _block_unconverged(r: CellResult) -> bool:
+    """Whether some block's top eigenvalue (`landscape.sharpness.per_block`) did not converge, at an endpoint or
+    along a path."""
+    at_ends = (b.get("top_eig_converged") is False for e in r.endpoints for b in e.sharpness.get("blocks") or [])
+    along = (
+        False in b.get("top_eig_converged", [])
+        for p in r.connectivity
+        for b in ((p.sharpness_along_path or {}).get("blocks") or {}).values()
+    )
+    return any(at_ends) or any(along)
+
+
 def quality_warnings(results: list[CellResult]) -> list[str]:
     """One line per kind of problem found among the completed cells (empty when none)."""
     found: dict[str, list[str]] = defaultdict(list)
@@ -33,6 +45,8 @@ def quality_warnings(results: list[CellResult]) -> list[str]:
             found["curves"].append(f"{job} ({len(unconverged)})")
         if any(e.sharpness.get("hessian_top_eigs_converged") is False for e in r.endpoints):
             found["lanczos"].append(job)
+        if _block_unconverged(r):
+            found["block_lanczos"].append(job)
         for e in r.endpoints:
             if e.sharpness.get("analysis_size") is not None:
                 sizes.add(int(e.sharpness["analysis_size"]))
@@ -49,6 +63,9 @@ def quality_warnings(results: list[CellResult]) -> list[str]:
     if found["lanczos"]:
         out.append(f"Lanczos did not converge for a top Hessian eigenvalue in {_jobs(found['lanczos'])}; "
                    "raise `landscape.sharpness.max_iter` (residuals are in results.json).")  # fmt: skip
+    if found["block_lanczos"]:
+        out.append(f"Lanczos did not converge for a block's top eigenvalue (per-block curvature) in "
+                   f"{_jobs(found['block_lanczos'])}; raise `landscape.sharpness.max_iter`.")  # fmt: skip
     small = sorted(s for s in sizes if s < MIN_ANALYSIS_SIZE)
     if small:
         out.append(
