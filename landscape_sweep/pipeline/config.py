@@ -449,6 +449,9 @@ def config_hash(resolved: Mapping[str, Any], *, training_only: bool = False) -> 
         for key, default in ENDPOINT_DEFAULTS.items():
             if key in endpoints and (endpoints[key] == default or (independent and key in SPAWN_ONLY)):
                 del endpoints[key]
+    sharp = (c.get("landscape") or {}).get("sharpness")
+    if isinstance(sharp, dict) and sharp.get("per_block") is False:  # added later: off is "as before"
+        del sharp["per_block"]
     return _digest(c)
 
 

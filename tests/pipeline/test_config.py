@@ -84,3 +84,16 @@ def test_default_run_and_sweep_dirs_are_unique_and_sort_by_time(compose_cfg):
     assert run.rsplit("/", 1)[1] == sweep.rsplit("/", 1)[1] and str(cfg.hydra.run.dir) == run  # one value per config
     stamps = [run_stamp() for _ in range(3)]
     assert stamps == sorted(stamps) and all(s.endswith(f"_{os.getpid()}") for s in stamps)
+
+
+def test_per_block_off_keeps_the_identity_of_older_cells(compose_cfg):
+    """`landscape.sharpness.per_block` came later: off, a cell hashes as a config without the key; on, it differs."""
+    import copy
+
+    base = validate(compose_cfg())
+    older = copy.deepcopy(base)
+    del older["landscape"]["sharpness"]["per_block"]
+    assert base["landscape"]["sharpness"]["per_block"] is False and config_hash(base) == config_hash(older)
+    on = validate(compose_cfg(["landscape.sharpness.per_block=true"]))
+    assert config_hash(on) != config_hash(base)
+    assert config_hash(on, training_only=True) == config_hash(base, training_only=True)
