@@ -104,7 +104,7 @@ def block_figure(view: fc.View, measure: str, path: Path) -> Drawn | None:
     axis_labels(axes, "block position (first block … head)", label + (" (log)" if log else ""))
     handles = [Line2D([], [], color=colors[d], marker="o", ms=3, label=f"depth {_label(d)}") for d in depths]
     fig.legend(handles=handles, loc="center right", fontsize=7.5, frameon=False)
-    fig.suptitle(f"Where sharpness concentrates: {label} along the network (one y scale for every panel)", fontsize=10)
+    fig.suptitle(f"Where sharpness concentrates: {label}\n(one y scale for every panel)", fontsize=10)
     text = (
         f"The {label} — the curvature of the loss in that block's parameters with all other parameters fixed (the "
         "block's diagonal block of the Hessian) — at each block's relative position: block i of n at i/(n − 1), "
