@@ -129,6 +129,11 @@ class Run:
         return own if self.spawn_epoch is None else f"spawn{self.spawn_epoch}/{own}"
 
     @property
+    def who(self) -> str:
+        """The run in log lines and errors: `seed 3` for a plain endpoint (as before), else its name."""
+        return f"seed {self.seed}" if self.name == f"seed{self.seed}" else self.name
+
+    @property
     def logger_key(self) -> int | str:
         """What `Tracker.lightning_logger` gets: the seed for a plain endpoint (as before), else the name."""
         return self.seed if self.name == f"seed{self.seed}" else self.name
@@ -305,22 +310,21 @@ def train_endpoint(
     module, train, val, callbacks = _build(cfg, data, run, ad)
     trainer = _trainer(cfg, callbacks, tracker.lightning_logger(run.logger_key), job_dir, val is not None)
     if resume:
-        log.info("%s: resuming from %s", name, resume)
+        log.info("%s: resuming from %s", run.who, resume)
     elif run.start is not None:
         resume = str(run.start)
-        log.info("%s: training in %s from %s", name, ck, run.start)
+        log.info("%s: training in %s from %s", run.who, ck, run.start)
     else:
-        log.info("%s: training in %s", name, ck)
+        log.info("%s: training in %s", run.who, ck)
     t0 = time.perf_counter()
     try:
         trainer.fit(module, train_dataloaders=EpochAsBatch(train), val_dataloaders=val, ckpt_path=resume)
     except SIGTERMException:  # Lightning stops at the epoch's end (last.ckpt written): exit as killed by SIGTERM
-        log.warning("%s: SIGTERM after epoch %d; %s holds it, a rerun resumes", name, trainer.current_epoch,
+        log.warning("%s: SIGTERM after epoch %d; %s holds it, a rerun resumes", run.who, trainer.current_epoch,
                     ck / "last.ckpt")  # fmt: skip
         raise SystemExit(128 + signal.SIGTERM) from None
     if module.diverged:
-        who = f"seed {run.seed}" if name == f"seed{run.seed}" else name
-        raise Diverged(f"{who}: non-finite training loss at epoch {trainer.current_epoch}")
+        raise Diverged(f"{run.who}: non-finite training loss at epoch {trainer.current_epoch}")
     entry = _finalise(cfg, data, module, trainer, callbacks, run, job_dir, time.perf_counter() - t0)
     tracker.log({f"{name}/final/{k}": getattr(entry, k) for k in ("train_loss", "train_acc", "test_loss", "test_acc")})
     return module.model, entry
