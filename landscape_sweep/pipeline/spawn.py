@@ -20,10 +20,12 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import signal
 import time
 from pathlib import Path
 from typing import Any
 
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch import nn
 
 from landscape_sweep.data import DataBundle
@@ -86,7 +88,12 @@ def train_parent(cfg: dict[str, Any], data: DataBundle, job_dir: Path, tracker: 
     short = {**cfg, "trainer": {**cfg["trainer"], "max_epochs": last}}  # the schedule still spans max_epochs
     trainer = cell._trainer(short, callbacks, tracker.lightning_logger(run.name), job_dir, val is not None)
     log.info("parent: %s to epoch %d in %s", "resuming" if resume else "training", last, run.ck)
-    trainer.fit(module, train_dataloaders=cell.EpochAsBatch(train), val_dataloaders=val, ckpt_path=resume)
+    try:
+        trainer.fit(module, train_dataloaders=cell.EpochAsBatch(train), val_dataloaders=val, ckpt_path=resume)
+    except SIGTERMException:  # as for an endpoint: last.ckpt holds the last finished epoch, a rerun resumes
+        log.warning("parent: SIGTERM after epoch %d; %s holds it, a rerun resumes", trainer.current_epoch,
+                    run.ck / "last.ckpt")  # fmt: skip
+        raise SystemExit(128 + signal.SIGTERM) from None
     if module.diverged:
         raise cell.Diverged(f"parent: non-finite training loss at epoch {trainer.current_epoch}")
     missing = [k for k in spawn_epochs(cfg) if k > 0 and not (run.ck / f"epoch{k}.ckpt").is_file()]

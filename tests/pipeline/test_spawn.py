@@ -185,3 +185,20 @@ def test_spawn_cell_records_instability_and_resumes_only_the_interrupted_child(c
 
     redone = reanalyze_cell(job, {**done.config["landscape"], "checkpoint_epochs": [3]})
     assert redone.instability == done.instability and redone.stable_epoch == done.stable_epoch
+
+
+def test_interrupted_parent_resumes_and_a_finished_one_is_reused(compose_cfg, tmp_path, caplog):
+    overrides = [*SPAWN, "endpoints.spawn_epochs=[0,3]", "landscape.checkpoint_epochs=[1]"]
+    config, data, tracker, ad = _setup(compose_cfg, tmp_path, overrides)
+    spawn.train_parent(config, data, tmp_path, tracker, ad)
+    ck = tmp_path / "checkpoints" / "parent"
+    whole = torch.load(ck / "epoch3.ckpt", weights_only=False)["state_dict"]
+    (ck / "last.ckpt").write_bytes((ck / "epoch1.ckpt").read_bytes())  # killed during epoch 2
+    (ck / "epoch3.ckpt").unlink()
+    with caplog.at_level(logging.INFO, logger="landscape_sweep"):
+        spawn.train_parent(config, data, tmp_path, tracker, ad)
+        assert "parent: resuming to epoch 3" in caplog.text
+        assert _same(whole, torch.load(ck / "epoch3.ckpt", weights_only=False)["state_dict"])
+        caplog.clear()
+        spawn.train_parent(config, data, tmp_path, tracker, ad)
+        assert "reusing the parent's checkpoints" in caplog.text
