@@ -16,6 +16,7 @@ FAST = [
     "endpoints.seeds=[0,1]",
     "logger=none",
     "trainer.enable_progress_bar=false",
+    "landscape=fast",
 ]
 
 CONTRACT = {
