@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from landscape_sweep import manifest, scheduler
-from landscape_sweep.results import job_dirs, read_json, results_path
+from landscape_sweep.results import job_dirs, job_overrides, read_json, results_path
 
 STATES = ("completed", "failed", "diverged", "running", "pending", "missing")
 
@@ -44,22 +44,12 @@ class CellStatus:
     seconds: float | None = None
 
 
-def _overrides(job_dir: Path) -> list[str]:
-    try:
-        import yaml
-
-        found = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text())
-    except Exception:
-        return []
-    return [str(o) for o in found] if isinstance(found, list) else []
-
-
 def _cells(sweep: Path, data: dict[str, Any] | None) -> dict[int, dict[str, Any]]:
     """num -> {overrides, job_dir, job_id} of the manifest's cells and of every numbered job dir."""
     cells = {num: dict(entry) for num, entry in manifest.cell_entries(data)} if data else {}
     for d in job_dirs(sweep):
         if d.name.isdigit() and int(d.name) not in cells:
-            cells[int(d.name)] = {"overrides": _overrides(d), "job_dir": str(d)}
+            cells[int(d.name)] = {"overrides": job_overrides(d), "job_dir": str(d)}
     for num, entry in cells.items():
         entry.setdefault("job_dir", str(sweep / str(num)))
     return dict(sorted(cells.items()))

@@ -35,6 +35,7 @@ from landscape_sweep.results import (
     atomic_write_text,
     cell_stats,
     job_dirs,
+    job_overrides,
     results_path,
     summarize,
     validate_results,
@@ -49,14 +50,7 @@ NOT_HYPERPARAMETERS = (*RUN_ONLY, "landscape", "endpoints")
 
 def _overrides(job_dir: Path) -> str:
     """The job's Hydra overrides as one line ('' when unknown): what defines the cell on the command line."""
-    try:
-        import yaml
-
-        text = (job_dir / ".hydra" / "overrides.yaml").read_text()
-        items = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml: ~20x faster
-    except Exception:  # absent or unreadable: the job dir name is all we have
-        return ""
-    return " ".join(str(o) for o in items) if isinstance(items, list) else ""
+    return " ".join(job_overrides(job_dir))
 
 
 def _parse(path: Path) -> dict[str, Any] | str:
