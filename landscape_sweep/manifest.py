@@ -116,8 +116,3 @@ def cell_entries(data: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
 def report_jobs(data: dict[str, Any]) -> list[str]:
     """The report jobs of every submission, oldest first."""
     return [s["report_job"] for s in data.get("submissions", []) if s.get("report_job")]
-
-
-def arrays(data: dict[str, Any]) -> list[str]:
-    """The array job ids of every submission, oldest first."""
-    return [s["array"] for s in data.get("submissions", []) if s.get("array")]

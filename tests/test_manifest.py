@@ -26,7 +26,7 @@ def test_a_sweep_records_its_command_cells_and_submissions(tmp_path):
     manifest.record_submission(tmp_path, {1: "7_0"}, {1: cells[1]}, array="7", report_job="8")
     data = manifest.read_manifest(tmp_path)
     assert [e["job_id"] for _, e in manifest.cell_entries(data)] == ["5_0", "7_0"]
-    assert manifest.arrays(data) == ["5", "7"] and manifest.report_jobs(data) == ["6", "8"]
+    assert [s["array"] for s in data["submissions"]] == ["5", "7"] and manifest.report_jobs(data) == ["6", "8"]
 
 
 def test_another_grid_in_the_same_dir_does_not_inherit_job_ids(tmp_path):

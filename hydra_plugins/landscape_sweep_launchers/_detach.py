@@ -136,13 +136,12 @@ def launch(
     if array is not None:
         still = sorted({job.split("_")[0] for job in queued.values()})  # earlier arrays with cells still queued
         old_reports = manifest.report_jobs(data) if data else []
-        manifest.record_submission(sweep, submitted, dict(todo), array=array, report_job=None)
-        report_job = submit_report_job(launcher._params(), config, sweep, [*still, array])
+        try:
+            report_job = submit_report_job(launcher._params(), config, sweep, [*still, array])
+        finally:  # the array is recorded whether or not sbatch took the report job
+            manifest.record_submission(sweep, submitted, dict(todo), array=array, report_job=report_job)
         waiting = scheduler.job_states(old_reports)
         scheduler.cancel([j for j, s in waiting.items() if s.state in scheduler.PENDING])
-        data = manifest.read_manifest(sweep) or {}
-        data["submissions"][-1]["report_job"] = report_job
-        manifest.write_manifest(sweep, data)
     _print_summary(sweep, submitted, array, report_job, len(done), queued)
     returns = []
     for num, ov in zip(nums, job_overrides):

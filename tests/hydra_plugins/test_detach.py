@@ -111,3 +111,19 @@ def test_nothing_to_submit_submits_no_report_job(tmp_path, monkeypatch, capsys):
     assert launcher.launch([["a=1"]], initial_job_idx=0)[0].return_value == "already completed"
     assert seen.executor.submitted == [] and seen.scripts == []
     assert "Nothing to submit" in capsys.readouterr().out
+
+
+def test_a_rejected_report_job_fails_in_one_line_with_the_array_recorded(tmp_path, monkeypatch):
+    import pytest
+
+    launcher, _ = _launcher(tmp_path, monkeypatch, "5", {})
+
+    def reject(script, log_dir):
+        raise scheduler.SubmitError("sbatch: error: Invalid qos specification")
+
+    monkeypatch.setattr(scheduler, "sbatch", reject)
+    with pytest.raises(_detach.ReportJobError, match=r"^hydra.launcher.report_job: sbatch rejected the report job"):
+        launcher.launch([["a=1"]], initial_job_idx=0)
+    data = manifest.read_manifest(tmp_path)
+    assert data["submissions"][-1]["array"] == "5" and data["submissions"][-1]["report_job"] is None
+    assert data["cells"]["0"]["job_id"] == "5_0"
