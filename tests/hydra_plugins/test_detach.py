@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+import pytest
 from hydra.core.utils import JobStatus
 from omegaconf import OmegaConf
 
@@ -114,8 +115,6 @@ def test_nothing_to_submit_submits_no_report_job(tmp_path, monkeypatch, capsys):
 
 
 def test_a_rejected_report_job_fails_in_one_line_with_the_array_recorded(tmp_path, monkeypatch):
-    import pytest
-
     launcher, _ = _launcher(tmp_path, monkeypatch, "5", {})
 
     def reject(script, log_dir):
