@@ -104,7 +104,12 @@ def new_model(cfg: dict[str, Any], data: DataBundle) -> torch.nn.Module:
 def endpoint_dir(job_dir: Path, seed: int, data_seed: int | None = None, spawn: int | None = None) -> Path:
     """`checkpoints/seed<s>` (`seed<s>_data<d>` when the data seed differs; spawned children under `spawn<k>/`)."""
     base = job_dir / "checkpoints" if spawn is None else job_dir / "checkpoints" / f"spawn{spawn}"
-    return base / (f"seed{seed}" if data_seed in (None, seed) else f"seed{seed}_data{data_seed}")
+    return base / seed_name(seed, data_seed)
+
+
+def seed_name(seed: int, data_seed: int | None = None) -> str:
+    """`seed<s>`, or `seed<s>_data<d>` when the data seed differs: an endpoint's dir name and metric prefix."""
+    return f"seed{seed}" if data_seed in (None, seed) else f"seed{seed}_data{data_seed}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,18 +130,23 @@ class Run:
     def name(self) -> str:
         if self.label is not None:
             return self.label
-        own = f"seed{self.seed}" if self.data_seed == self.seed else f"seed{self.seed}_data{self.data_seed}"
+        own = seed_name(self.seed, self.data_seed)
         return own if self.spawn_epoch is None else f"spawn{self.spawn_epoch}/{own}"
+
+    @property
+    def plain(self) -> bool:
+        """A plain endpoint (named `seed<s>`): logged, labelled and named by its seed alone, as before."""
+        return self.name == f"seed{self.seed}"
 
     @property
     def who(self) -> str:
         """The run in log lines and errors: `seed 3` for a plain endpoint (as before), else its name."""
-        return f"seed {self.seed}" if self.name == f"seed{self.seed}" else self.name
+        return f"seed {self.seed}" if self.plain else self.name
 
     @property
     def logger_key(self) -> int | str:
         """What `Tracker.lightning_logger` gets: the seed for a plain endpoint (as before), else the name."""
-        return self.seed if self.name == f"seed{self.seed}" else self.name
+        return self.seed if self.plain else self.name
 
 
 def independent_runs(cfg: dict[str, Any], job_dir: Path) -> list[Run]:
@@ -273,8 +283,7 @@ def _build(cfg: dict[str, Any], data: DataBundle, run: Run, ad: measures.Analysi
     every_s = cfg["trainer"].get("checkpoint_every_s", 0)
     kept = [e for e in (*landscape["checkpoint_epochs"], *keep) if e > 0]
     callbacks: list[pl.Callback] = [trajectory, stopper, EpochCheckpoints(ck, kept, every_s)]
-    label = None if name == f"seed{run.seed}" else name
-    callbacks += [*progress_callbacks(cfg["trainer"], run.seed, name=label), timing.FirstStep()]
+    callbacks += [*progress_callbacks(cfg["trainer"], run.seed, name=None if run.plain else name), timing.FirstStep()]
     if cfg["trainer"].get("threads", "auto") == "auto":
         callbacks.append(ThreadShare("auto"))
     return module, train, val, callbacks
