@@ -25,7 +25,7 @@ finite values over endpoints (metrics, sharpness) or endpoint pairs (paths); std
 | column | meaning |
 |---|---|
 | `job` | job dir relative to the sweep |
-| `status` | completed / failed / diverged; missing: no results.json; invalid: a results.json this version cannot read |
+| `status` | completed / failed / diverged; missing: no results.json (or never started); invalid: unreadable |
 | `error` | one-line error (failed, diverged) or reason (missing, invalid) |
 | `overrides` | the job's Hydra overrides (`.hydra/overrides.yaml`): what defines the cell on the command line |
 | `dataset` … `label_noise` | the cell fields (`num_params`: trainable parameters of one endpoint) |

@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from landscape_sweep.files import atomic_open
+from landscape_sweep.manifest import cell_entries, read_manifest
 from landscape_sweep.results import (
     CELL_KEYS,
     ENDPOINT_METRICS,
@@ -44,6 +45,7 @@ from landscape_sweep.results import (
 TABLE_NAME = "sweep_results.csv"
 CACHE_VERSION = (SCHEMA, 1)  # bump when what the cache stores changes
 MISSING = "no results.json (job killed, timed out or still running)"
+NEVER_STARTED = "never started: no job dir (cancelled or failed before it ran, or still queued)"
 # config keys that never tell cells apart as hyperparameters: run-only keys, analysis settings, endpoint seeds
 NOT_HYPERPARAMETERS = (*RUN_ONLY, "landscape", "endpoints")
 
@@ -150,6 +152,22 @@ def load_results(sweep_dir: str | Path, cache: bool = True) -> list[CellResult]:
         out.append(r)
     if store is not None:
         store.save({r.job for r in out})
+    return out + unstarted_cells(root, {r.job for r in out})
+
+
+def unstarted_cells(root: Path, seen: set[str]) -> list[CellResult]:
+    """`missing` stubs for the cells the sweep's manifest (`sweep.json`) lists whose job dir does not exist: a job
+    cancelled or failed in the queue leaves no job dir, and without these rows the report would not know the cell."""
+    data = read_manifest(root)
+    out = []
+    for num, entry in cell_entries(data) if data else []:
+        rel = str(num)  # job dirs are `<sweep_dir>/<num>` (manifest.start_sweep)
+        if rel in seen or (root / rel).exists():
+            continue
+        job = f" (job {entry['job_id']})" if entry.get("job_id") else ""
+        r = CellResult(status="missing", error=NEVER_STARTED + job)
+        r.job, r.extra["overrides"] = rel, " ".join(map(str, entry.get("overrides") or []))
+        out.append(r)
     return out
 
 

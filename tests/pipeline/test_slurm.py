@@ -340,8 +340,10 @@ def _states(status_out: str) -> dict[int, str]:
 
 @pytest.mark.slow
 def test_a_detached_sweep_reports_on_the_cluster_and_resubmit_finishes_a_killed_cell(cluster, tmp_path, data_dir):
-    cells = ["trainer.max_epochs=2", "logger=none", "model.depth=1,2,3"]
-    t0 = time.monotonic()
+    # the array is submitted held (`sbatch --hold`), so no cell can run before the test says so: what the test sees
+    # never depends on how fast the machine trains a cell (a 2-epoch cell once finished before scancel reached it)
+    held = "+hydra.launcher.additional_parameters.hold=true"
+    cells = ["trainer.max_epochs=2", "logger=none", "model.depth=1,2,3", held]
     proc = _sweep(tmp_path, data_dir, ["hydra.launcher.detach=true", *cells])
     out = _finish(proc, timeout=120)
     assert proc.returncode == 0, out[-4000:]
@@ -352,17 +354,21 @@ def test_a_detached_sweep_reports_on_the_cluster_and_resubmit_finishes_a_killed_
     manifest = json.loads((sweep / "sweep.json").read_text())
     jobs = {int(n): c["job_id"] for n, c in manifest["cells"].items()}
     assert sorted(jobs) == [0, 1, 2] and manifest["submissions"][0]["report_job"] == report_job
-    # returned before any cell ended: no results yet, every cell pending or running
+    # returned before any cell ran: no results, every cell pending (held), the report job waiting on them
     first = _cli(tmp_path, "landscape_sweep.status", str(sweep))
     assert first.returncode == 0, first.stderr
-    assert set(_states(first.stdout).values()) <= {"pending", "running"}, (time.monotonic() - t0, first.stdout)
+    assert set(_states(first.stdout).values()) == {"pending"}, first.stdout
     assert f"report job {report_job}: PENDING (Dependency)" in first.stdout
-    # cell 1 is killed while it trains
+    # cell 1 is released alone, stopped (SIGSTOP) as soon as SLURM runs it, long before its Python could finish
+    # importing torch, and cancelled; then the other cells are released
+    assert sh("scontrol", "release", jobs[1]).returncode == 0
     end = time.monotonic() + 120
-    while not (sweep / "1" / ".hydra" / "config.yaml").exists():  # Hydra writes it when the cell's job starts
-        assert time.monotonic() < end, "cell 1 did not start within 120 s"
-        time.sleep(0.2)
+    while job_field(jobs[1], "JobState") != "RUNNING":
+        assert time.monotonic() < end, f"cell 1 did not start within 120 s: {job_field(jobs[1], 'JobState')}"
+        time.sleep(0.05)
+    assert sh("scontrol", "suspend", jobs[1]).returncode == 0
     assert sh("scancel", jobs[1]).returncode == 0
+    assert sh("scontrol", "release", jobs[0], jobs[2]).returncode == 0
     _wait_job_end(report_job)  # nobody waits on the login node: the report job writes the report
     table = pd.read_csv(sweep / "sweep_results.csv").set_index("job")
     assert table.loc[0, "status"] == table.loc[2, "status"] == "completed" and table.loc[1, "status"] == "missing"
@@ -377,6 +383,8 @@ def test_a_detached_sweep_reports_on_the_cluster_and_resubmit_finishes_a_killed_
     assert "resubmitting 1 of 3 cells: #1 (failed)" in again.stdout and "Submitted 1 cells" in again.stdout
     assert "Not submitted: 2 completed, 0 still queued" in again.stdout
     second = re.search(r"Report job (\d+):", again.stdout).group(1)
+    resubmitted = json.loads((sweep / "sweep.json").read_text())["cells"]["1"]["job_id"]
+    assert resubmitted != jobs[1] and sh("scontrol", "release", resubmitted).returncode == 0  # the command holds it
     _wait_job_end(second)
     final = _cli(tmp_path, "landscape_sweep.status", str(sweep)).stdout
     assert _states(final) == {0: "completed", 1: "completed", 2: "completed"}, final

@@ -157,3 +157,20 @@ def test_results_cache_rereads_only_changed_files(sweep):
     assert [r.job for r in load_results(sweep)] == [r.job for r in first]
     assert cache.read_bytes()[:1] == b"\x80"  # rewritten as a pickle
     assert [r.job for r in load_results(sweep, cache=False)] == [r.job for r in first]
+
+
+def test_a_cell_of_the_manifest_that_never_started_is_a_missing_row(tmp_path):
+    """A SLURM job cancelled or failed in the queue leaves no job dir: the manifest's cell is still a `missing` row
+    (with its overrides and job id) instead of vanishing from the report."""
+    from landscape_sweep.manifest import record_submission, start_sweep
+
+    cells = [["model.depth=1"], ["model.depth=2"]]
+    start_sweep(tmp_path, cells, argv=["-m"], cwd=str(tmp_path), python="python", launcher="x", detach=True)
+    record_submission(tmp_path, {0: "7_0", 1: "7_1"}, {}, array="7", report_job=None)
+    (tmp_path / "0" / ".hydra").mkdir(parents=True)  # cell 0 started (and is still running: no results.json)
+    rows = {r.job: r for r in load_results(tmp_path, cache=False)}
+    assert sorted(rows) == ["0", "1"]
+    assert rows["0"].status == rows["1"].status == "missing"
+    assert rows["1"].error.startswith("never started") and "(job 7_1)" in rows["1"].error
+    assert rows["1"].extra["overrides"] == "model.depth=2"
+    assert list(sweep_table(list(rows.values()))["job"]) == ["0", "1"]
