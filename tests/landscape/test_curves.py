@@ -180,11 +180,25 @@ def test_epochs_is_a_deprecated_alias_of_max_epochs(pair):
 
 
 def test_plateau_rule_and_schedule_pieces():
-    assert not plateaued([1.0] * 5, 3, 0.01)  # needs two windows
-    assert plateaued([1.0] * 6, 3, 0.01)
-    assert not plateaued([2, 2, 2, 1, 1, 1], 3, 0.01)
-    assert plateaued([1.0, 1.0, 1.0, 0.99, 0.99, 0.99], 3, 0.02)
-    assert not plateaued([1.0] * 6, 3, None)
+    assert not plateaued([1.0] * 8, 3, 0.01)  # needs a window and the patience (2 windows) after it
+    assert plateaued([1.0] * 9, 3, 0.01)
+    assert not plateaued([2] * 3 + [1] * 6, 3, 0.01)  # improved within the patience
+    assert plateaued([1.0] * 3 + [0.99] * 6, 3, 0.02)  # improved by less than tol
+    assert not plateaued([1.0] * 9, 3, None)
+    assert plateaued([1.0] * 4, 2, 0.01, patience=2) and not plateaued([1.0] * 3, 2, 0.01, patience=2)
     assert decay_epochs(40, 0.2) == 8 and decay_epochs(0, 0.2) == 1 and decay_epochs(40, 0.0) == 0
     t = stratified_t(10, torch.Generator().manual_seed(0))
     assert sorted((t * 10).floor().long().tolist()) == list(range(10))  # one t in each tenth of [0, 1]
+
+
+def test_a_rise_is_never_a_plateau():
+    """The old rule compared the last window with the one before and stopped whenever it was not lower, so a loss
+    spike or climb ended the fit (6 of 51 mini-study curves, barriers up to 28x too high); the best window mean is
+    the reference now, and a loss above it is not a plateau."""
+    spike = [1.0] * 10 + [0.5] * 10 + [2.0] + [0.5] * 4  # improving, then one spike in the last window
+    climb = [1.0] * 5 + [0.5] * 5 + [0.6] * 5
+    for history in (spike, climb):
+        assert not plateaued(history, 5, 0.02)
+    assert plateaued(spike + [0.5] * 5, 5, 0.02)  # the spike has left the last window: a plateau at 0.5
+    slow = [1.0 - 0.004 * e for e in range(40)]  # 0.4 % an epoch: > 2 % over a 10-epoch patience
+    assert not plateaued(slow, 5, 0.02) and plateaued(slow, 5, 0.05)
