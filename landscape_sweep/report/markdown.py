@@ -19,8 +19,11 @@ INLINE_MAX = 4  # figure sets with more pages are linked through an index page, 
 
 TABLE_FILE = "sweep_results.csv"
 COLUMNS_DOC = """\
-One row per job directory. `<x>_mean` / `<x>_std` / `<x>_n`: mean, sample standard deviation and number of the
-finite values over endpoints (metrics, sharpness) or endpoint pairs (paths); std is empty for n < 2.
+One row per job directory. `<x>_mean` / `<x>_std` / `<x>_n`: mean, sample standard deviation (the spread of the
+values) and number of the finite values over endpoints (metrics, sharpness) or endpoint pairs (paths); std is empty
+for n < 2. `<x>_se` / `<x>_dof`: the standard error of the mean and its degrees of freedom — over endpoints
+std/√n with n − 1; over endpoint pairs, which share endpoints, the jackknife over the K endpoints with K − 1
+(std/√n would understate it up to 2x). `<x>_ci95_lo` / `<x>_ci95_hi`: the 95 % interval mean ± t(0.975, dof)·se.
 
 | column | meaning |
 |---|---|
@@ -30,11 +33,13 @@ finite values over endpoints (metrics, sharpness) or endpoint pairs (paths); std
 | `overrides` | the job's Hydra overrides (`.hydra/overrides.yaml`): what defines the cell on the command line |
 | `dataset` … `label_noise` | the cell fields (`num_params`: trainable parameters of one endpoint) |
 | `num_endpoints` | endpoints (seeds) trained |
+| `stop_reached` | with `trainer.stop_at`: whether every endpoint reached the criterion (empty without it) |
 | `cfg:<key>` | config values that differ between cells (the hyperparameters of the granulated τ) |
 | `train_loss`, `train_acc`, `test_loss`, `test_acc` | final metrics, over endpoints |
 | `gen_gap` | generalization gap `train_acc − test_acc`, over endpoints |
 | `hessian_top_eig`, `hessian_trace` | top Hessian eigenvalue and Hutchinson trace at each endpoint, over endpoints |
 | `worst_case`, `average_case`, `adaptive_worst_case`, `adaptive_average_case` | sharpness kinds, over endpoints |
+| `average_case_ratio` | when recorded: average_case / (σ²/2 · trace), beyond the quadratic term; over endpoints |
 | `block/<block>/hessian_top_eig`, `…/hessian_trace` | per-block curvature (its parameters only), over endpoints |
 | `block/first_trace_fraction`, `…/last_trace_fraction` | the first / last block's share of the block traces |
 | `block/sharpest_position` | where the block with the largest top eigenvalue sits (0 = first block, 1 = head) |
@@ -46,6 +51,7 @@ finite values over endpoints (metrics, sharpness) or endpoint pairs (paths); std
 | `…/path_length`, `…/endpoint_distance`, `…/arc_chord_ratio` | geometry of the path in weight space |
 | `<method>/path_curvature` | total turning angle of the path (rad) |
 | `<method>/max_hessian_top_eig_along_path` | largest top Hessian eigenvalue measured along the path |
+| `<method>/max_train_loss`, `…/max_test_loss` | highest train / test loss along the path (beside the barrier) |
 | `ood/<set>/acc`, `…/loss`, `…/gap` | accuracy, loss on each OOD set (`data.ood`); test acc − its acc; over endpoints |
 | `ood_gap` | test acc − the mean accuracy over the OOD sets, over endpoints |
 | `<method>/ood/<set>/loss_barrier`, `…/error_barrier` | the path's barriers on an OOD set, over pairs |
