@@ -435,6 +435,8 @@ def pair_jackknife_se(pairs: Sequence[Sequence[Any]], values: Sequence[float]) -
             return math.nan, 0
         loo.append(math.fsum(rest) / len(rest))
     k, centre = len(units), math.fsum(loo) / len(loo)
+    if min(loo) == max(loo):  # exact 0, not the rounding of fsum/k
+        return 0.0, k - 1
     return math.sqrt((k - 1) / k * math.fsum((x - centre) ** 2 for x in loo)), k - 1
 
 

@@ -92,8 +92,10 @@ def trends(table: pd.DataFrame, measures: dict[str, str], workers: int | None = 
 
 
 def with_trends(table: pd.DataFrame, tr: pd.DataFrame) -> pd.DataFrame:
-    """The sweep table plus, per cell, its group's fit and plateau: `<measure>/width_b`, `…/width_b_stderr`,
-    `…/width_plateau`, `…/depth_plateau` (a group's values repeat on each of its cells)."""
+    """The sweep table plus, per cell, its group's trend: `<measure>/width_b`, `…/width_b_lo`, `…/width_b_hi` (the
+    exponent and its 95 % interval, where the widths support one), `…/width_slope`, `…/width_slope_lo`,
+    `…/width_slope_hi` (change per doubling), `…/width_plateau`, `…/depth_plateau` (labels); a group's values
+    repeat on each of its cells."""
     if tr.empty:
         return table
     out = table.copy()
@@ -101,7 +103,7 @@ def with_trends(table: pd.DataFrame, tr: pd.DataFrame) -> pd.DataFrame:
         keys = [k for k in g.columns if k in table.columns and k != axis and g[k].notna().any()]
         cols = {"plateau": f"{measure}/{axis}_plateau"}
         if axis == "width":
-            cols |= {"b": f"{measure}/width_b", "b_stderr": f"{measure}/width_b_stderr"}
+            cols |= {k: f"{measure}/width_{k}" for k in ("b", "b_lo", "b_hi", "slope", "slope_lo", "slope_hi")}
         sub = g[keys + list(cols)].rename(columns=cols)
         for k in keys:  # join on string values: a key column holds NaN for missing cells
             sub[k] = sub[k].astype(str)

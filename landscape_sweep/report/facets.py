@@ -149,9 +149,9 @@ class View:
         return cls(t, split, pooled(t, GRID, split))
 
     def cols(self, *stems: str, done: bool = False) -> pd.DataFrame:
-        """A slim copy: the grid, facet and bookkeeping columns plus the given measure stems' mean/std/n (pandas
+        """A slim copy: the grid, facet and bookkeeping columns plus the given measure stems' mean/std/n/se (pandas
         filters cost in proportion to the columns, and the sweep table has hundreds)."""
         keep = ["job", "status", *GRID, "num_params", *self.split]
-        keep += [f"{s}{x}" for s in stems for x in ("_mean", "_std", "_n")]
+        keep += [f"{s}{x}" for s in stems for x in ("_mean", "_std", "_n", "_se")]
         t = self.table[self.table["status"] == "completed"] if done else self.table
         return t[[c for c in dict.fromkeys(keep) if c in t]]

@@ -57,8 +57,9 @@ std/√n with n − 1; over endpoint pairs, which share endpoints, the jackknife
 | `<method>/ood/<set>/loss_barrier`, `…/error_barrier` | the path's barriers on an OOD set, over pairs |
 | `instability/<k>/<barrier>` | spawn cells: a linear-path barrier between children of spawn epoch k, over pairs |
 | `stable_epoch` | spawn cells: earliest k whose mean test error barrier (vs the children's mean) is < 2 % (n=1) |
-| `<measure>/width_b`, `…/width_b_stderr` | exponent b (± stderr) of `a·w^-b + c` fitted to the cell's group |
-| `<measure>/width_plateau`, `…/depth_plateau` | the group's plateau along width / depth (`> x`: still improving) |
+| `<measure>/width_b`, `…/width_b_lo`, `…/width_b_hi` | the group's exponent b and its 95 % interval (4+ widths) |
+| `<measure>/width_slope`, `…/width_slope_lo`, `…/width_slope_hi` | the group's change per doubling of width, 95 % |
+| `<measure>/width_plateau`, `…/depth_plateau` | what the measure does along width / depth (`plateau at 64`, …) |
 | `data_time_s`, `train_time_s`, `analysis_time_s`, `total_time_s` | wall time of the cell |
 """
 
@@ -72,14 +73,17 @@ def _num(v: Any, digits: int = 3) -> str:
 
 
 def _pm(row: pd.Series, stem: str) -> str:
-    """`mean ± std (n)`; `mean (n=1)` without a spread."""
-    m, s, n = row.get(f"{stem}_mean"), row.get(f"{stem}_std"), row.get(f"{stem}_n")
+    """`mean ± se (n)`: the standard error of the mean (over pairs: the endpoint jackknife); `mean (n=1)` or
+    `mean (n, no se)` without one."""
+    m, se, n = row.get(f"{stem}_mean"), row.get(f"{stem}_se"), row.get(f"{stem}_n")
     if m is None or not math.isfinite(float(m)):
         return ""
     n = int(n) if n is not None and math.isfinite(float(n)) else 0
     if n < 2:
         return f"{_num(m)} (n=1)"
-    return f"{_num(m)} ± {_num(s, 2)} ({n})"
+    if se is None or not math.isfinite(float(se)):
+        return f"{_num(m)} ({n}, no se)"
+    return f"{_num(m)} ± {_num(se, 2)} ({n})"
 
 
 def md_table(headers: list[str], rows: list[list[Any]]) -> str:
@@ -94,17 +98,21 @@ def cells_section(table: pd.DataFrame) -> str:
     ood = [c[:-5] for c in table.columns if c.startswith("ood/") and c.endswith("/acc_mean")]
     headers = ["job", "status", "arch", "depth", "width", "optimizer", *map(fc.short, extra), "params", "test acc"]
     headers += [f"{o[4:-4]} acc" for o in ood] + (["OOD gap"] if ood else []) + ["gen gap"]
-    headers += [f"barrier {m}" for m in methods] + ["top eig"]
+    headers += [h for m in methods for h in (f"barrier {m}", f"max loss {m}")] + ["top eig"]
     rows = []
     for _, r in table.head(MAX_ROWS).iterrows():
         row = [r["job"], r["status"], *[_num(r.get(k), 6) for k in ("arch", "depth", "width", "optimizer", *extra)]]
         row += [_num(r.get("num_params"), 12), _pm(r, "test_acc"), *[_pm(r, o) for o in ood]]
         row += ([_pm(r, "ood_gap")] if ood else []) + [_pm(r, "gen_gap")]
-        row += [_pm(r, f"{m}/loss_barrier") for m in methods] + [_pm(r, "hessian_top_eig")]
+        row += [_pm(r, f"{m}/{k}") for m in methods for k in ("loss_barrier", "max_train_loss")]
+        row += [_pm(r, "hessian_top_eig")]
         rows.append(row)
     note = (
-        "Values: mean ± sample std (n) over endpoints (barriers: over endpoint pairs); barrier = train loss barrier; "
-        "n=1: a single value, no spread; OOD: accuracy on each shifted set (`data.ood`), gap = test − OOD acc.\n\n"
+        "Values: mean ± standard error (n) over endpoints (std/√n) or endpoint pairs (barriers, max loss: the "
+        "jackknife over endpoints, since pairs share endpoints; 95 % intervals and the sample std in "
+        "`sweep_results.csv`); barrier = train loss barrier (vs the chord); max loss = the highest train loss along "
+        "the path; n=1: a single value, no error; OOD: accuracy on each shifted set (`data.ood`), gap = test − OOD "
+        "acc.\n\n"
     )
     return note + md_table(headers, rows) + _cut(len(table), "cells", TABLE_FILE)
 
@@ -122,10 +130,10 @@ def tau_section(tau: pd.DataFrame, targets: dict[str, str]) -> str:
         if sub.empty:
             continue
         hps = [c[4:-1] for c in sub.columns if c.startswith("psi[") and sub[c].notna().any()]
-        headers = ["measure", "n", "τ (all cells)", *[f"ψ {fc.short(h)}" for h in hps], "Ψ"]
+        headers = ["measure", "n", "τ (all cells)", "p", *[f"ψ {fc.short(h)}" for h in hps], "Ψ"]
         na = lambda v: "n/a" if not math.isfinite(float(v)) else f"{float(v):+.3f}"  # noqa: E731
         rows = [
-            [r["measure"], int(r["n"]), na(r["tau"])]
+            [r["measure"], int(r["n"]), na(r["tau"]), _p(r.get("p"))]
             + [f"{na(r[f'psi[{h}]'])} ({int(r[f'groups[{h}]'])})" for h in hps]
             + [na(r["Psi"])]
             for _, r in sub.iterrows()
@@ -136,7 +144,10 @@ def tau_section(tau: pd.DataFrame, targets: dict[str, str]) -> str:
         "Kendall τ_b between each measure (mean over endpoints/pairs) and each target across completed cells; "
         "n = cells with both values (τ needs n ≥ 3). ψ h: granulated τ (Jiang et al. 2020): mean τ over groups of "
         "cells that differ only in h (every other varied hyperparameter, config values included, held fixed) "
-        "(number of groups in brackets); Ψ: mean of the ψ. Positive: the measure ranks cells like the target.\n\n"
+        "(number of groups in brackets); Ψ: mean of the ψ. Positive: the measure ranks cells like the target. "
+        "p: two-sided p-value of τ under independence (exact over all orderings for n ≤ 7, else scipy's). ψ has no "
+        "p-value: a group of 2 cells gives τ = ±1 only, of 3 cells ±1 or ±1/3, so ψ over a few small groups is a "
+        "sign vote, not evidence of a trend.\n\n"
     )
     if not any(c.startswith("psi[") for c in tau.columns):
         text += "_No hyperparameter varies among completed cells: no granulated τ._\n\n"
@@ -145,11 +156,41 @@ def tau_section(tau: pd.DataFrame, targets: dict[str, str]) -> str:
     return text + "\n\n".join(parts)
 
 
-def _pm_fit(r: pd.Series) -> str:
-    if not r.get("converged"):
-        return f"n/a ({r.get('reason') or 'not fitted'})"
-    pure = "c fixed at 0" in str(r.get("reason") or "")
-    return f"{r['b']:.2f} ± {r['b_stderr']:.2f}" + (" (c=0)" if pure else "")
+def _p(v: Any) -> str:
+    """A p-value to two significant digits; `n/a` when there is none."""
+    return "n/a" if v is None or not math.isfinite(float(v)) else f"{float(v):.2g}"
+
+
+def _ci(v: float, lo: float, hi: float, fmt: str = "+.2g") -> str:
+    """`v [lo, hi]`; `v [n/a]` without an interval."""
+    if not all(math.isfinite(float(x)) for x in (lo, hi)):
+        return f"{v:{fmt}} [n/a]"
+    return f"{v:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
+
+
+def _width_trend(r: pd.Series) -> str:
+    """The exponent with its 95 % interval where the widths support one (`b = …`, `(c=0)` for the log-log fit),
+    else the change per doubling of width (`Δ/2× …`), else why neither."""
+    if r.get("model") and math.isfinite(float(r.get("b", math.nan))):
+        return "b = " + _ci(r["b"], r["b_lo"], r["b_hi"], ".2f") + (" (c=0)" if r["model"] == "a·w^-b" else "")
+    if math.isfinite(float(r.get("slope", math.nan))):
+        return "Δ/2× " + _ci(r["slope"], r["slope_lo"], r["slope_hi"])
+    return f"n/a ({r.get('reason') or 'not fitted'})"
+
+
+def _depth_trend(r: pd.Series) -> str:
+    """`τ (n=…, p=…)`: Kendall τ vs depth with the points it rests on."""
+    n = int(r["tau_n"]) if math.isfinite(float(r.get("tau_n", math.nan))) else int(r["n_points"])
+    return f"{_num(r['tau'])} (n={n}, p={_p(r.get('tau_p'))})" if math.isfinite(float(r["tau"])) else f"n/a (n={n})"
+
+
+WIDTH_NOTE = (
+    "Trend: an exponent only where the widths support one, b of `a·w^-b + c` from 6 widths, of `a·w^-b` fitted "
+    "in log-log from 4 (c=0), with its 95 % interval from the cells' own standard errors (negative b: grows with "
+    "width; theory predicts b = 1/2 for the barrier of aligned two-layer networks); with fewer widths `Δ/2×`, the "
+    "change per doubling of width (least squares on log2 w) with its 95 % interval from the cells' standard "
+    "errors (Welch–Satterthwaite t). "
+)
 
 
 def trends_section(tr: pd.DataFrame, axis: str) -> str:
@@ -163,7 +204,7 @@ def trends_section(tr: pd.DataFrame, axis: str) -> str:
     measures = [m for m in dict.fromkeys(sub["measure"]) if m.endswith("loss_barrier") or m in ("test_acc", "ood_gap")]
     headers = [fc.short(k) for k in keys] + ["n"]
     for m in measures:
-        headers += [f"{m} b ± se" if axis == "width" else f"{m} τ", f"{m} plateau"]
+        headers += [f"{m} trend" if axis == "width" else f"{m} τ", f"{m} along {axis}"]
     rows = []
     for key, g in sub.groupby(keys, sort=False, dropna=False) if keys else [((), sub)]:
         key = key if isinstance(key, tuple) else (key,)
@@ -174,15 +215,16 @@ def trends_section(tr: pd.DataFrame, axis: str) -> str:
                 row += ["", ""]
                 continue
             r = by.loc[m]
-            row += [_pm_fit(r) if axis == "width" else _num(r["tau"]), r["plateau"]]
+            row += [_width_trend(r) if axis == "width" else _depth_trend(r), r["plateau"]]
         rows.append(row)
     text = (
-        f"Per group of cells that differ only in {axis} (every other varied hyperparameter fixed). "
-        + ("b: exponent of the fitted `a·w^-b + c` (± its standard error; (c=0): three widths, `a·w^-b` fitted in "
-           "log-log; negative b: the measure grows with width; theory predicts b = 1/2 for the barrier of aligned "
-           "two-layer networks); " if axis == "width" else "τ: Kendall τ of the measure vs depth; ")
-        + f"plateau: the smallest {axis} beyond which the measure improves by no more than the cells' spread (sample "
-        f"std over endpoints/pairs); `> x`: still improving at the largest {axis}. Every measure in `trends.csv`.\n\n"
+        f"Per group of cells that differ only in {axis} (every other varied hyperparameter fixed); n: cells. "
+        + (WIDTH_NOTE if axis == "width" else "τ: Kendall τ of the measure vs depth, over n depths, with its "
+           "two-sided exact p-value (over 3 depths τ is ±1 or ±1/3, and even τ = ±1 has p = 1/3). ")
+        + f"Along {axis}: `plateau at x` (improves up to x, then by no more than the cells' spread, the sample std "
+        f"over endpoints/pairs), `still improving` (by more than the spread at the largest {axis}), `worsens` or "
+        f"`worsens after x` (worse by more than the spread), `no trend within spread`. Every measure in "
+        "`trends.csv`.\n\n"
     )  # fmt: skip
     return text + md_table(headers, rows[:MAX_ROWS]) + _cut(len(rows), "groups", "trends.csv")
 
@@ -191,16 +233,17 @@ def flat_section(flat_tau: pd.DataFrame) -> str:
     if flat_tau.empty:
         return "_Needs endpoint sharpness and path measures in completed cells._"
     opts = [c[4:-1] for c in flat_tau.columns if c.startswith("tau[")]
-    headers = ["macroscopic (endpoint)", "microscopic (path)", "n", "τ (all cells)", *[f"τ {o}" for o in opts]]
+    headers = ["macroscopic (endpoint)", "microscopic (path)", "n", "τ (all cells)", "p", *[f"τ {o}" for o in opts]]
     na = lambda v, n: "n/a" if not math.isfinite(float(v)) else f"{float(v):+.3f} ({int(n)})"  # noqa: E731
     rows = [
-        [r["macro"], r["micro"], int(r["n"]), na(r["tau"], r["n"])] + [na(r[f"tau[{o}]"], r[f"n[{o}]"]) for o in opts]
+        [r["macro"], r["micro"], int(r["n"]), na(r["tau"], r["n"]), _p(r.get("p"))]
+        + [na(r[f"tau[{o}]"], r[f"n[{o}]"]) for o in opts]
         for _, r in flat_tau.iterrows()
     ]
     text = (
         "Kendall τ_b between the flatness of the minima (means over endpoints) and the geometry of the paths between "
-        "them (means over pairs), over all completed cells and within each optimizer (n in brackets). Positive: "
-        "sharper minima come with higher / more curved / sharper paths.\n\n"
+        "them (means over pairs), over all completed cells and within each optimizer (n in brackets); p: two-sided "
+        "p-value of the overall τ. Positive: sharper minima come with higher / more curved / sharper paths.\n\n"
     )
     return text + md_table(headers, rows)
 
