@@ -97,8 +97,11 @@ def instability_figure(view: fc.View, path: Path, measure: str = STABLE_MEASURE)
     handles.append(Line2D([], [], color="grey", ls="--", label=f"stable: < {100 * STABLE_THRESHOLD:g} %"))
     fig.legend(handles=handles, loc="center right", fontsize=7.5, frameon=False)
     fig.suptitle("Instability vs spawn epoch (Frankle et al. 2020)", fontsize=10)
-    text = fc.caption(view.split, view.pooled, "mean over its child pairs at each spawn epoch ± standard error "
-                      "(jackknife over children)")
+    text = fc.caption(
+        view.split,
+        view.pooled,
+        "mean over its child pairs at each spawn epoch ± standard error (jackknife over children)",
+    )
     text += (
         f" The children of spawn epoch k start from the parent's full training state after k epochs (k = 0: its "
         f"initialisation) and differ only in data order; y: max over the linear path of the test error minus the "

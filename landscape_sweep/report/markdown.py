@@ -117,6 +117,48 @@ def cells_section(table: pd.DataFrame) -> str:
     return note + md_table(headers, rows) + _cut(len(table), "cells", TABLE_FILE)
 
 
+def paired_section(paired: pd.DataFrame) -> str:
+    """Each optimizer against the baseline on cells that differ only in the optimizer (`paired.paired_table`)."""
+    if paired is None or paired.empty:
+        return "_Needs completed cells that differ only in the optimizer: no paired comparison._"
+    base = paired["baseline"].iloc[0]
+    text = (
+        f"Each optimizer against `{base}` on cells that differ only in the optimizer (cell pairs). Difference: "
+        f"optimizer − {base}, the mean over cell pairs of the mean paired difference within each: endpoints paired by "
+        "seed (same initialisation and data order), paths by method and their endpoints' seeds. 95 % CI: t over the "
+        "cell pairs' mean differences (one cell pair: t over seeds, or the jackknife over seeds for paths). Lower: "
+        "paired endpoints/paths (and cell pairs) where the optimizer's value is lower — better for losses, gaps, "
+        "sharpness and barriers, worse for accuracy. All rows in `paired_optimizer.csv`.\n\n"
+    )
+    parts = []
+    for opt, g in paired.groupby("optimizer", sort=False):
+        how = set(g["ci"])
+        head = f"**{opt} − {base}**" + (f" (95 % CI: {next(iter(how))})" if len(how) == 1 else "")
+        headers = ["measure", f"{opt} − {base} [95 % CI]", "lower (paired units)", "lower (cell pairs)"]
+        rows = [[r["measure"], _ci(r["mean_diff"], r["ci95_lo"], r["ci95_hi"], "+.3g"), f"{r['lower']} of {r['n']}",
+                 f"{r['cell_pairs_lower']} of {r['cell_pairs']}"] + ([r["ci"]] if len(how) > 1 else [])
+                for _, r in g.iterrows()]  # fmt: skip
+        parts.append(head + "\n\n" + md_table(headers + (["CI"] if len(how) > 1 else []), rows))
+    return text + "\n\n".join(parts)
+
+
+def unreached_section(table: pd.DataFrame, details: dict[str, str], included: bool) -> str:
+    """The cells with an endpoint that never reached `trainer.stop_at`, with their train loss, and where they went."""
+    rows = []
+    for _, r in table[table["job"].astype(str).isin(details)].iterrows():
+        cell = [_num(r.get(k), 6) for k in ("depth", "width", "optimizer")]
+        rows.append([r["job"], *cell, _pm(r, "train_loss"), details[str(r["job"])]])
+    where = (
+        "Included in the trends, τ and the paired comparison (`report.unreached=include`)."
+        if included
+        else "Left out of the trends, τ and the paired comparison (`report.unreached=include` puts them back); the "
+        "cell table and the per-cell figures (heatmaps, curves, surfaces) keep them."
+    )
+    text = f"Their endpoints stopped at `trainer.max_epochs` short of `trainer.stop_at`: not comparable. {where}\n\n"
+    headers = ["job", "depth", "width", "optimizer", "train loss", "stop criterion"]
+    return text + md_table(headers, rows)
+
+
 def _cut(n: int, what: str, file: str) -> str:
     return f"\n\n_First {MAX_ROWS} of {n} {what}; all of them are in `{file}`._" if n > MAX_ROWS else ""
 
@@ -305,12 +347,16 @@ def render_report(
     flat_tau: pd.DataFrame | None = None,
     options: fc.Options = fc.DEFAULT,
     targets: dict[str, str] | None = None,
+    paired: pd.DataFrame | None = None,
+    unreached: dict[str, str] | None = None,
 ) -> str:
-    """The whole report.md text; figure links are relative to the sweep directory."""
+    """The whole report.md text; figure links are relative to the sweep directory. `paired`: the paired optimizer
+    table; `unreached`: {job: detail} of the cells that never reached `trainer.stop_at`."""
     root = Path(sweep_dir)
     trends = pd.DataFrame() if trends is None else trends
     flat_tau = pd.DataFrame() if flat_tau is None else flat_tau
     targets = targets or {"gen_gap_mean": "generalization gap"}
+    included = options.unreached == "include"
     counts = table["status"].value_counts()
     status = md_table(["status", "cells"], [[s, int(counts.get(s, 0))] for s in counts.index])
     chosen = ""
@@ -322,10 +368,18 @@ def render_report(
     parts = [
         f"# Sweep report: {root.resolve().name}",
         f"Sweep directory: `{root.resolve()}` — {len(table)} job(s). Table: `{TABLE_FILE}`; "
-        "correlations: `kendall_tau.csv`; trends: `trends.csv`." + chosen,
+        "correlations: `kendall_tau.csv`; trends: `trends.csv`"
+        + ("; optimizers compared: `paired_optimizer.csv`." if paired is not None and len(paired) else ".")
+        + chosen,
         "## Status\n\n" + status,
         "## Quality of the estimates\n\n" + ("\n".join(f"- ⚠ {w}" for w in warnings) if warnings else "No warnings."),
         "## Cells\n\n" + cells_section(table),
+        *(
+            [f"## Cells that never reached the stop criterion\n\n{unreached_section(table, unreached, included)}"]
+            if unreached
+            else []
+        ),  # fmt: skip
+        "## Optimizers compared (paired)\n\n" + paired_section(paired),
         "## Trends with width\n\n" + trends_section(trends, "width"),
         "## Trends with depth\n\n" + trends_section(trends, "depth"),
         "## Flat minima vs path geometry\n\n" + flat_section(flat_tau),

@@ -215,8 +215,10 @@ def heatmap(view: fc.View, column: str, title: str, path: Path) -> Drawn | None:
         paths.append(save_png(fig, out))
     text = fc.caption(split, view.pooled, "mean over its endpoints (or endpoint pairs for path measures)")
     if annotate:
-        text += (" Numbers: mean ± standard error (n) of the cell (over endpoint pairs: the jackknife over "
-                 "endpoints, since pairs share endpoints).")
+        text += (
+            " Numbers: mean ± standard error (n) of the cell (over endpoint pairs: the jackknife over "
+            "endpoints, since pairs share endpoints)."
+        )
     else:
         text += " Too many squares to print numbers: read them in sweep_results.csv; × marks cells without a value."
     return Drawn(paths, text)
