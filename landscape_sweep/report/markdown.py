@@ -109,10 +109,10 @@ def cells_section(table: pd.DataFrame) -> str:
         rows.append(row)
     note = (
         "Values: mean ± standard error (n) over endpoints (std/√n) or endpoint pairs (barriers, max loss: the "
-        "jackknife over endpoints, since pairs share endpoints; 95 % intervals and the sample std in "
-        "`sweep_results.csv`); barrier = train loss barrier (vs the chord); max loss = the highest train loss along "
-        "the path; n=1: a single value, no error; OOD: accuracy on each shifted set (`data.ood`), gap = test − OOD "
-        "acc.\n\n"
+        "jackknife over endpoints, since pairs share endpoints). ± se is not a 95 % interval: with 3 endpoints that "
+        "is mean ± 4.3 se (t with 2 dof); the intervals and the sample std are in `sweep_results.csv`. Barrier = "
+        "train loss barrier (vs the chord); max loss = the highest train loss along the path; n=1: a single value, "
+        "no error; OOD: accuracy on each shifted set (`data.ood`), gap = test − OOD acc.\n\n"
     )
     return note + md_table(headers, rows) + _cut(len(table), "cells", TABLE_FILE)
 
