@@ -10,9 +10,10 @@ it against the records here.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,9 @@ SHARPNESS_KINDS = {
     "adaptive_average": "adaptive_average_case",
 }
 ENDPOINT_METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "gen_gap")
-SHARPNESS_MEASURES = ("hessian_top_eig", "hessian_trace", *SHARPNESS_KINDS.values())
+# `average_case_ratio` (read when present): average_case / (σ²/2 · hessian_trace), what the antithetic average-case
+# sharpness measures beyond the quadratic term
+SHARPNESS_MEASURES = ("hessian_top_eig", "hessian_trace", *SHARPNESS_KINDS.values(), "average_case_ratio")
 # per-block curvature (`landscape.sharpness.per_block`): per endpoint `block/<block>/<measure>` for each block of the
 # model, and the depth-comparable `block/<summary>` (`landscape.blocks.concentration`)
 BLOCK_MEASURES = {"hessian_top_eig": "top_eig", "hessian_trace": "trace"}  # measure -> key of a block record
@@ -47,6 +50,8 @@ PATH_MEASURES = (
     "path_curvature",
     "arc_chord_ratio",
     "max_hessian_top_eig_along_path",
+    "max_train_loss",  # derived: the highest loss along the path (beside the barrier, which is relative to the chord)
+    "max_test_loss",
 )
 # out-of-distribution sets (`data.ood`): per endpoint `ood/<name>/<measure>` and `ood_gap` (test_acc minus the mean
 # accuracy over the sets); per path `<method>/ood/<name>/<measure>`
@@ -174,13 +179,17 @@ class PathEntry(_Record):
     extra: dict[str, Any] = field(default_factory=dict)
 
     def measure(self, name: str) -> float | None:
-        """A path measure by name (PATH_MEASURES or `ood/<name>/<measure>`)."""
+        """A path measure by name (PATH_MEASURES or `ood/<name>/<measure>`); `max_train_loss`/`max_test_loss`: the
+        highest loss at any evaluated t (None when one is not finite)."""
         if name.startswith("ood/"):
             set_name, _, key = name[4:].rpartition("/")
             return ((self.ood or {}).get(set_name) or {}).get(key)
         if name == "max_hessian_top_eig_along_path":
             eigs = [v for v in (self.sharpness_along_path or {}).get("hessian_top_eig", []) if _finite(v)]
             return max(eigs) if eigs else None
+        if name in ("max_train_loss", "max_test_loss"):  # None when a point's loss is not finite: no max to give
+            losses = getattr(self, name.removeprefix("max_")) or []
+            return max(losses) if losses and all(map(_finite, losses)) else None
         return getattr(self, name)
 
 
@@ -271,7 +280,7 @@ _ENDPOINT = {"seed": "int", "stop": "dict?", "sharpness": "dict", "trajectory": 
     ("epochs", "train_time_s", "train_loss", "train_acc", "test_loss", "test_acc"), "num"
 )
 _SHARPNESS = {"hessian_top_eigs": "nums"} | dict.fromkeys(
-    ("hessian_trace", "analysis_size", *SHARPNESS_KINDS.values()), "num"
+    ("hessian_trace", "analysis_size", *SHARPNESS_KINDS.values(), "average_case_ratio"), "num"
 )
 _PATH = (
     {"pair": "nums", "method": "str", "sharpness_along_path": "dict?"}
@@ -343,15 +352,39 @@ def validate_results(d: Any) -> str | None:
 # --- summaries -------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Stat:
-    """Mean, sample standard deviation (NaN for n < 2) and number of finite values of one measure."""
+    """Mean, sample standard deviation (NaN for n < 2) and number of finite values of one measure, and the standard
+    error of the mean with the degrees of freedom of its t interval (`ci95`): over endpoints (independent networks)
+    `std / √n` with n − 1; over endpoint pairs, which share endpoints, the endpoint jackknife (`pair_jackknife_se`)
+    with K − 1 for K endpoints. `std` describes the spread of the values; `se` is the error of `mean`."""
 
     mean: float
     std: float
     n: int
+    se: float = math.nan
+    dof: int = 0
 
     @property
     def stderr(self) -> float:
+        """`std / √n`, whatever the values are: the standard error only where they are independent (use `se`)."""
         return self.std / math.sqrt(self.n) if self.n >= 2 else math.nan
+
+    @property
+    def ci95(self) -> tuple[float, float]:
+        """`mean ± t(0.975, dof)·se`: (NaN, NaN) without a standard error."""
+        if not (math.isfinite(self.se) and self.dof >= 1):
+            return math.nan, math.nan
+        half = t975(self.dof) * self.se
+        return self.mean - half, self.mean + half
+
+
+@functools.lru_cache(maxsize=256)
+def t975(dof: float) -> float:
+    """The 97.5 % quantile of Student's t with `dof` degrees of freedom (NaN below 1): a 95 % two-sided interval."""
+    if not dof >= 1:
+        return math.nan
+    from scipy.stats import t  # deferred: scipy.stats costs ~1 s of import time, and cells rarely need it
+
+    return float(t.ppf(0.975, dof))
 
 
 def _finite(v: Any) -> bool:
@@ -364,26 +397,66 @@ def _diff(a: Any, b: Any) -> float | None:
 
 
 def summarize(values: Iterable[Any]) -> Stat:
-    """The one summary of a measure over endpoints or endpoint pairs: finite values only."""
+    """The one summary of a measure over independent values (endpoints): finite values only; `se = std / √n`."""
     v = [float(x) for x in values if _finite(x)]
     if not v:
         return Stat(math.nan, math.nan, 0)
     n = len(v)
     mean = math.fsum(v) / n  # fsum: exactly rounded, and ~50x faster than `statistics` (Fractions)
     if n < 2:
-        std = math.nan
-    elif min(v) == max(v):  # exact, as `statistics` gives (the rounded fsum/n can differ by an ulp)
-        mean, std = v[0], 0.0
-    else:
-        std = math.sqrt(math.fsum((x - mean) ** 2 for x in v) / (n - 1))
-    return Stat(mean, std, n)
+        return Stat(mean, math.nan, n)
+    if min(v) == max(v):  # exact, as `statistics` gives (the rounded fsum/n can differ by an ulp)
+        return Stat(v[0], 0.0, n, 0.0, n - 1)
+    std = math.sqrt(math.fsum((x - mean) ** 2 for x in v) / (n - 1))
+    return Stat(mean, std, n, std / math.sqrt(n), n - 1)
+
+
+def pair_jackknife_se(pairs: Sequence[Sequence[Any]], values: Sequence[float]) -> tuple[float, int]:
+    """(standard error, K − 1) of the mean over endpoint pairs, by leaving out one endpoint at a time with its pairs.
+
+    The pairs of a cell share endpoints ((0,1), (0,2), (1,2)), so their values are not independent: std/√n over
+    pairs understates the error of their mean by up to 2x (3 endpoints, pair values additive in endpoint effects).
+    The independent units are the K endpoints; the jackknife over them, `(K−1)/K · Σ_i (U_−i − Ū)²` with U_−i the
+    mean over the pairs without endpoint i, is unbiased when a pair's value is the sum of effects of its two
+    endpoints (plus a constant) and conservative otherwise (Efron–Stein): with K = 3, where the data cannot tell
+    endpoint effects from pair effects, up to 2x too large when pairs vary independently. (Resampling endpoints
+    with replacement instead gives 0.6x the true error at K = 3 with additive effects: too small.) `pairs` holds
+    any hashable endpoint labels (indices or seeds). NaN with fewer than 3 endpoints, or when leaving one out leaves
+    no pair.
+    """
+    ok = [(tuple(p), float(v)) for p, v in zip(pairs, values) if _finite(v) and isinstance(p, (list, tuple))]
+    units = sorted({u for p, _ in ok for u in p}, key=str)
+    if len(units) < 3:
+        return math.nan, 0
+    loo = []
+    for u in units:
+        rest = [v for p, v in ok if u not in p]
+        if not rest:
+            return math.nan, 0
+        loo.append(math.fsum(rest) / len(rest))
+    k, centre = len(units), math.fsum(loo) / len(loo)
+    if min(loo) == max(loo):  # exact 0, not the rounding of fsum/k
+        return 0.0, k - 1
+    return math.sqrt((k - 1) / k * math.fsum((x - centre) ** 2 for x in loo)), k - 1
+
+
+def summarize_pairs(items: Iterable[tuple[Any, Any]]) -> Stat:
+    """The summary of a path measure over endpoint pairs (`(pair, value)` items): mean, std and n as `summarize`,
+    `se` and `dof` from the endpoint jackknife (`pair_jackknife_se`)."""
+    items = list(items)
+    s = summarize(v for _, v in items)
+    if s.n < 2:
+        return s
+    se, dof = pair_jackknife_se([p for p, _ in items], [v for _, v in items])
+    return dataclasses.replace(s, se=se, dof=dof)
 
 
 def cell_stats(result: CellResult) -> dict[str, Stat]:
     """Every measure of a cell summarised: endpoint metrics, sharpness and OOD measures over endpoints
     (`<measure>`, `ood/<name>/<measure>`, `ood_gap`), path measures over endpoint pairs (`<method>/<measure>`,
     `<method>/ood/<name>/<measure>`), spawn mode's barriers over the child pairs of each spawn epoch
-    (`instability/<k>/<measure>`) and its `stable_epoch` (n = 1). Measures without any finite value are left out."""
+    (`instability/<k>/<measure>`) and its `stable_epoch` (n = 1). Measures without any finite value are left out.
+    Each `Stat`'s `se` is the error of its mean: `std / √n` over endpoints, the endpoint jackknife over pairs."""
     out: dict[str, Stat] = {}
     ood = result.ood_names()
     endpoint = [*ENDPOINT_METRICS, *SHARPNESS_MEASURES, *(f"ood/{n}/{m}" for n in ood for m in OOD_ENDPOINT_MEASURES)]
@@ -394,10 +467,11 @@ def cell_stats(result: CellResult) -> dict[str, Stat]:
     for method in result.methods():
         entries = [p for p in result.connectivity if p.method == method]
         for name in (*PATH_MEASURES, *(f"ood/{n}/{m}" for n in ood for m in OOD_PATH_MEASURES)):
-            out[f"{method}/{name}"] = summarize(p.measure(name) for p in entries)
+            out[f"{method}/{name}"] = summarize_pairs((p.pair, p.measure(name)) for p in entries)
     for rec in result.instability or []:
         for name in INSTABILITY_MEASURES:
-            out[f"instability/{rec['spawn_epoch']}/{name}"] = summarize(p.get(name) for p in rec.get("pairs", []))
+            pairs = [(p.get("pair"), p.get(name)) for p in rec.get("pairs", [])]
+            out[f"instability/{rec['spawn_epoch']}/{name}"] = summarize_pairs(pairs)
     if result.stable_epoch is not None:
         out["stable_epoch"] = summarize([result.stable_epoch])
     return {k: s for k, s in out.items() if s.n > 0}

@@ -8,6 +8,7 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from landscape_sweep.results import (
@@ -165,3 +166,74 @@ def test_docs_cover_the_block_fields():
     keys |= {"trace", "trace_stderr", "trace_probes", *BLOCK_SUMMARIES}
     assert keys <= documented, keys - documented
     assert {f"block/<block>/{m}" for m in BLOCK_MEASURES} <= documented
+
+
+PAIRS3 = ([0, 1], [0, 2], [1, 2])
+
+
+def _additive_cell(u, noise=(0.0, 0.0, 0.0)) -> CellResult:
+    """A cell whose linear barrier of pair (i, j) is u_i + u_j (+ a pair's own noise): the pairs share endpoints."""
+    paths = [
+        PathEntry(pair=list(p), method="linear", loss_barrier=u[p[0]] + u[p[1]] + e) for p, e in zip(PAIRS3, noise)
+    ]
+    return CellResult(status="completed", endpoints=[Endpoint(seed=k) for k in range(3)], connectivity=paths)
+
+
+def test_pair_se_is_the_endpoint_jackknife_by_hand():
+    """Pair values 1, 2, 4 on (0,1), (0,2), (1,2): leaving out endpoint 0, 1, 2 leaves 4, 2, 1; the jackknife
+    variance (2/3)·Σ(U_−i − 7/3)² = 28/9, twice the naive std/√3 = √(21/9)/√3."""
+    cell = CellResult(connectivity=[PathEntry(pair=list(p), method="linear", loss_barrier=v)
+                                    for p, v in zip(PAIRS3, (1.0, 2.0, 4.0))])  # fmt: skip
+    s = cell_stats(cell)["linear/loss_barrier"]
+    assert (s.mean, s.n, s.dof) == (pytest.approx(7 / 3), 3, 2)
+    assert s.se == pytest.approx(math.sqrt(28 / 9)) and s.se == pytest.approx(2 * s.stderr)
+    lo, hi = s.ci95
+    assert (lo, hi) == (pytest.approx(7 / 3 - 4.302653 * s.se, rel=1e-6), pytest.approx(7 / 3 + 4.302653 * s.se))
+    e = summarize([1.0, 2.0, 4.0])  # endpoints are independent: se = std/√n, n − 1 dof
+    assert e.se == pytest.approx(e.std / math.sqrt(3)) and e.dof == 2
+    assert math.isnan(summarize([1.0]).se) and summarize([1.0]).ci95[0] != summarize([1.0]).ci95[0]
+
+
+def test_pair_se_matches_the_sampling_sd_when_pairs_share_endpoints():
+    """barrier(i, j) = u_i + u_j, u ~ N(0, 1): the pair mean is 2·mean(u), sd 2/√3 = 1.155 over cells. The naive
+    std/√3 over pairs is half of it; the endpoint jackknife matches it and its t interval covers 95 %. With pair
+    values that vary independently instead, the jackknife errs on the safe side (never below the true sd)."""
+    rng = np.random.default_rng(0)
+    means, se2, naive2, cover = [], [], [], 0
+    for _ in range(4000):
+        s = cell_stats(_additive_cell(rng.normal(0, 1, 3)))["linear/loss_barrier"]
+        means.append(s.mean)
+        se2.append(s.se**2)
+        naive2.append(s.stderr**2)
+        lo, hi = s.ci95
+        cover += lo <= 0 <= hi
+    true_sd = float(np.std(means))
+    assert true_sd == pytest.approx(2 / math.sqrt(3), rel=0.05)
+    assert math.sqrt(np.mean(naive2)) < 0.55 * true_sd  # today's std/√n: half the true error
+    assert math.sqrt(np.mean(se2)) == pytest.approx(true_sd, rel=0.05)
+    assert 0.935 <= cover / 4000 <= 0.965
+    pair_noise = [cell_stats(_additive_cell(np.zeros(3), rng.normal(0, 1, 3)))["linear/loss_barrier"]
+                  for _ in range(2000)]  # fmt: skip
+    sd = float(np.std([s.mean for s in pair_noise]))
+    assert math.sqrt(np.mean([s.se**2 for s in pair_noise])) >= 0.95 * sd
+
+
+def test_pair_se_needs_three_endpoints_and_every_leave_one_out():
+    two = CellResult(connectivity=[PathEntry(pair=[0, 1], method="linear", loss_barrier=1.0)] * 2)
+    assert math.isnan(cell_stats(two)["linear/loss_barrier"].se)
+    chain = CellResult(connectivity=[PathEntry(pair=p, method="linear", loss_barrier=v)
+                                     for p, v in (([0, 1], 1.0), ([1, 2], 2.0))])  # fmt: skip
+    s = cell_stats(chain)["linear/loss_barrier"]
+    assert s.n == 2 and math.isnan(s.se) and s.std == pytest.approx(math.sqrt(0.5))  # without 1, no pair is left
+
+
+def test_max_loss_along_the_path_and_average_case_ratio():
+    p = PathEntry(pair=[0, 1], method="linear", train_loss=[0.1, 0.9, 0.2], test_loss=[0.3, 1.5, 0.4])
+    assert (p.measure("max_train_loss"), p.measure("max_test_loss")) == (0.9, 1.5)
+    assert PathEntry(pair=[0, 1], method="linear", train_loss=[0.1, None]).measure("max_train_loss") is None
+    assert {"max_train_loss", "max_test_loss"} <= set(PATH_MEASURES)
+    ends = [Endpoint(seed=k, sharpness={"average_case_ratio": v}) for k, v in enumerate((1.2, 1.4))]
+    stats = cell_stats(CellResult(endpoints=ends + [Endpoint(seed=2)]))  # an older record without it: skipped
+    assert stats["average_case_ratio"].mean == pytest.approx(1.3) and stats["average_case_ratio"].n == 2
+    bad = CellResult(endpoints=[Endpoint(seed=0, sharpness={"average_case_ratio": "x"})]).to_dict()
+    assert validate_results({**bad, "status": "completed"}).startswith("endpoints[0].sharpness.average_case_ratio")

@@ -4,9 +4,9 @@ The submitting command does not wait for the cells. It submits
 - the cells that still need a job: not those whose results.json is completed for the same config (the cell would
   skip itself anyway) and not those whose earlier job the scheduler still holds (pending, running, requeued);
 - one small CPU report job, `--dependency=afterany:<arrays>`, that runs `python -m landscape_sweep.report <sweep_dir>`
-  (with `--wandb` when `report.wandb=true`, and `report.facet` / `report.select`) once every task of this
-  submission and of earlier ones still queued has ended, whatever their state; an earlier report job still waiting
-  is cancelled, so the report is written once, after the last cell;
+  (with `--wandb` when `report.wandb=true`, and `report.facet` / `report.select` / `report.unreached`) once every
+  task of this submission and of earlier ones still queued has ended, whatever their state; an earlier report job
+  still waiting is cancelled, so the report is written once, after the last cell;
 then records job ids and submit times in `<sweep_dir>/sweep.json` (`landscape_sweep.manifest`), prints the sweep
 dir, the job ids and the `status` / `resubmit` commands, and returns a completed `JobReturn` per cell, so the
 command exits 0. Requeued tasks keep their job id, so the report job still waits for them.
@@ -86,6 +86,8 @@ def report_args(config: DictConfig) -> list[str]:
     for key, values in (node.get("select") or {}).items():
         values = values if isinstance(values, list) else [values]
         args.append(f"report.select={key}=" + ",".join(map(str, values)))
+    if node.get("unreached", "exclude") != "exclude":
+        args.append(f"report.unreached={node['unreached']}")
     return args
 
 

@@ -400,12 +400,14 @@ def _validate(c: dict[str, Any]) -> None:
 def _validate_report(r: Mapping[str, Any]) -> None:
     """The report options' shapes (which keys exist is only known when the report reads the sweep's cells; the
     report package is not imported here: it pulls in pandas and matplotlib)."""
-    _check_keys(r, {"wandb", "facet", "select"}, "report")
+    _check_keys(r, {"wandb", "facet", "select", "unreached"}, "report")
     facet = r.get("facet") or []
     if not isinstance(facet, (list, tuple, str)) or not all(isinstance(k, str) for k in facet):
         fail("report.facet", facet, "must be a list of config keys or cell fields, e.g. [optimizer.lr]")
     if not isinstance(r.get("select") or {}, Mapping):
         fail("report.select", r.get("select"), "must be a mapping {key: value or [values]}, e.g. {optimizer.lr: 0.1}")
+    if r.get("unreached", "exclude") not in ("exclude", "include"):
+        fail("report.unreached", r.get("unreached"), "must be one of exclude, include")
 
 
 def _validate_batchnorm_batches(c: Mapping[str, Any]) -> None:

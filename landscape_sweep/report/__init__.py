@@ -1,9 +1,12 @@
 """Sweep report: reads results.json files only (never training code).
 
 `build_report(sweep_dir)` writes into the sweep directory: `sweep_results.csv` (one row per cell, with the trend
-fit and plateau of the cell's group), `kendall_tau.csv` (measures vs the generalization gap and, when measured,
-the out-of-distribution gap), `trends.csv` (power-law fits and plateaus along width and depth),
-`flat_vs_path_tau.csv`, `figures/` and `report.md`; with `wandb=True` also one W&B run (job_type="report").
+of the cell's group), `kendall_tau.csv` (measures vs the generalization gap and, when measured, the
+out-of-distribution gap), `trends.csv` (slopes, exponents where the widths support one, and what each measure does
+along width and depth), `flat_vs_path_tau.csv`, `paired_optimizer.csv` (each optimizer against the baseline on
+cells that differ only in it), `figures/` and `report.md`; with `wandb=True` also one W&B run (job_type="report").
+Cells with an endpoint that never reached `trainer.stop_at` are left out of the trends, τ and the paired table
+unless `report.unreached=include`.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +30,9 @@ from landscape_sweep.report.block_plots import block_figure
 from landscape_sweep.report.correlation import TAU_NAME, correlation_table, granulated_tau, kendall
 from landscape_sweep.report.instability import instability_figure
 from landscape_sweep.report.markdown import INLINE_MAX, figure_index, render_report
+from landscape_sweep.report.paired import PAIRED_NAME, paired_table
 from landscape_sweep.report.plots import Drawn, barrier_vs_params, curves_pages, heatmap
-from landscape_sweep.report.quality import quality_warnings
+from landscape_sweep.report.quality import quality_warnings, train_loss_spread, unreached_details, unreached_jobs
 from landscape_sweep.report.surfaces import surfaces_grid
 from landscape_sweep.report.table import TABLE_NAME, load_results, methods_of, sweep_table, write_table
 from landscape_sweep.report.trend_plots import (
@@ -60,13 +65,16 @@ HEATMAPS = {
     "test_acc": ("test_acc", "test accuracy"),
     "gen_gap": ("gen_gap", "generalization gap (train acc − test acc)"),
 }
+NOT_DRAWN = ("/max_train_loss",)  # trend measures with no figure of their own (suffixes)
 TARGETS = {"gen_gap_mean": "generalization gap", "ood_gap_mean": "out-of-distribution gap (test acc − OOD acc)"}
 
 
 def trend_measures(table: pd.DataFrame, methods: list[str]) -> dict[str, str]:
-    """Measures drawn and fitted along width and depth: each barrier kind, path curvature and sharpness, endpoint
-    sharpness (top eigenvalue), test accuracy and OOD accuracy and gap — those with a value in a completed cell."""
+    """Measures fitted along width and depth: each barrier kind, the path's maximum train loss (`NOT_DRAWN`: in
+    trends.csv only), path curvature and sharpness, endpoint sharpness (top eigenvalue), test accuracy and OOD
+    accuracy and gap — those with a value in a completed cell. All but the NOT_DRAWN ones are drawn too."""
     names = {f"{m}/loss_barrier": f"loss barrier ({m})" for m in methods}
+    names |= {f"{m}/max_train_loss": f"max train loss along the path ({m})" for m in methods}
     names |= {f"{m}/path_curvature": f"path curvature ({m}, rad)" for m in methods if m in ("bezier", "polychain")}
     along = [m for m in methods if has_values(table, f"{m}/max_hessian_top_eig_along_path")]
     if along:  # the first path that measured it: one figure, not one per method
@@ -91,9 +99,11 @@ def trends(table: pd.DataFrame, measures: dict[str, str], workers: int | None = 
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def with_trends(table: pd.DataFrame, tr: pd.DataFrame) -> pd.DataFrame:
-    """The sweep table plus, per cell, its group's fit and plateau: `<measure>/width_b`, `…/width_b_stderr`,
-    `…/width_plateau`, `…/depth_plateau` (a group's values repeat on each of its cells)."""
+def with_trends(table: pd.DataFrame, tr: pd.DataFrame, excluded: Sequence[str] = ()) -> pd.DataFrame:
+    """The sweep table plus, per cell, its group's trend: `<measure>/width_b`, `…/width_b_lo`, `…/width_b_hi` (the
+    exponent and its 95 % interval, where the widths support one), `…/width_slope`, `…/width_slope_lo`,
+    `…/width_slope_hi` (change per doubling), `…/width_plateau`, `…/depth_plateau` (labels); a group's values
+    repeat on each of its cells, except the `excluded` jobs (left out of the trends: empty)."""
     if tr.empty:
         return table
     out = table.copy()
@@ -101,12 +111,13 @@ def with_trends(table: pd.DataFrame, tr: pd.DataFrame) -> pd.DataFrame:
         keys = [k for k in g.columns if k in table.columns and k != axis and g[k].notna().any()]
         cols = {"plateau": f"{measure}/{axis}_plateau"}
         if axis == "width":
-            cols |= {"b": f"{measure}/width_b", "b_stderr": f"{measure}/width_b_stderr"}
+            cols |= {k: f"{measure}/width_{k}" for k in ("b", "b_lo", "b_hi", "slope", "slope_lo", "slope_hi")}
         sub = g[keys + list(cols)].rename(columns=cols)
         for k in keys:  # join on string values: a key column holds NaN for missing cells
             sub[k] = sub[k].astype(str)
         left = out[keys].astype(str)
         out = pd.concat([out, left.merge(sub, on=keys, how="left").drop(columns=keys).set_index(out.index)], axis=1)
+        out.loc[out["job"].astype(str).isin(excluded), list(cols.values())] = None
     return out
 
 
@@ -171,6 +182,81 @@ def _timed(timings: dict[str, float] | None, name: str):
         timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
 
 
+@dataclass
+class Analyses:
+    """What the report computes from the table of the compared cells (`compared`: every cell, or without the cells
+    that never reached `trainer.stop_at`, `excluded`): trends, τ tables, flat-vs-path τ, the paired comparison."""
+
+    compared: pd.DataFrame
+    excluded: list[str]
+    measures: dict[str, str]
+    trends: pd.DataFrame
+    taus: dict[str, pd.DataFrame]
+    tau: pd.DataFrame
+    micro: dict[str, str]
+    flat_tau: pd.DataFrame
+    paired: pd.DataFrame
+
+
+def analyse(
+    results: list[CellResult], table: pd.DataFrame, methods: list[str], opts: fc.Options, timings, workers
+) -> Analyses:
+    """Trends, τ and the paired comparison over the compared cells (`report.unreached`)."""
+    excluded = unreached_jobs(results) if opts.unreached == "exclude" else []
+    compared = table[~table["job"].astype(str).isin(excluded)]
+    measures = trend_measures(compared, methods)
+    with _timed(timings, "trends"):
+        tr = trends(compared, measures, workers)
+    with _timed(timings, "tau"):
+        taus = {t: correlation_table(compared, target=t) for t in TARGETS if t in compared}
+        tau = pd.concat([d.assign(target=t) for t, d in taus.items()], ignore_index=True) if taus else pd.DataFrame()
+        micro = micro_measures(compared, methods)
+        flat_tau = flat_vs_path_tau(compared, micro)
+    with _timed(timings, "paired"):
+        paired = paired_table(results, compared, methods)
+    return Analyses(compared, excluded, measures, tr, taus, tau, micro, flat_tau, paired)
+
+
+def write_csvs(root: Path, table: pd.DataFrame, a: Analyses) -> dict[str, Path]:
+    """sweep_results.csv (with each cell's group trend), kendall_tau.csv and, when not empty, trends.csv,
+    flat_vs_path_tau.csv and paired_optimizer.csv; {name: path}."""
+    paths: dict[str, Path] = {"table": root / TABLE_NAME, "correlations": root / TAU_NAME}
+    atomic_write_text(paths["table"], with_trends(table, a.trends, a.excluded).to_csv(index=False))
+    atomic_write_text(paths["correlations"], a.tau.to_csv(index=False))
+    for name, file, frame in (("trends", TRENDS_NAME, a.trends), ("flat_vs_path_tau", FLAT_TAU_NAME, a.flat_tau),
+                              ("paired_optimizer", PAIRED_NAME, a.paired)):  # fmt: skip
+        if not frame.empty:
+            paths[name] = root / file
+            atomic_write_text(paths[name], frame.to_csv(index=False))
+    return paths
+
+
+def figure_jobs(
+    results: list[CellResult], view: fc.View, compared: fc.View, a: Analyses, methods: list[str], figdir: Path
+) -> dict[str, Callable[[], Any]]:
+    """Every figure to draw, by name. Trend figures and flat-vs-path draw the compared cells (`compared`)."""
+    jobs: dict[str, Callable[[], Any]] = {}
+    specs = {f"loss_barrier_{m}": (f"{m}/loss_barrier", f"train loss barrier ({m})") for m in methods} | HEATMAPS
+    for name, (column, label) in specs.items():
+        jobs[f"heatmap_{name}"] = lambda c=column, lab=label, n=name: heatmap(view, c, lab, figdir / f"heatmap_{n}.png")
+    jobs["barrier_vs_params"] = lambda: barrier_vs_params(view, methods, figdir / "barrier_vs_params.png")
+    tr = a.trends
+    for m, label in ((m, lab) for m, lab in a.measures.items() if not m.endswith(NOT_DRAWN)):
+        stem = m.replace("/", "_")
+        for axis in ("width", "depth"):
+            fits = tr[(tr["measure"] == m) & (tr["axis"] == axis)] if not tr.empty else None
+            jobs[f"trend_{axis}_{stem}"] = lambda m=m, lab=label, a=axis, f=fits, s=stem: trend_figure(
+                compared, m, lab, a, figdir / f"trend_{a}_{s}.png", f
+            )
+    jobs["flat_vs_path"] = lambda: flat_vs_path(compared.table, a.micro, figdir / "flat_vs_path.png")
+    for m in BLOCK_MEASURES:  # where sharpness concentrates (landscape.sharpness.per_block)
+        jobs[f"blocks_{m}"] = lambda m=m: block_figure(view, m, figdir / f"blocks_{m}.png")
+    jobs["instability"] = lambda: instability_figure(view, figdir / "instability.png")  # spawn cells only
+    jobs["curves"] = lambda: curves_pages(results, view, figdir / "curves", methods)
+    jobs["surfaces"] = lambda: surfaces_figure(results, view, figdir)
+    return jobs
+
+
 def build_report(
     sweep_dir: str | Path,
     wandb: bool = False,
@@ -179,9 +265,9 @@ def build_report(
     workers: int | None = None,
 ) -> dict[str, str]:
     """Write every report artefact of a sweep; returns {name: path} (plus `wandb_run` when logged). `options`:
-    `report.facet`/`report.select` (a `facets.Options` or the `report` config node); `timings` is filled with the
-    seconds each step took (figures: summed drawing time per kind); `workers`: processes drawing the figures
-    (default: `default_workers`)."""
+    `report.facet`/`report.select`/`report.unreached` (a `facets.Options` or the `report` config node); `timings`
+    is filled with the seconds each step took (figures: summed drawing time per kind); `workers`: processes
+    drawing the figures (default: `default_workers`)."""
     root = Path(sweep_dir)
     opts = options if isinstance(options, fc.Options) else fc.Options.from_config(options)
     with _timed(timings, "read"):
@@ -191,44 +277,13 @@ def build_report(
         for key in [*opts.facet, *opts.select]:
             fc.column(table, key, "report.facet" if key in opts.facet else "report.select")
         methods = methods_of(results)
-        measures = trend_measures(table, methods)
-    with _timed(timings, "trends"):
-        tr = trends(table, measures, workers)
-    paths: dict[str, Path] = {"table": root / TABLE_NAME, "correlations": root / TAU_NAME}
-    atomic_write_text(paths["table"], with_trends(table, tr).to_csv(index=False))
-    with _timed(timings, "tau"):
-        taus = {t: correlation_table(table, target=t) for t in TARGETS if t in table}
-        tau = pd.concat([d.assign(target=t) for t, d in taus.items()], ignore_index=True) if taus else pd.DataFrame()
-        micro = micro_measures(table, methods)
-        flat_tau = flat_vs_path_tau(table, micro)
-    atomic_write_text(paths["correlations"], tau.to_csv(index=False))
-    if not tr.empty:
-        paths["trends"] = root / TRENDS_NAME
-        atomic_write_text(paths["trends"], tr.to_csv(index=False))
-    if not flat_tau.empty:
-        paths["flat_vs_path_tau"] = root / FLAT_TAU_NAME
-        atomic_write_text(paths["flat_vs_path_tau"], flat_tau.to_csv(index=False))
+    a = analyse(results, table, methods, opts, timings, workers)
+    paths = write_csvs(root, table, a)
 
     figdir, notes, view = root / FIGURES_DIR, [], fc.View.of(table, opts)
+    compared = fc.View.of(a.compared, opts) if a.excluded else view
     t_figures = time.perf_counter()
-    jobs: dict[str, Callable[[], Any]] = {}
-    specs = {f"loss_barrier_{m}": (f"{m}/loss_barrier", f"train loss barrier ({m})") for m in methods} | HEATMAPS
-    for name, (column, label) in specs.items():
-        jobs[f"heatmap_{name}"] = lambda c=column, lab=label, n=name: heatmap(view, c, lab, figdir / f"heatmap_{n}.png")
-    jobs["barrier_vs_params"] = lambda: barrier_vs_params(view, methods, figdir / "barrier_vs_params.png")
-    for m, label in measures.items():
-        stem = m.replace("/", "_")
-        for axis in ("width", "depth"):
-            fits = tr[(tr["measure"] == m) & (tr["axis"] == axis)] if not tr.empty else None
-            jobs[f"trend_{axis}_{stem}"] = lambda m=m, lab=label, a=axis, f=fits, s=stem: trend_figure(
-                view, m, lab, a, figdir / f"trend_{a}_{s}.png", f
-            )
-    jobs["flat_vs_path"] = lambda: flat_vs_path(view.table, micro, figdir / "flat_vs_path.png")
-    for m in BLOCK_MEASURES:  # where sharpness concentrates (landscape.sharpness.per_block)
-        jobs[f"blocks_{m}"] = lambda m=m: block_figure(view, m, figdir / f"blocks_{m}.png")
-    jobs["instability"] = lambda: instability_figure(view, figdir / "instability.png")  # spawn cells only
-    jobs["curves"] = lambda: curves_pages(results, view, figdir / "curves", methods)
-    jobs["surfaces"] = lambda: surfaces_figure(results, view, figdir)
+    jobs = figure_jobs(results, view, compared, a, methods, figdir)
     heavy_first = sorted(jobs, key=lambda n: not n.startswith(("curves", "surfaces", "trend")))  # balances workers
     drawn_all = run_jobs({n: jobs[n] for n in heavy_first}, timings, workers)
     figures = {name: drawn_all[name] for name in jobs if drawn_all[name] is not None}
@@ -241,9 +296,11 @@ def build_report(
 
     paths["report"] = root / REPORT_NAME
     with _timed(timings, "markdown"):
-        warnings = quality_warnings(results)
-        targets = {t: name for t, name in TARGETS.items() if t in taus}
-        text = render_report(root, table, tau, figures, notes, warnings, tr, flat_tau, opts, targets)
+        warnings = quality_warnings(results, unreached_included=opts.unreached == "include")
+        warnings += [line for line in [train_loss_spread(a.compared)] if line]
+        targets = {t: name for t, name in TARGETS.items() if t in a.taus}
+        text = render_report(root, table, a.tau, figures, notes, warnings, a.trends, a.flat_tau, opts, targets,
+                             a.paired, unreached_details(results))  # fmt: skip
         atomic_write_text(paths["report"], text)
         for name, drawn in figures.items():
             if len(drawn.paths) > INLINE_MAX:
@@ -259,5 +316,5 @@ def build_report(
         from landscape_sweep.report.wandb_log import log_report
 
         with _timed(timings, "wandb"):
-            paths["wandb_run"] = log_report(root, results, table, tau, flat)
+            paths["wandb_run"] = log_report(root, results, table, a.tau, flat)
     return {k: str(v) for k, v in paths.items()}

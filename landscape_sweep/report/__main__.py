@@ -1,9 +1,11 @@
-"""`python -m landscape_sweep.report <sweep_dir> [--wandb] [report.facet=KEY,...] [report.select=KEY=V1,V2 ...]`:
-(re)build the sweep report from results.json files.
+"""`python -m landscape_sweep.report <sweep_dir> [--wandb] [report.facet=KEY,...] [report.select=KEY=V1,V2 ...]
+[report.unreached=exclude|include]`: (re)build the sweep report from results.json files.
 
 report.facet: split every figure by these keys (cell fields or config keys, e.g. optimizer.lr) besides those the
 report splits by itself (every varied hyperparameter a figure does not show); report.select: draw only the cells
 whose KEY is one of the values (repeat for several keys). Tables and CSV files always hold every cell.
+report.unreached: `exclude` (default) leaves cells with an endpoint that never reached trainer.stop_at out of the
+trends, τ and the paired optimizer comparison (they are listed apart); `include` puts them back.
 """
 
 from __future__ import annotations
@@ -47,9 +49,11 @@ def problem_lines(table: pd.DataFrame) -> list[str]:
 
 
 def parse_options(items: list[str]) -> Options:
-    """`report.facet=a,b` and `report.select=key=v1,v2` command-line items as report options."""
+    """`report.facet=a,b`, `report.select=key=v1,v2` and `report.unreached=include` command-line items as report
+    options."""
     facet: list[str] = []
     select: dict[str, list[str]] = {}
+    unreached = None
     for item in items:
         name, _, value = item.partition("=")
         if name == "report.facet" and value:
@@ -57,16 +61,21 @@ def parse_options(items: list[str]) -> Options:
         elif name == "report.select" and "=" in value:
             key, _, values = value.partition("=")
             select.setdefault(key, []).extend(v for v in values.split(",") if v)
+        elif name == "report.unreached" and value:
+            unreached = value
         else:
-            fail("option", item, "must be report.facet=KEY[,KEY] or report.select=KEY=VALUE[,VALUE]")
-    return Options.from_config({"facet": facet, "select": select})
+            fail("option", item, "must be report.facet=KEY[,KEY], report.select=KEY=VALUE[,VALUE] or "
+                 "report.unreached=exclude|include")  # fmt: skip
+    return Options.from_config({"facet": facet, "select": select, "unreached": unreached})
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m landscape_sweep.report", description=__doc__)
     ap.add_argument("sweep_dir", help="a Hydra multirun directory (or a single run directory)")
     ap.add_argument("--wandb", action="store_true", help="also log the report as one W&B run (job_type=report)")
-    ap.add_argument("options", nargs="*", help="report.facet=KEY[,KEY] and report.select=KEY=VALUE[,VALUE]")
+    ap.add_argument(
+        "options", nargs="*", help="report.facet=KEY[,KEY], report.select=KEY=VALUE[,VALUE], report.unreached=include"
+    )
     args = ap.parse_args(argv)
     try:
         options = parse_options(args.options)

@@ -2,7 +2,7 @@
 
 - `block_figure`: a block measure (top Hessian eigenvalue or trace of the block's diagonal Hessian block) vs the
   block's relative position in the network (0 = first block, 1 = the head), one line per depth, one panel per
-  optimizer × width (× facet values); error bars = the cell's sample std over its endpoints.
+  optimizer × width (× facet values); error bars = the cell's standard error over its endpoints (std/√n).
 - `blocks_section`: report.md's table of the depth-comparable summaries (`block/first_trace_fraction`,
   `block/last_trace_fraction`, `block/sharpest_position`) per cell.
 
@@ -85,7 +85,7 @@ def block_figure(view: fc.View, measure: str, path: Path) -> Drawn | None:
                 m = rows[f"block/{b}/{measure}_mean"].astype(float).mean() if len(rows) else math.nan
                 if math.isfinite(m):
                     y.append(m)
-                    e.append(rows.get(f"block/{b}/{measure}_std", pd.Series(dtype=float)).astype(float).mean())
+                    e.append(rows.get(f"block/{b}/{measure}_se", pd.Series(dtype=float)).astype(float).mean())
             if not y:
                 continue
             x = np.arange(len(y)) / (len(y) - 1) if len(y) > 1 else np.zeros(1)
@@ -110,7 +110,7 @@ def block_figure(view: fc.View, measure: str, path: Path) -> Drawn | None:
         "block's diagonal block of the Hessian) — at each block's relative position: block i of n at i/(n − 1), "
         "0 = the first block (MLP `layer1`, the input layer; conv nets `stem` or `stage1`), 1 = the classifier "
         "`head`. One line per depth, one panel per optimizer and width. "
-    ) + fc.caption(split, view.pooled, "mean ± sample std over its endpoints")
+    ) + fc.caption(split, view.pooled, "mean ± standard error over its endpoints")
     if len(all_panels) > MAX_PANELS:
         text += f" Only the first {MAX_PANELS} panels are shown: narrow the cells with report.select."
     return Drawn([save_png(fig, path)], text)

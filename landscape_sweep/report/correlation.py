@@ -8,10 +8,14 @@ config value that differs between cells (`cfg:<key>` columns: lr, rho, weight de
 that split the cells exactly like an earlier one (e.g. `model.depth` like `depth`) are the same hyperparameter;
 Ψ is the mean of ψ_h over the varied hyperparameters. τ of a group needs >= 2 cells with finite values (with two
 values of h it is the sign agreement of measure and gap); the overall τ needs >= 3 cells; otherwise NaN (n/a).
+The overall τ comes with its two-sided p-value under independence (exact over all orderings for n <= 7); ψ is a
+mean of small-group τ (2 cells: ±1 only), a sign vote rather than a test, and has none.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 
 import numpy as np
@@ -45,6 +49,42 @@ def kendall(x: pd.Series | np.ndarray, y: pd.Series | np.ndarray, min_n: int = 3
     if n < min_n or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
         return math.nan, n
     return tau_b(x[ok], y[ok]), n
+
+
+EXACT_MAX_N = 7  # up to 7! = 5040 orderings: the permutation p-value is enumerated exactly (ties included)
+
+
+@functools.lru_cache(maxsize=8)
+def _permutations(n: int) -> np.ndarray:
+    return np.array(list(itertools.permutations(range(n))), dtype=np.intp)
+
+
+def tau_pvalue(x: np.ndarray, y: np.ndarray, tau: float) -> float:
+    """Two-sided p-value of Kendall τ_b under independence: for n ≤ EXACT_MAX_N the exact share of the n! orderings
+    of y whose |τ_b| reaches |tau| (ties kept as they are), else scipy's `kendalltau` (exact without ties, else
+    the normal approximation). Over 3 points τ takes only ±1 and ±1/3, and even τ = ±1 has p = 1/3."""
+    n = len(x)
+    if not math.isfinite(tau):
+        return math.nan
+    if n > EXACT_MAX_N:
+        from scipy.stats import kendalltau  # deferred: scipy.stats costs ~1 s of import time
+
+        return float(kendalltau(x, y).pvalue)
+    i, j = np.triu_indices(n, 1)
+    sx = np.sign(x[i] - x[j])
+    perms = np.asarray(y, float)[_permutations(n)]
+    sy = np.sign(perms[:, i] - perms[:, j])
+    denom = math.sqrt(float(np.count_nonzero(sx)) * float(np.count_nonzero(sy[0])))
+    taus = (sx * sy).sum(axis=1) / denom
+    return float(np.mean(np.abs(taus) >= abs(tau) - 1e-12))
+
+
+def kendall_test(x: pd.Series | np.ndarray, y: pd.Series | np.ndarray, min_n: int = 3) -> tuple[float, int, float]:
+    """(τ_b, n, two-sided p) over the pairs where both values are finite (`kendall`, `tau_pvalue`)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    tau, n = kendall(x, y, min_n)
+    ok = np.isfinite(x) & np.isfinite(y)
+    return tau, n, tau_pvalue(x[ok], y[ok], tau)
 
 
 def completed(table: pd.DataFrame) -> pd.DataFrame:
@@ -98,18 +138,19 @@ def granulated_tau(table: pd.DataFrame, measure: str, hp: str, target: str = TAR
 
 
 def correlation_table(table: pd.DataFrame, target: str = TARGET) -> pd.DataFrame:
-    """One row per measure: `measure, n, tau`, then `psi[<hp>]` and `groups[<hp>]` per varied hp, then `Psi`."""
+    """One row per measure: `measure, n, tau, p` (two-sided, `tau_pvalue`), then `psi[<hp>]` and `groups[<hp>]` per
+    varied hp, then `Psi`."""
     done, hps, rows = completed(table), varied(table), []
     groups = {hp: _groups(done, hp, hps) for hp in hps}  # the grouping is the same for every measure
     y = done[target].to_numpy(float) if target in done else np.full(len(done), np.nan)
     for m in measures(table):
         x = done[f"{m}_mean"].to_numpy(float)
-        tau, n = kendall(x, y)
-        row = {"measure": m, "n": n, "tau": tau}
+        tau, n, p = kendall_test(x, y)
+        row = {"measure": m, "n": n, "tau": tau, "p": p}
         for hp in hps:
             row[f"psi[{hp}]"], row[f"groups[{hp}]"] = _psi(x, y, groups[hp])
         psis = [row[f"psi[{hp}]"] for hp in hps if math.isfinite(row[f"psi[{hp}]"])]
         row["Psi"] = float(np.mean(psis)) if psis else math.nan
         rows.append(row)
-    cols = ["measure", "n", "tau", *[f"{p}[{hp}]" for hp in hps for p in ("psi", "groups")], "Psi"]
+    cols = ["measure", "n", "tau", "p", *[f"{k}[{hp}]" for hp in hps for k in ("psi", "groups")], "Psi"]
     return pd.DataFrame(rows, columns=cols)

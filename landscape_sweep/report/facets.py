@@ -27,16 +27,23 @@ def is_replicate(key: str) -> bool:
     return key.removeprefix("cfg:").split(".")[-1].endswith("seed")
 
 
+UNREACHED = ("exclude", "include")  # report.unreached: cells with an endpoint that never reached trainer.stop_at
+
+
 @dataclass(frozen=True)
 class Options:
-    """`report.facet` (keys to split every figure by) and `report.select` ({key: allowed values}) as given."""
+    """`report.facet` (keys to split every figure by), `report.select` ({key: allowed values}) and
+    `report.unreached` (`exclude`: cells with an endpoint that never reached `trainer.stop_at` are left out of the
+    trends, τ and the paired comparison; `include`: they are not) as given."""
 
     facet: tuple[str, ...] = ()
     select: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    unreached: str = "exclude"
 
     @classmethod
     def from_config(cls, node: Any) -> Options:
-        """From the `report` config node (or a dict): `facet: [keys]`, `select: {key: value or [values]}`."""
+        """From the `report` config node (or a dict): `facet: [keys]`, `select: {key: value or [values]}`,
+        `unreached: exclude|include`."""
         node = dict(node or {})
         facet = node.get("facet") or ()
         if isinstance(facet, str):
@@ -47,7 +54,10 @@ class Options:
         if not isinstance(select, dict):
             fail("report.select", select, "must be a mapping {key: value or [values]}, e.g. {optimizer.lr: 0.1}")
         sel = {str(k): tuple(str(x) for x in (v if isinstance(v, (list, tuple)) else [v])) for k, v in select.items()}
-        return cls(tuple(facet), sel)
+        unreached = node.get("unreached") or "exclude"
+        if unreached not in UNREACHED:
+            fail("report.unreached", unreached, f"must be one of {', '.join(UNREACHED)}")
+        return cls(tuple(facet), sel, unreached)
 
 
 DEFAULT = Options()
@@ -149,9 +159,9 @@ class View:
         return cls(t, split, pooled(t, GRID, split))
 
     def cols(self, *stems: str, done: bool = False) -> pd.DataFrame:
-        """A slim copy: the grid, facet and bookkeeping columns plus the given measure stems' mean/std/n (pandas
+        """A slim copy: the grid, facet and bookkeeping columns plus the given measure stems' mean/std/n/se (pandas
         filters cost in proportion to the columns, and the sweep table has hundreds)."""
         keep = ["job", "status", *GRID, "num_params", *self.split]
-        keep += [f"{s}{x}" for s in stems for x in ("_mean", "_std", "_n")]
+        keep += [f"{s}{x}" for s in stems for x in ("_mean", "_std", "_n", "_se")]
         t = self.table[self.table["status"] == "completed"] if done else self.table
         return t[[c for c in dict.fromkeys(keep) if c in t]]

@@ -1,10 +1,10 @@
 """Instability analysis in the report (`endpoints.mode=spawn`; Frankle et al. 2020).
 
-Reads the sweep table's `instability/<k>/<measure>_mean/_std/_n` columns (`results.cell_stats`: over the child
+Reads the sweep table's `instability/<k>/<measure>_mean/_se/_n` columns (`results.cell_stats`: over the child
 pairs of spawn epoch k) and `stable_epoch_mean`:
 - `instability_figure`: the test error barrier against the children's mean (Frankle's instability) vs spawn epoch
-  k, mean over child pairs ± stderr, one line per width (colour) and depth (marker), one panel per optimizer (×
-  facets), the 2 % stability threshold dashed;
+  k, mean over child pairs ± standard error (jackknife over children), one line per width (colour) and depth
+  (marker), one panel per optimizer (× facets), the 2 % stability threshold dashed;
 - `stable_section`: report.md's table of the stable epoch of every spawn cell, with its barriers per k.
 """
 
@@ -44,8 +44,8 @@ def spawn_epochs(table: pd.DataFrame, measure: str = STABLE_MEASURE) -> list[int
 
 
 def _stderr(row: pd.Series, stem: str) -> float:
-    s, n = float(row.get(f"{stem}_std", math.nan)), float(row.get(f"{stem}_n", math.nan))
-    return s / math.sqrt(n) if math.isfinite(s) and math.isfinite(n) and n >= 2 else math.nan
+    """The cell's standard error of the mean over child pairs: the jackknife over children (pairs share them)."""
+    return float(row.get(f"{stem}_se", math.nan))
 
 
 def instability_figure(view: fc.View, path: Path, measure: str = STABLE_MEASURE) -> Drawn | None:
@@ -97,7 +97,11 @@ def instability_figure(view: fc.View, path: Path, measure: str = STABLE_MEASURE)
     handles.append(Line2D([], [], color="grey", ls="--", label=f"stable: < {100 * STABLE_THRESHOLD:g} %"))
     fig.legend(handles=handles, loc="center right", fontsize=7.5, frameon=False)
     fig.suptitle("Instability vs spawn epoch (Frankle et al. 2020)", fontsize=10)
-    text = fc.caption(view.split, view.pooled, "mean over its child pairs at each spawn epoch ± stderr")
+    text = fc.caption(
+        view.split,
+        view.pooled,
+        "mean over its child pairs at each spawn epoch ± standard error (jackknife over children)",
+    )
     text += (
         f" The children of spawn epoch k start from the parent's full training state after k epochs (k = 0: its "
         f"initialisation) and differ only in data order; y: max over the linear path of the test error minus the "
@@ -134,7 +138,7 @@ def stable_section(table: pd.DataFrame, measure: str = STABLE_MEASURE) -> str | 
     text = (
         f"Cells trained with `endpoints.mode=spawn`. Stable epoch: the earliest spawn epoch k whose children's mean "
         f"test error barrier against their mean (`{measure}`) is below {100 * STABLE_THRESHOLD:g} % (Frankle et al. "
-        f"2020); `none ≤ k`: unstable at every measured k. k=…: that barrier in %, mean ± stderr (number of child "
-        f"pairs).\n\n"
+        f"2020); `none ≤ k`: unstable at every measured k. k=…: that barrier in %, mean ± standard error (the "
+        f"jackknife over children, since child pairs share children) (number of child pairs).\n\n"
     )
     return text + md_table(headers, rows)

@@ -6,7 +6,7 @@ a hyperparameter the figure does not show are never averaged: the figure is spli
 says what each mark is a mean over.
 
 - `heatmap`: depth × width per optimizer (× facet values), mean of the cell's endpoints/pairs; annotated with
-  mean ± std (n) while the grid is small enough to read, colour only (and values in sweep_results.csv) beyond.
+  mean ± se (n) while the grid is small enough to read, colour only (and values in sweep_results.csv) beyond.
 - `barrier_vs_params`: loss barrier vs parameter count, one panel per path method (× facet values).
 - `curves_pages`: loss along the paths, one small multiple per cell, a page per optimizer (× facet values).
 Each returns a `Drawn` (paths and caption), or None when the sweep has nothing to plot.
@@ -150,11 +150,12 @@ def facet_panels(t: pd.DataFrame, split: list[str]) -> list[tuple[dict, Any, pd.
 
 
 def _spread(ok: pd.DataFrame, column: str) -> str:
-    """`\n±std (n=k)` of one cell's measure; `\n(mean of k cells)` when replicate cells share the square."""
+    """`\n±se (n=k)` of one cell's measure (its standard error); `\n(mean of k cells)` when replicate cells share
+    the square."""
     if len(ok) > 1:
         return f"\n(mean of {len(ok)} cells)"
     row = ok.iloc[0]
-    s, n = float(row.get(f"{column}_std", math.nan)), float(row.get(f"{column}_n", math.nan))
+    s, n = float(row.get(f"{column}_se", math.nan)), float(row.get(f"{column}_n", math.nan))
     return (f"\n±{s:.2g}" if math.isfinite(s) else "\n") + (f" (n={int(n)})" if math.isfinite(n) else "")
 
 
@@ -163,7 +164,7 @@ def _status_text(statuses: list[str], annotate: bool) -> str:
 
 
 def heatmap(view: fc.View, column: str, title: str, path: Path) -> Drawn | None:
-    """Depth × width heatmap of `column` (mean, with its `_std`/`_n` partners) per optimizer and facet value;
+    """Depth × width heatmap of `column` (mean, with its `_se`/`_n` partners) per optimizer and facet value;
     pages `<stem>_p<k>.png` when there are more than 30 panels."""
     t, mean_col, split = view.cols(column), f"{column}_mean", view.split
     done_vals = t.loc[t["status"] == "completed", mean_col].astype(float) if mean_col in t else pd.Series([])
@@ -214,7 +215,10 @@ def heatmap(view: fc.View, column: str, title: str, path: Path) -> Drawn | None:
         paths.append(save_png(fig, out))
     text = fc.caption(split, view.pooled, "mean over its endpoints (or endpoint pairs for path measures)")
     if annotate:
-        text += " Numbers: mean ± sample std (n) of the cell."
+        text += (
+            " Numbers: mean ± standard error (n) of the cell (over endpoint pairs: the jackknife over "
+            "endpoints, since pairs share endpoints)."
+        )
     else:
         text += " Too many squares to print numbers: read them in sweep_results.csv; × marks cells without a value."
     return Drawn(paths, text)
@@ -240,7 +244,7 @@ def barrier_vs_params(view: fc.View, methods: list[str], path: Path) -> Drawn | 
         for k, v in combo.items():
             sub = sub[sub[k].astype(str) == str(v)]
         for (opt, depth), g in sub.groupby(["optimizer", "depth"], sort=False):
-            cols = ["num_params", f"{m}/loss_barrier_mean", f"{m}/loss_barrier_std"]
+            cols = ["num_params", f"{m}/loss_barrier_mean", f"{m}/loss_barrier_se"]
             g = g[cols].groupby("num_params", as_index=False).mean().sort_values("num_params")
             y, e = g[cols[1]].astype(float), g[cols[2]].astype(float).fillna(0)
             errorbars(ax, g["num_params"].astype(float), y, e, colors[opt], marks[depth], ms=4)
@@ -256,8 +260,9 @@ def barrier_vs_params(view: fc.View, methods: list[str], path: Path) -> Drawn | 
     handles = [Line2D([], [], color=colors[o], lw=2, label=str(o)) for o in opts]
     handles += [Line2D([], [], color="black", marker=marks[d], ls="", label=f"depth {_label(d)}") for d in depths]
     fig.legend(handles=handles, loc="center right", fontsize=7.5, frameon=False)
-    fig.suptitle("Loss barrier vs parameter count (mean ± std over endpoint pairs; lines join widths)", fontsize=10)
-    text = fc.caption(split, view.pooled, "mean ± sample std over its endpoint pairs")
+    fig.suptitle("Loss barrier vs parameter count (mean ± standard error over endpoint pairs; lines join widths)",
+                 fontsize=10)  # fmt: skip
+    text = fc.caption(split, view.pooled, "mean ± standard error over its endpoint pairs (jackknife over endpoints)")
     if len(combos) * len(methods) > MAX_PANELS:
         text += f" Only the first {MAX_PANELS} panels are shown: narrow the cells with report.select."
     return Drawn([save_png(fig, path)], text)

@@ -6,9 +6,11 @@ record this version reads (not JSON, another schema, a field of the wrong type) 
 
 Columns (documented for users in report.md): `job, status, error, overrides` (the job's Hydra overrides), the
 cell fields, `num_endpoints`, the varied
-config values (`cfg:<key>`), then for every measure of `results.cell_stats` `<measure>_mean/_std/_n`: endpoint
-metrics and sharpness over endpoints, `<method>/<measure>` over endpoint pairs (std: sample standard deviation,
-empty for n < 2); `<method>/num_pairs`, `<method>/unconverged` (fitted curves that hit their epoch cap); timings.
+config values (`cfg:<key>`), `stop_reached`, then for every measure of `results.cell_stats`
+`<measure>_mean/_std/_n/_se/_dof/_ci95_lo/_ci95_hi`: endpoint metrics and sharpness over endpoints,
+`<method>/<measure>` over endpoint pairs (std: sample standard deviation, the spread, empty for n < 2; se: the
+standard error of the mean, std/√n over endpoints, the endpoint jackknife over pairs; a 95 % t interval);
+`<method>/num_pairs`, `<method>/unconverged` (fitted curves that hit their epoch cap); timings.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from landscape_sweep.results import (
     SCHEMA,
     SHARPNESS_MEASURES,
     CellResult,
+    Stat,
     atomic_write_text,
     cell_stats,
     job_dirs,
@@ -205,6 +208,7 @@ def cell_row(r: CellResult, methods: Iterable[str], config_keys: Iterable[str] =
     row: dict[str, Any] = {"job": r.job, "status": r.status, "error": r.error, "overrides": r.extra.get("overrides")}
     row.update({k: r.cell.get(k) for k in CELL_KEYS})
     row["num_endpoints"] = len(r.endpoints)
+    row["stop_reached"] = stop_reached(r)
     flat = _flat(r.config)
     row.update({f"cfg:{k}": flat.get(k) for k in config_keys})
     stats = cell_stats(r)
@@ -216,13 +220,26 @@ def cell_row(r: CellResult, methods: Iterable[str], config_keys: Iterable[str] =
         names += [f"{m}/{k}" for k in PATH_MEASURES]
     names += [k for k in stats if k not in set(names)]  # measures only some cells have (e.g. `ood/<set>/acc`)
     for name in names:
-        s = stats.get(name)
-        row[f"{name}_mean"], row[f"{name}_std"], row[f"{name}_n"] = (
-            (s.mean, s.std, s.n) if s else (math.nan,) * 2 + (0,)
-        )
+        row.update(stat_columns(name, stats.get(name)))
     for k in ("data", "train", "analysis", "total"):
         row[f"{k}_time_s"] = r.timing_s.get(k)
     return row
+
+
+def stat_columns(name: str, s: Stat | None) -> dict[str, Any]:
+    """The table columns of one measure: `_mean`, `_std` (spread), `_n`, `_se` (error of the mean), `_dof` and the
+    95 % t interval `_ci95_lo`, `_ci95_hi` (`results.Stat`)."""
+    if s is None:
+        s = Stat(math.nan, math.nan, 0)
+    lo, hi = s.ci95
+    return {f"{name}_mean": s.mean, f"{name}_std": s.std, f"{name}_n": s.n, f"{name}_se": s.se,
+            f"{name}_dof": s.dof if s.dof else math.nan, f"{name}_ci95_lo": lo, f"{name}_ci95_hi": hi}  # fmt: skip
+
+
+def stop_reached(r: CellResult) -> bool | None:
+    """Whether every endpoint reached `trainer.stop_at` (None when no endpoint has the criterion set)."""
+    stops = [e.stop for e in r.endpoints if e.stop is not None]
+    return all(bool(s.get("reached")) for s in stops) if stops else None
 
 
 def sweep_table(results: list[CellResult]) -> pd.DataFrame:

@@ -2,8 +2,9 @@
 of minima against the geometry of the paths between them.
 
 - `trend_figure`: a measure vs width (log x; one line per depth) or vs depth (one line per width), one panel per
-  optimizer (× facet values), error bars = the cell's sample std over endpoints/pairs; along width the fitted
-  `a·w^-b + c` of `trends.trend_table` (dashed) and, for barriers, the w^-1/2 decay theory predicts (dotted).
+  optimizer (× facet values), error bars = the cell's standard error (over endpoint pairs: the endpoint
+  jackknife); along width the fitted exponent of `trends.trend_table` where the widths support one (dashed)
+  and, for barriers, the w^-1/2 decay theory predicts (dotted).
 - `flat_vs_path`: scatter of macroscopic measures (endpoint top eigenvalue, trace, worst/average sharpness) against
   microscopic ones (barrier, path curvature, sharpness along the path), one point per cell coloured by optimizer,
   with Kendall τ over all cells and within each optimizer (`flat_vs_path_tau`).
@@ -21,7 +22,7 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from landscape_sweep.report import facets as fc
-from landscape_sweep.report.correlation import kendall
+from landscape_sweep.report.correlation import kendall, kendall_test
 from landscape_sweep.report.plots import (
     MAX_COLS,
     MAX_PANELS,
@@ -39,6 +40,7 @@ from landscape_sweep.report.plots import (
 )
 from landscape_sweep.report.trends import theory_reference
 
+SE = "mean ± standard error over its endpoints (std/√n) or endpoint pairs (jackknife over endpoints)"
 MACRO = {
     "hessian_top_eig": "top Hessian eigenvalue",
     "hessian_trace": "Hessian trace",
@@ -93,12 +95,12 @@ def trend_figure(
     for ax, (combo, opt, sub) in zip(axes, panels):
         anchored = False
         for k in keys:
-            cols = [axis, *(c for c in (f"{measure}_mean", f"{measure}_std") if c in sub)]
+            cols = [axis, *(c for c in (f"{measure}_mean", f"{measure}_se") if c in sub)]
             g = sub.loc[sub[other] == k, cols].groupby(axis, as_index=False).mean().sort_values(axis)
             if g.empty:
                 continue
             x, y = g[axis].to_numpy(float), g[f"{measure}_mean"].to_numpy(float)
-            e = g[f"{measure}_std"].to_numpy(float) if f"{measure}_std" in g else np.zeros_like(y)
+            e = g[f"{measure}_se"].to_numpy(float) if f"{measure}_se" in g else np.zeros_like(y)
             errorbars(ax, x, y, e, colors[k])
             fit = fit_of.get(_key({**combo, "optimizer": opt, other: k}, fit_keys))
             if fit is not None and len(x) > 1:
@@ -120,14 +122,14 @@ def trend_figure(
     axis_labels(axes, axis, label)
     handles = [Line2D([], [], color=colors[k], marker="o", ms=3, label=f"{other} {_label(k)}") for k in keys]
     if fit_of:
-        handles.append(Line2D([], [], color="black", ls="--", lw=0.9, label="fit a·w^-b + c"))
+        handles.append(Line2D([], [], color="black", ls="--", lw=0.9, label="fit a·w^-b (+ c)"))
     if theory:
         handles.append(Line2D([], [], color="grey", ls=":", lw=1.2, label="∝ w^-1/2 (theory)"))
     fig.legend(handles=handles, loc="center right", fontsize=7.5, frameon=False)
-    fig.suptitle(f"{label} vs {axis} (mean ± sample std of each cell; one y scale for every panel)", fontsize=10)
-    text = fc.caption(split, view.pooled, "mean ± sample std over its endpoints (pairs)")
+    fig.suptitle(f"{label} vs {axis} (mean ± standard error of each cell; one y scale for every panel)", fontsize=10)
+    text = fc.caption(split, view.pooled, SE)
     if fit_of:
-        text += " Dashed: the fitted power law of each line where the fit converged (table below)."
+        text += " Dashed: the fitted power law of each line where the widths support one (4+ widths; table below)."
     if theory:
         text += " Dotted: a w^-1/2 decay anchored at the first line's narrowest cell, for reference."
     if len(facet_panels(done, split)) > MAX_PANELS:
@@ -158,16 +160,17 @@ def _fits_by_line(fits: pd.DataFrame | None, keys: list[str]) -> dict[tuple, pd.
 
 
 def flat_vs_path_tau(table: pd.DataFrame, micro: dict[str, str]) -> pd.DataFrame:
-    """Kendall τ of every (macroscopic, microscopic) pair over the completed cells: all cells, and within each
-    optimizer (`tau[<opt>]`, `n[<opt>]`), so a flatness-seeking optimizer's effect on both shows separately."""
+    """Kendall τ of every (macroscopic, microscopic) pair over the completed cells: all cells (with its two-sided
+    p-value, `correlation.tau_pvalue`), and within each optimizer (`tau[<opt>]`, `n[<opt>]`), so a
+    flatness-seeking optimizer's effect on both shows separately."""
     done = table[table["status"] == "completed"]
     opts = _sorted(done["optimizer"]) if "optimizer" in done else []
     rows = []
     for ma in [m for m in MACRO if has_values(table, m)]:
         for mi in micro:
             x, y = done[f"{ma}_mean"].astype(float), done[f"{mi}_mean"].astype(float)
-            tau, n = kendall(x, y)
-            row = {"macro": ma, "micro": mi, "n": n, "tau": tau}
+            tau, n, p = kendall_test(x, y)
+            row = {"macro": ma, "micro": mi, "n": n, "tau": tau, "p": p}
             for o in opts:
                 sel = done["optimizer"] == o
                 row[f"tau[{o}]"], row[f"n[{o}]"] = kendall(x[sel], y[sel])

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import kendalltau
 
 from landscape_sweep.report import correlation_table, granulated_tau, kendall, load_results, sweep_table
+from landscape_sweep.report.correlation import kendall_test
 
 
 @pytest.fixture
@@ -28,11 +32,12 @@ def test_kendall_nan_safe_and_min_n():
 def test_overall_and_granulated_tau(table):
     tau = correlation_table(table).set_index("measure")
     assert list(tau.columns) == [
-        "n", "tau", "psi[depth]", "groups[depth]", "psi[width]", "groups[width]",
+        "n", "tau", "p", "psi[depth]", "groups[depth]", "psi[width]", "groups[width]",
         "psi[optimizer]", "groups[optimizer]", "Psi",
     ]  # fmt: skip
     eig = tau.loc["hessian_top_eig"]  # gap order 000..111 gives X = 1,3,2,4,5,6,0,7: 7 of 28 pairs discordant
     assert eig["n"] == 8 and eig["tau"] == pytest.approx((21 - 7) / 28)
+    assert eig["p"] == pytest.approx(kendalltau([1, 3, 2, 4, 5, 6, 0, 7], range(8)).pvalue)  # n = 8: scipy's exact
     assert eig["psi[depth]"] == pytest.approx(0.5) and eig["groups[depth]"] == 4
     assert eig["psi[width]"] == pytest.approx(0.5) and eig["groups[width]"] == 4
     assert eig["psi[optimizer]"] == pytest.approx(1.0) and eig["groups[optimizer]"] == 4
@@ -88,3 +93,20 @@ def test_granulated_tau_holds_config_hyperparameters_fixed():
     assert kendall(table["m_mean"], table["gen_gap_mean"], min_n=2)[0] < 0
     assert granulated_tau(table, "m_mean", "width") == (1.0, 2)
     assert granulated_tau(table, "m_mean", "cfg:optimizer.lr") == (-1.0, 2)
+
+
+def test_kendall_p_value_is_exact_for_few_points():
+    """Over 3 depths τ is ±1 or ±1/3 only, and τ = 1 has p = 2/6 (2 of the 6 orderings reach |τ| = 1): a perfect
+    rank agreement over 3 points is no evidence. Without ties the enumeration equals scipy's exact test; with ties
+    it is the share of orderings of y reaching |τ_b|, counted here by brute force."""
+    assert kendall_test([1, 2, 4], [0.3, 0.2, 0.1]) == (-1.0, 3, pytest.approx(1 / 3))
+    assert kendall_test([1, 2, 4], [0.1, 0.3, 0.2])[1:] == (3, 1.0)  # τ = 1/3: every ordering reaches it
+    rng = np.random.default_rng(1)
+    for n in (4, 5, 6, 7):
+        x, y = rng.permutation(n).astype(float), np.arange(n, dtype=float)
+        assert kendall_test(x, y)[2] == pytest.approx(kendalltau(x, y, method="exact").pvalue)
+    x, y = np.array([1.0, 2, 3, 4, 5]), np.array([1.0, 1, 2, 3, 3])  # ties in y
+    perms = [kendall(x, np.array(q))[0] for q in itertools.permutations(y)]
+    tau, _, p = kendall_test(x, y)
+    assert p == pytest.approx(np.mean([abs(t) >= abs(tau) - 1e-12 for t in perms]))
+    assert math.isnan(kendall_test([1, 2], [2, 1])[2])  # too few points: no τ, no p

@@ -98,7 +98,7 @@ def test_cli_facet_and_select_options(sweep):
 @pytest.mark.parametrize(
     "option,expected",
     [
-        ("report.colour=red", "option='report.colour=red': must be report.facet=KEY[,KEY] or report.select="),
+        ("report.colour=red", "option='report.colour=red': must be report.facet=KEY[,KEY], report.select="),
         ("report.select=optimizer.wd=0", "report.select='optimizer.wd': is not a cell field or a config key"),
     ],
 )

@@ -22,10 +22,12 @@ def test_report_sections(built):
     for s, n in (("completed", 8), ("failed", 1), ("diverged", 1), ("missing", 1)):
         assert f"| {s} | {n} |" in status
     cells = section(text, "Cells")
-    assert "| job | status | arch | depth | width | optimizer | params | test acc | gen gap |" in cells
+    assert "| job | status | arch | depth | width | optimizer | params | test acc | gen gap | barrier linear | " \
+        "max loss linear | barrier linear_aligned | max loss linear_aligned | top eig |" in cells  # fmt: skip
+    # mean ± standard error (n): std/√3 over endpoints, the endpoint jackknife over pairs (2x std/√3 here)
     assert (
-        "| 0 | completed | mlp | 1 | 16 | sgd | 800 | 0.89 ± 0 (3) | 0.1 ± 0.01 (3) | 1 ± 0.1 (3) | 0.05 ± 0 (3) "
-        "| 1 ± 0.5 (3) |" in cells
+        "| 0 | completed | mlp | 1 | 16 | sgd | 800 | 0.89 ± 0 (3) | 0.1 ± 0.0058 (3) | 1 ± 0.12 (3) | 1.05 ± 0.12 (3) "
+        "| 0.05 ± 0 (3) | 0.1 ± 0 (3) | 1 ± 0.29 (3) |" in cells
     )
     assert "| 8 | failed | mlp | 4 | 16 | sgd |" in cells
 
@@ -34,10 +36,10 @@ def test_tau_table(built):
     text = Path(built[1]["report"]).read_text()
     tau = section(text, "Landscape measures vs generalization")
     assert "**Target: generalization gap** (`gen_gap_mean`)" in tau and "out-of-distribution" not in tau
-    assert "| measure | n | τ (all cells) | ψ depth | ψ width | ψ optimizer | Ψ |" in tau
-    assert "| hessian_top_eig | 8 | +0.500 | +0.500 (4) | +0.500 (4) | +1.000 (4) | +0.667 |" in tau
-    assert "| linear/loss_barrier | 8 | +1.000 | +1.000 (4) | +1.000 (4) | +1.000 (4) | +1.000 |" in tau
-    assert "| linear_aligned/loss_barrier | 8 | n/a | n/a (0) | n/a (0) | n/a (0) | n/a |" in tau
+    assert "| measure | n | τ (all cells) | p | ψ depth | ψ width | ψ optimizer | Ψ |" in tau
+    assert "| hessian_top_eig | 8 | +0.500 | 0.11 | +0.500 (4) | +0.500 (4) | +1.000 (4) | +0.667 |" in tau
+    assert "| linear/loss_barrier | 8 | +1.000 | 5e-05 | +1.000 (4) | +1.000 (4) | +1.000 (4) | +1.000 |" in tau
+    assert "| linear_aligned/loss_barrier | 8 | n/a | n/a | n/a (0) | n/a (0) | n/a (0) | n/a |" in tau
     assert "Not varied (no ψ): label_noise, train_size, arch." in tau
 
 
@@ -64,7 +66,7 @@ def test_invalid_results_listed_and_counted(tmp_path):
     assert problems[3:] == [
         f"- `{job}` **invalid** (overrides: `seed={job}`): {reason}" for job, (_, reason) in INVALID.items()
     ]
-    assert "| hessian_top_eig | 8 | +0.500 |" in text  # the completed cells' numbers are intact
+    assert "| hessian_top_eig | 8 | +0.500 | 0.11 |" in text  # the completed cells' numbers are intact
 
 
 def test_figures_linked_relatively(built):
@@ -100,5 +102,5 @@ def test_no_connectivity(tmp_path):
     assert figures == {"heatmap_hessian_top_eig", "heatmap_test_acc", "heatmap_gen_gap"}
     assert "No cell has connectivity results" in text
     assert not any(k.startswith("trend_") and "barrier" in k for k in paths)
-    assert "| hessian_top_eig | 8 | +0.500 |" in text and "barrier linear" not in section(text, "Cells")
+    assert "| hessian_top_eig | 8 | +0.500 | 0.11 |" in text and "barrier linear" not in section(text, "Cells")
     assert not (root / "figures" / "barrier_vs_params.png").exists()

@@ -46,7 +46,7 @@ def test_nothing_to_plot(tmp_path, sweep):
 def test_heatmap_single_call(tmp_path, sweep, column):
     out = heatmap(fc.View.of(sweep_table(load_results(sweep))), column, column, tmp_path / "h.png")
     assert out.paths == [tmp_path / "h.png"] and out.paths[0].read_bytes()[:8] == PNG
-    assert "mean ± sample std (n)" in out.caption and "Split by" not in out.caption
+    assert "mean ± standard error (n)" in out.caption and "Split by" not in out.caption  # no longer the std
 
 
 def two_lrs(table: pd.DataFrame, key: str = "cfg:optimizer.lr") -> pd.DataFrame:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
-from landscape_sweep.report.quality import quality_warnings
+from landscape_sweep.report.quality import quality_warnings, train_loss_spread
 from landscape_sweep.results import CellResult, Endpoint, PathEntry
 
 
@@ -29,3 +30,26 @@ def test_unconverged_block_eigenvalues_are_named(end_ok, path_ok):
 
 def test_converged_blocks_give_no_warning():
     assert quality_warnings([cell(True, True)]) == []
+
+
+def test_high_loss_and_unconverged_curves_are_listed_per_method():
+    """`fit.high_loss` (written by newer cells; absent in older ones) lists the curves like unconverged ones."""
+    fits = [{"converged": True, "high_loss": True}, {"converged": False, "high_loss": True}, {"converged": True}]
+    paths = [PathEntry(pair=[0, k + 1], method="bezier", fit=f) for k, f in enumerate(fits)]
+    r = CellResult(status="completed", endpoints=[Endpoint(seed=k) for k in range(3)], connectivity=paths, job="c")
+    unconverged, high = quality_warnings([r])
+    assert unconverged.startswith("Fitted curves stopped at their epoch cap before converging in `c (bezier: 1)`")
+    assert high.startswith("Fitted curves whose train loss along t stays well above their endpoints' in "
+                           "`c (bezier: 2)`")  # fmt: skip
+
+
+def test_train_losses_that_differ_materially_are_said_in_one_line():
+    """The mini-study compared cells at 1.35 and 0.007: the line names the range and the cells at either end."""
+    rows = [("0", 1, 16, "sgd", 1.35), ("1", 2, 64, "sam", 0.007), ("2", 2, 16, "sgd", 0.3), ("3", 4, 16, "sgd", 99)]
+    table = pd.DataFrame(rows, columns=["job", "depth", "width", "optimizer", "train_loss_mean"])
+    table["status"] = ["completed"] * 3 + ["failed"]  # a failed cell's loss is not compared
+    line = train_loss_spread(table)
+    assert line.startswith("The compared cells end at very different train losses: mean endpoint train loss from "
+                           "0.007 in `1` (depth 2, width 64, sam) to 1.35 in `0` (depth 1, width 16, sgd) (193x)")
+    close = table.assign(train_loss_mean=[0.1, 0.15, 0.19, 5.0])
+    assert train_loss_spread(close) is None  # within 2x

@@ -63,6 +63,11 @@ def test_values_by_hand(table):
     assert r["worst_case_n"] == 2 and r["train_acc_n"] == 3 and r["linear/loss_barrier_n"] == 3
     assert math.isnan(r["average_case_mean"]) and math.isnan(r["adaptive_worst_case_mean"])
     assert r["linear/num_pairs"] == 3
+    # the error of a pair mean: the endpoint jackknife (pairs share endpoints), twice std/√3 here; 95 % t interval
+    assert r["linear/loss_barrier_se"] == pytest.approx(0.2 / math.sqrt(3)) and r["linear/loss_barrier_dof"] == 2
+    assert r["linear/loss_barrier_ci95_hi"] == pytest.approx(1.0 + 4.302653 * 0.2 / math.sqrt(3), rel=1e-6)
+    assert r["train_acc_se"] == pytest.approx(0.01 / math.sqrt(3)) and r["train_acc_dof"] == 2  # endpoints: std/√n
+    assert math.isnan(r["stop_reached"])  # no trainer.stop_at
     assert r["linear/loss_barrier_mean"] == pytest.approx(1.0)
     assert r["linear/loss_barrier_std"] == pytest.approx(0.1 * S1)
     assert r["linear_aligned/loss_barrier_mean"] == pytest.approx(0.05) and r["linear_aligned/loss_barrier_std"] == 0

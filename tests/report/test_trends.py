@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import t as t_dist
 
 from landscape_sweep.report.trends import fit_power_law, plateau, theory_reference, trend_table
 
@@ -60,12 +61,12 @@ def test_fit_not_identifiable_or_degenerate():
 def test_plateau_step_still_improving_and_flat():
     x = [16, 32, 64, 128, 256]
     step = plateau(x, [2.0, 1.5, 1.0, 0.98, 1.01], [0.05] * 5, higher_is_better=False)
-    assert step.reached and step.at == 64 and step.value == 1.0 and step.label == "64" and step.n == 5
+    assert step.reached and step.at == 64 and step.value == 1.0 and step.label == "plateau at 64" and step.n == 5
     going = plateau(x, [2.0, 1.5, 1.0, 0.5, 0.1], [0.05] * 5, higher_is_better=False)
-    assert not going.reached and math.isnan(going.at) and going.label == "> 256"
+    assert not going.reached and math.isnan(going.at) and going.label == "still improving"
     assert going.reason == "still improving at the largest x"
     flat = plateau(x, [1.0, 1.01, 0.99, 1.0, 1.0], [0.02] * 5, higher_is_better=False)
-    assert flat.reached and flat.at == 16
+    assert flat.reached and flat.at == 16 and flat.label == "no trend within spread"
     # steps of 0.03 each hide in a spread of 0.05, but two of them do not: compared with every larger x
     slow = plateau(x, [1.0, 0.97, 0.94, 0.91, 0.88], [0.05] * 5, higher_is_better=False)
     assert slow.at == 128
@@ -80,7 +81,7 @@ def test_plateau_direction_order_and_missing_spread():
     up = plateau(x, acc, [0.02] * 4, higher_is_better=True)
     assert up.at == 64 and up.value == 0.70
     down = plateau(x, acc, [0.02] * 4, higher_is_better=False)  # read as a loss, the rise is no improvement
-    assert down.at == 16 and down.value == 0.50
+    assert down.at == 16 and down.value == 0.50 and down.label == "worsens"
     nan = plateau([16, 32], [1.0, 0.99], [float("nan")] * 2, higher_is_better=False)  # NaN spread counts as 0
     assert nan.spread_missing and not nan.reached
     assert plateau([16, 32], [1.0, 0.99], [0.02, float("nan")], higher_is_better=False).at == 16
@@ -94,16 +95,16 @@ def test_theory_reference_anchored_at_smallest_width():
 
 
 def synthetic_table() -> pd.DataFrame:
-    """2 optimizers x 2 depths x 2 lrs x 5 widths: barrier = A·w^-b + C with b = 0.5 at lr 0.1, 1.0 at lr 0.05
-    (pooling the lrs would break the exact fit); test_acc plateaus at width 64 for sgd and still climbs for sam.
-    Two failed cells carry absurd values that must be ignored."""
+    """2 optimizers x 2 depths x 2 lrs x 6 widths (enough for a·w^-b + c): barrier = A·w^-b + C with b = 0.5 at
+    lr 0.1, 1.0 at lr 0.05 (pooling the lrs would break the exact fit); test_acc plateaus at width 64 for sgd and
+    still climbs for sam. Two failed cells carry absurd values that must be ignored."""
     rows = []
-    widths = (16, 32, 64, 128, 256)
+    widths = (16, 32, 64, 128, 256, 512)
     for oi, opt in enumerate(("sgd", "sam")):
         for depth in (1, 2):
             for lr, b in ((0.1, 0.5), (0.05, 1.0)):
                 for wi, w in enumerate(widths):
-                    acc = (0.5, 0.6, 0.7, 0.7, 0.7)[wi] if opt == "sgd" else 0.5 + 0.05 * wi
+                    acc = (0.5, 0.6, 0.7, 0.7, 0.7, 0.7)[wi] if opt == "sgd" else 0.5 + 0.05 * wi
                     rows.append(
                         {
                             "job": str(len(rows)), "status": "completed", "depth": depth, "width": w,
@@ -131,8 +132,8 @@ def test_trend_table_groups_by_varied_config_and_ignores_failed():
     assert len(t) == 8  # 2 optimizers x 2 depths x 2 lrs: the lrs are never pooled
     assert list(t.columns[:3]) == ["optimizer", "depth", "cfg:optimizer.lr"]  # cfg:model.width is the axis itself
     assert "cfg:trainer.max_epochs" not in t
-    assert (t["n_cells"] == 5).all() and (t["n_points"] == 5).all()  # failed cells ignored
-    assert t["converged"].all()
+    assert (t["n_cells"] == 6).all() and (t["n_points"] == 6).all()  # failed cells ignored
+    assert t["converged"].all() and (t["model"] == "a·w^-b + c").all()
     for _, r in t.iterrows():
         oi = ("sgd", "sam").index(r["optimizer"])
         assert r["b"] == pytest.approx(0.5 if r["cfg:optimizer.lr"] == 0.1 else 1.0, rel=1e-6)
@@ -140,35 +141,92 @@ def test_trend_table_groups_by_varied_config_and_ignores_failed():
         assert r["c"] == pytest.approx(0.1 * r["depth"], abs=1e-7)
         assert r["tau"] == pytest.approx(-1.0)
     # lower is better: the barrier falls by more than 0.001 at every step, so no plateau inside the sweep
-    assert not t["plateau_reached"].any() and (t["plateau"] == "> 256").all()
+    assert not t["plateau_reached"].any() and (t["plateau"] == "still improving").all()
 
 
 def test_trend_table_accuracy_plateau_and_depth_axis():
     table = synthetic_table()
     acc = trend_table(table, "test_acc_mean").set_index(["optimizer", "depth", "cfg:optimizer.lr"])
     assert (acc.xs("sgd")["plateau_at"] == 64).all() and (acc.xs("sgd")["plateau_value"] == 0.7).all()
-    assert (acc.xs("sam")["plateau"] == "> 256").all()  # higher is better inferred for *acc
+    assert (acc.xs("sam")["plateau"] == "still improving").all()  # higher is better inferred for *acc
     flipped = trend_table(table, "test_acc", higher_is_better=False)
     assert (flipped["plateau_at"] == 16).all()
     depth = trend_table(table, "linear/loss_barrier", axis="depth", by=("optimizer", "width"))
-    assert len(depth) == 2 * 5 * 2 and (depth["n_points"] == 2).all()
-    assert not depth["converged"].any() and depth["reason"].eq("no power-law fit along depth").all()
+    assert len(depth) == 2 * 6 * 2 and (depth["n_points"] == 2).all()
+    assert not depth["converged"].any() and depth["reason"].eq("no fit along depth").all()
     assert depth["tau"].isna().all()  # two depths: below kendall's 3 points
     # deeper is worse here (A and C grow with depth): the plateau is at the shallowest depth
     assert (depth["plateau_at"] == 1).all()
 
 
-def test_three_widths_fit_a_pure_power_law():
-    """Three widths cannot fit an asymptote: b comes from a log-log line with c fixed at 0, said in `reason`."""
+def three_widths(means, se, dof=2) -> pd.DataFrame:
+    """One group of three widths (16, 64, 256) with the given cell means and standard errors."""
+    return pd.DataFrame([{"job": str(i), "status": "completed", "depth": 2, "width": w, "optimizer": "sgd",
+                          "linear/loss_barrier_mean": m, "linear/loss_barrier_std": s * math.sqrt(3),
+                          "linear/loss_barrier_n": 3, "linear/loss_barrier_se": s, "linear/loss_barrier_dof": dof}
+                         for i, (w, m, s) in enumerate(zip((16, 64, 256), means, se))])  # fmt: skip
+
+
+def test_no_exponent_from_three_widths_but_a_slope_with_its_interval():
+    """Three widths leave one residual degree of freedom: the old log-log fit printed b = -0.36 ± 0.00 for points
+    on a line whatever their own errors. Now no exponent; the change per doubling with a 95 % interval from the
+    cells' own standard errors (OLS weights c = ±1/4 on log2 w = 4, 6, 8; Welch–Satterthwaite dof)."""
+    means, se = 0.1 * np.array([16, 64, 256]) ** 0.36, np.array([0.05, 0.08, 0.05])
+    (r,) = trend_table(three_widths(means, se), "linear/loss_barrier").to_dict("records")
+    assert r["model"] == "" and math.isnan(r["b"]) and math.isnan(r["b_lo"]) and not r["converged"]
+    assert r["reason"] == "3 widths: no exponent (needs >= 4); see the slope"
+    slope = (means[2] - means[0]) / 4
+    err = math.sqrt((0.05**2 + 0.05**2) / 16)
+    assert r["slope"] == pytest.approx(slope) and r["slope_hi"] - r["slope"] == pytest.approx(
+        t_dist.ppf(0.975, 4) * err
+    )  # middle point: c = 0; two parts of equal variance, 2 dof each: 4 dof
+    assert r["slope_lo"] > 0  # the rise is well outside the cells' errors here
+
+
+def test_slope_interval_covers_with_few_endpoints():
+    """Cells of 3 endpoints each (se from 2 dof): the slope's 95 % interval covers the true change per doubling in
+    95 % of sweeps (the old residual-based error of 1 dof had no such property)."""
+    from landscape_sweep.report.trends import slope_per_doubling
+
+    rng = np.random.default_rng(0)
+    w, true = np.array([16.0, 64.0, 256.0]), 0.1
+    cover = 0
+    for _ in range(3000):
+        draws = (1.0 + true * np.log2(w))[:, None] + rng.normal(0, [[0.1], [0.3], [0.2]], (3, 3))
+        s = slope_per_doubling(w, draws.mean(1), draws.std(1, ddof=1) / math.sqrt(3), [2, 2, 2])
+        cover += s.lo <= true <= s.hi
+    assert 0.94 <= cover / 3000 <= 0.985
+
+
+def test_four_or_five_widths_fit_a_pure_power_law_in_log_log():
+    """a·w^-b with its interval from the cells' errors (carried to log y as se/y); refused when a value is not
+    positive or within 2 of its standard errors of 0. Coverage of b's interval checked by simulation."""
     from landscape_sweep.report.trends import fit_pure_power_law
 
-    x = np.array([16.0, 64.0, 256.0])
-    exact = fit_pure_power_law(x, 3.0 * x**-0.5)
+    x = np.array([16.0, 32.0, 64.0, 128.0])
+    exact = fit_pure_power_law(x, 3.0 * x**-0.5, np.full(4, 0.01), np.full(4, 2))
     assert exact.converged and exact.b == pytest.approx(0.5) and exact.a == pytest.approx(3.0) and exact.c == 0
-    assert exact.b_stderr == pytest.approx(0.0, abs=1e-12) and "c fixed at 0" in exact.reason
-    noisy = fit_pure_power_law(x, 3.0 * x**-0.5 * np.array([1.05, 0.95, 1.02]))
-    lo, hi = noisy.b_ci95
-    assert noisy.dof == 1 and 0 < noisy.b_stderr < 0.1 and lo < 0.5 < hi
-    assert not fit_pure_power_law(x, np.array([1.0, -1.0, 2.0])).converged  # no logarithm of a negative value
-    growing = fit_pure_power_law(x, 0.1 * x**0.3)  # a barrier that grows with width: negative b
-    assert growing.b == pytest.approx(-0.3)
+    lo, hi = exact.b_ci95
+    assert lo < 0.5 < hi and exact.dof == 2
+    assert not fit_pure_power_law(x[:3], 3.0 * x[:3] ** -0.5).converged  # three widths: none
+    assert not fit_pure_power_law(x, np.array([1.0, -1.0, 2.0, 1.0])).converged
+    near0 = fit_pure_power_law(x, np.array([1.0, 0.5, 0.2, 0.05]), np.array([0.1, 0.1, 0.1, 0.03]), np.full(4, 2))
+    assert not near0.converged and "within 2 standard errors of 0" in near0.reason
+    rng, cover = np.random.default_rng(1), 0
+    for _ in range(2000):
+        draws = (3.0 * x**-0.5)[:, None] * (1 + rng.normal(0, 0.05, (4, 3)))
+        f = fit_pure_power_law(x, draws.mean(1), draws.std(1, ddof=1) / math.sqrt(3), np.full(4, 2))
+        lo, hi = f.b_ci95
+        cover += lo <= 0.5 <= hi
+    assert 0.93 <= cover / 2000 <= 0.99
+    growing = fit_pure_power_law(x, 0.1 * x**0.3)  # grows with width: negative b; no errors, no interval
+    assert growing.b == pytest.approx(-0.3) and math.isnan(growing.b_ci95[0])
+
+
+def test_a_rising_barrier_reads_worsens_and_tau_has_its_p_value():
+    """A barrier that rises with width was labelled `plateau 16`; it worsens. Over 3 widths τ = 1 has p = 1/3."""
+    t = trend_table(three_widths([0.5, 0.7, 0.9], [0.02] * 3), "linear/loss_barrier")
+    assert t.loc[0, "plateau"] == "worsens" and (t.loc[0, "tau"], t.loc[0, "tau_n"]) == (1.0, 3)
+    assert t.loc[0, "tau_p"] == pytest.approx(1 / 3)
+    u = plateau([16, 32, 64, 128], [1.0, 0.5, 0.5, 0.9], [0.05] * 4, higher_is_better=False)
+    assert u.label == "worsens after 32"
