@@ -97,13 +97,14 @@ def main() -> int:
     bad = [r for r in conv if breaks(r, args.allowed, args.floor)]
     drops = [(r["barrier"] - r["longer"]) / abs(r["barrier"]) for r in conv if r["barrier"]]
     print(f"\n{len(conv)}/{len(rows)} curves converged; longer fits ({args.factor:g}x their epochs, no early stop) "
-          f"lowered a converged barrier by more than {args.allowed:.0%} (and {args.floor:g}) in {len(bad)}")  # fmt: skip
+          f"lowered a converged barrier by > {args.allowed:.0%} (and {args.floor:g}) in {len(bad)}")  # fmt: skip
     if drops:
         print(f"relative drop of converged barriers: median {statistics.median(drops):+.1%}, max {max(drops):+.1%}")
     epochs = [r["epochs"] for r in rows]
     if epochs:
+        first, longer = (sum(r["seconds"][i] for r in rows) for i in (0, 1))
         print(f"epochs used: median {statistics.median(epochs):g}, range {min(epochs)}-{max(epochs)}; fit time "
-              f"{sum(r['seconds'][0] for r in rows):.0f} s (the longer fits {sum(r['seconds'][1] for r in rows):.0f} s)")
+              f"{first:.0f} s (the longer fits {longer:.0f} s)")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1, default=str))
     return 1 if bad else 0

@@ -144,7 +144,8 @@ def endpoint_sharpness(model: nn.Module, probe: TensorLoader, sharp: dict[str, A
         else:
             rho = sharp["adaptive_rho" if adaptive else "rho"]
             out[key] = sharpness(model, probe, "worst", rho, adaptive=adaptive, steps=sharp["steps"], seed=seed)
-    out.update(quadratic_ratio(out, sharp["average_sigma"]))
+    if "average" in sharp["kinds"]:
+        out.update(quadratic_ratio(out, sharp["average_sigma"]))
     if sharp.get("per_block"):  # where the curvature sits: each block's diagonal Hessian block, rest fixed
         out["blocks"] = block_curvature(
             model, probe, tol=sharp["tol"], max_iter=sharp["max_iter"], num_probes=sharp["trace_probes"], seed=seed

@@ -19,7 +19,7 @@ from landscape_sweep.pipeline import measures
 from landscape_sweep.pipeline.cell import load_cell_data, load_endpoint, run_cell
 from landscape_sweep.pipeline.config import validate
 from landscape_sweep.report import build_report
-from landscape_sweep.results import read_results
+from landscape_sweep.results import PathEntry, read_results
 
 SMALL = [
     "logger=none",
@@ -171,3 +171,26 @@ def test_per_block_must_be_a_bool(compose_cfg):
     with pytest.raises(ConfigError, match=r"^landscape.sharpness.per_block='yes': must be true or false$"):
         validate(compose_cfg(["landscape.sharpness.per_block=yes"]))
     validate(compose_cfg(["landscape.sharpness.per_block=true"]))
+
+
+def test_quadratic_ratio_by_hand():
+    got = measures.quadratic_ratio(
+        {"average_case": 3e-5, "average_case_stderr": 3e-6, "hessian_trace": 4.0, "hessian_trace_stderr": 0.4}, 0.005
+    )
+    quad = 0.005**2 * 4.0 / 2  # 5e-5
+    assert got["average_case_ratio"] == pytest.approx(3e-5 / quad)
+    assert got["average_case_ratio_stderr"] == pytest.approx(0.6 * (0.1**2 + 0.1**2) ** 0.5)
+    assert measures.quadratic_ratio({"average_case": 1.0, "hessian_trace": -2.0}, 0.01) == {}
+
+
+def test_a_curve_that_keeps_much_of_the_linear_barrier_is_flagged_high_loss():
+    def entry(method, barrier, fit=None):
+        return PathEntry(pair=[0, 1], method=method, loss_barrier=barrier, fit=fit)
+
+    ok, high, tiny = ({"converged": True} for _ in range(3))
+    flagged = measures.flag_high_loss([entry("linear", 2.0), entry("bezier", 0.3, ok), entry("polychain", 0.5, high)])
+    assert [p.fit["high_loss"] for p in flagged[1:]] == [False, True]  # 15 % and 25 % of the linear barrier
+    near_zero = measures.flag_high_loss([entry("linear", 0.02), entry("bezier", 0.008, tiny)])
+    assert near_zero[1].fit["high_loss"] is False  # 40 % of a tiny barrier, but below the 0.01 floor
+    alone = measures.flag_high_loss([entry("bezier", 0.3, {"converged": True})])
+    assert alone[0].fit["high_loss"] is None  # no linear path of this pair to compare with
