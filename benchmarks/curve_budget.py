@@ -42,8 +42,8 @@ def refit(a, b, method: str, ad, conn: dict, seed: int, **budget) -> tuple[float
     return float(entry["loss_barrier"]), curve.fit, seconds
 
 
-def cell_rows(job: Path, factor: float) -> list[dict]:
-    """One row per fitted curve of a completed cell."""
+def cell_rows(job: Path, factor: float, curve: dict) -> list[dict]:
+    """One row per fitted curve of a completed cell (`curve`: settings that replace the cell's own)."""
     r = read_results(job)
     if r is None or r.status != "completed":
         return []
@@ -51,7 +51,8 @@ def cell_rows(job: Path, factor: float) -> list[dict]:
     data = load_cell_data(cfg)
     ad = analysis_data(cfg, data)
     models = [load_endpoint(cfg, data, job / e.checkpoint).eval() for e in r.endpoints]
-    conn, rows = cfg["landscape"]["connectivity"], []
+    conn, rows = dict(cfg["landscape"]["connectivity"]), []
+    conn["curve"] = {**conn["curve"], **curve}
     for p in (p for p in r.connectivity if p.method in CURVE_METHODS):
         a, b = models[p.pair[0]], models[p.pair[1]]
         base, fit, s1 = refit(a, b, p.method, ad, conn, cfg["seed"])
@@ -79,13 +80,14 @@ def main() -> int:
     ap.add_argument("--floor", type=float, default=0.01, help="drops below this (loss units) always pass")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, help="also write the rows here")
+    ap.add_argument("--curve", type=json.loads, default={}, help='curve settings replacing the cells\', as JSON')
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"{'cell':<14}{'job':>5}{'pair':>8}{'method':>10}{'recorded':>10}{'barrier':>9}{'x' + str(args.factor):>9}"
           f"{'change':>8}{'epochs':>7}{'conv':>6}{'high':>6}{'fit s':>12}")  # fmt: skip
     rows = []
     for job in job_dirs(args.sweep_dir):
-        for row in cell_rows(job, args.factor):
+        for row in cell_rows(job, args.factor, args.curve):
             rows.append(row)
             change = (row["longer"] - row["barrier"]) / abs(row["barrier"]) if row["barrier"] else float("nan")
             flag = " !" if row["converged"] and breaks(row, args.allowed, args.floor) else ""

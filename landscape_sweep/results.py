@@ -119,15 +119,15 @@ class Endpoint(_Record):
     sharpness: dict[str, Any] = field(default_factory=dict)
     trajectory: list[dict[str, Any]] = field(default_factory=list)
     loss_surface: dict[str, Any] | None = None
-    ood: dict[str, dict[str, float | None]] = field(default_factory=dict)  # {name: {loss, acc}} (data.ood)
+    ood: dict[str, dict[str, Any]] = field(default_factory=dict)  # {name: {loss, acc[, control]}} (data.ood)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def measure(self, name: str) -> float | None:
         """An endpoint measure by name (ENDPOINT_METRICS, SHARPNESS_MEASURES, `ood/<name>/<measure>`, `ood_gap`)."""
         if name == "gen_gap":
             return _diff(self.train_acc, self.test_acc)
-        if name == "ood_gap":
-            accs = [v.get("acc") for v in self.ood.values()]
+        if name == "ood_gap":  # over the shifted sets: a control set (no shift) measures the gap's noise instead
+            accs = [v.get("acc") for v in self.ood.values() if not v.get("control")]
             return _diff(self.test_acc, sum(accs) / len(accs)) if accs and all(map(_finite, accs)) else None
         if name.startswith("ood/"):
             set_name, _, key = name[4:].rpartition("/")

@@ -237,3 +237,11 @@ def test_max_loss_along_the_path_and_average_case_ratio():
     assert stats["average_case_ratio"].mean == pytest.approx(1.3) and stats["average_case_ratio"].n == 2
     bad = CellResult(endpoints=[Endpoint(seed=0, sharpness={"average_case_ratio": "x"})]).to_dict()
     assert validate_results({**bad, "status": "completed"}).startswith("endpoints[0].sharpness.average_case_ratio")
+
+
+def test_ood_gap_leaves_control_sets_out():
+    """A control set (drawn without a shift) measures the sampling noise of an OOD gap; averaging it into `ood_gap`
+    would halve the gap of the shifted set."""
+    e = Endpoint(seed=0, test_acc=0.72, ood={"noisy": {"acc": 0.5}, "control": {"acc": 0.7, "control": True}})
+    assert e.measure("ood_gap") == pytest.approx(0.22)
+    assert e.measure("ood/control/gap") == pytest.approx(0.02) and e.measure("ood/noisy/gap") == pytest.approx(0.22)

@@ -40,7 +40,8 @@ class DataBundle:
     """In-memory splits of one dataset, standardised and ready for training.
 
     `train`/`val`/`test` are `(x, y)` pairs: x float32 `(N, *in_shape)`, y int64 `(N,)`; `ood` the shifted test
-    sets of `data.ood` by name (ood.py), standardised like `test`. `augment` names the augmentation a
+    sets of `data.ood` by name (ood.py), standardised like `test`, `ood_controls` the names of those that are
+    controls (drawn like the test set, no shift: the sampling noise of an OOD gap). `augment` names the augmentation a
     TensorLoader applies to training batches (None: none). `info` records how the bundle was made (sizes,
     standardisation statistics, which train labels are noisy); JSON-serialisable.
     """
@@ -54,6 +55,7 @@ class DataBundle:
     augment: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
     ood: dict[str, Split] = field(default_factory=dict)
+    ood_controls: tuple[str, ...] = ()
 
     def to(self, device: torch.device | str) -> DataBundle:
         """A bundle with every tensor moved to `device` (once; call before training)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from pathlib import Path
 from typing import Any
@@ -66,8 +67,9 @@ def load_data(
     else:
         train, test, num_classes = raw_vision(name, root, download=download)
 
-    return build_bundle(
+    bundle = build_bundle(
         name, train, test, num_classes,
         train_size=train_size, label_noise=label_noise, val_size=val_size, seed=seed,
         augment=kind if augment else None, ood=shifted_test_sets(name, root, test, specs, options),
     )  # fmt: skip
+    return dataclasses.replace(bundle, ood_controls=tuple(s["name"] for s in specs if s["control"]))

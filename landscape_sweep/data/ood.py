@@ -4,13 +4,19 @@
 distribution), which the pipeline evaluates for every endpoint and along every path:
 
 - mnist1d: `{name, seed, <knob>: value, ...}` with the generator's own knobs (`MNIST1D_KNOBS`; unset ones keep
-  the clean data's values), e.g. `{name: noisy, iid_noise_scale: 0.1, corr_noise_scale: 0.5}`. `seed` (default 1,
+  the clean data's values), e.g. `{name: noisy, iid_noise_scale: 0.1, corr_noise_scale: 0.5}`; without knobs, a
+  fresh draw of the clean distribution. `seed` (default 1,
   never the clean data's `gen_seed`) seeds the generator. The generator scales a dataset by that dataset's own
   mean and std; the shifted samples are scaled with the clean dataset's instead, so a shift is not undone by it
   (stronger noise stays stronger). Cached beside the clean data under `<root>/mnist1d/`.
 - image datasets (`IMAGE_DATASETS`): `{name, corruption, severity, seed}`, a corruption of `corruptions.py` at
   severity 1-5 applied to the clean test images in [0, 1] (`seed` default 0; `name` default
   `<corruption>_<severity>`), e.g. `{corruption: gaussian_noise, severity: 3}`.
+
+An mnist1d spec without knobs may say `control: true`: a set drawn exactly like a shifted one (its own seed, the
+clean data's scaling) but from the clean distribution, so its gap to the test accuracy is what an OOD gap shows
+with no shift at all (the sampling noise of two 1,000-sample sets, and any artefact of building a set this way).
+Controls are evaluated like every set but left out of the summary `ood_gap`.
 
 `check_ood` validates specs (one-line errors naming `data.ood[i].<key>`); `shifted_test_sets` builds them
 unstandardised, for `core.build_bundle` to standardise with the train-pool statistics of the clean splits.
@@ -62,7 +68,7 @@ def _check_spec(dataset: str, spec: Any, where: str, options: Mapping[str, Any])
         if "corruption" in spec:
             knobs = ", ".join(MNIST1D_KNOBS)
             fail(f"{where}.corruption", spec["corruption"], f"not available for mnist1d; its shifted sets take {knobs}")
-        allowed = ("name", "seed", *MNIST1D_KNOBS)
+        allowed = ("name", "seed", "control", *MNIST1D_KNOBS)
     else:
         allowed = ("name", "corruption", "severity", "seed")
     for key in spec:
@@ -75,6 +81,12 @@ def _check_spec(dataset: str, spec: Any, where: str, options: Mapping[str, Any])
         if out["seed"] == gen_seed:
             fail(f"{where}.seed", out["seed"], f"must differ from data.options.gen_seed={gen_seed} (the clean data's)")
         out.update({k: _check_knob(f"{where}.{k}", spec[k]) for k in MNIST1D_KNOBS if k in spec})
+        out["control"] = spec.get("control", False)
+        if not isinstance(out["control"], bool):
+            fail(f"{where}.control", out["control"], "must be true or false")
+        if out["control"] and any(k in spec for k in MNIST1D_KNOBS):
+            knobs = ", ".join(k for k in MNIST1D_KNOBS if k in spec)
+            fail(f"{where}.control", True, f"a control set takes no generator knobs (got {knobs}): it has no shift")
         default_name = None
     else:
         for key in ("corruption", "severity"):
@@ -83,6 +95,7 @@ def _check_spec(dataset: str, spec: Any, where: str, options: Mapping[str, Any])
         out["corruption"] = check_choice(f"{where}.corruption", spec["corruption"], CORRUPTIONS)
         out["severity"] = check_int(f"{where}.severity", spec["severity"], 1, 5)
         out["seed"] = check_int(f"{where}.seed", spec.get("seed", IMAGE_SEED), 0)
+        out["control"] = False
         default_name = f"{out['corruption']}_{out['severity']}"
     name = spec.get("name", default_name)
     if not (isinstance(name, str) and _NAME.fullmatch(name)):

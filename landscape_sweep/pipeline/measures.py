@@ -66,6 +66,7 @@ class AnalysisData:
     test: TensorLoader
     curve_train: TensorLoader
     ood: dict[str, TensorLoader] = field(default_factory=dict)
+    ood_controls: tuple[str, ...] = ()  # the OOD sets that are controls (no shift): left out of `ood_gap`
 
 
 def probe_subset(data: DataBundle, size: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,6 +89,7 @@ def analysis_data(cfg: dict[str, Any], data: DataBundle) -> AnalysisData:
             *data.train, batch_size=curve["batch_size"], shuffle=True, seed=seed, augment=data.augment
         ),
         ood={name: TensorLoader(*split, batch_size=bs) for name, split in data.ood.items()},
+        ood_controls=data.ood_controls,
     )
 
 
@@ -176,13 +178,14 @@ def quadratic_ratio(measured: dict[str, Any], sigma: float) -> dict[str, float]:
     return {"average_case_ratio": avg / quad, "average_case_ratio_stderr": abs(avg / quad) * rel}
 
 
-def endpoint_ood(model: nn.Module, ad: AnalysisData) -> dict[str, dict[str, float]]:
-    """`{name: {loss, acc}}` of a model on each OOD set, in eval mode (as the endpoint's test metrics)."""
-    out = {}
+def endpoint_ood(model: nn.Module, ad: AnalysisData) -> dict[str, dict[str, Any]]:
+    """`{name: {loss, acc}}` of a model on each OOD set, in eval mode (as the endpoint's test metrics); a control
+    set's entry also says `control: true`."""
+    out: dict[str, dict[str, Any]] = {}
     with preserved(model, "eval"):
         for name, loader in ad.ood.items():
             loss, acc = evaluate(model, loader)
-            out[name] = {"loss": loss, "acc": acc}
+            out[name] = {"loss": loss, "acc": acc} | ({"control": True} if name in ad.ood_controls else {})
     return out
 
 

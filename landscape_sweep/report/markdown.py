@@ -53,7 +53,7 @@ std/√n with n − 1; over endpoint pairs, which share endpoints, the jackknife
 | `<method>/max_hessian_top_eig_along_path` | largest top Hessian eigenvalue measured along the path |
 | `<method>/max_train_loss`, `…/max_test_loss` | highest train / test loss along the path (beside the barrier) |
 | `ood/<set>/acc`, `…/loss`, `…/gap` | accuracy, loss on each OOD set (`data.ood`); test acc − its acc; over endpoints |
-| `ood_gap` | test acc − the mean accuracy over the OOD sets, over endpoints |
+| `ood_gap` | test acc − the mean accuracy over the shifted OOD sets (control sets left out), over endpoints |
 | `<method>/ood/<set>/loss_barrier`, `…/error_barrier` | the path's barriers on an OOD set, over pairs |
 | `instability/<k>/<barrier>` | spawn cells: a linear-path barrier between children of spawn epoch k, over pairs |
 | `stable_epoch` | spawn cells: earliest k whose mean test error barrier (vs the children's mean) is < 2 % (n=1) |

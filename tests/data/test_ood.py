@@ -105,6 +105,13 @@ BAD = [
     ),
     ("svhn", [{"corruption": "contrast", "severity": 1}] * 2, "data.ood[1].name='contrast_1': duplicate"),
     ("synthetic", [{"name": "a"}], "data.ood=[{'name': 'a'}]: synthetic has no shifted test sets; they exist for"),
+    ("mnist1d", [{"name": "c", "control": "yes"}], "data.ood[0].control='yes': must be true or false"),
+    (
+        "mnist1d",
+        [{"name": "c", "control": True, "iid_noise_scale": 0.1}],
+        "data.ood[0].control=True: a control set takes no generator knobs (got iid_noise_scale): it has no shift",
+    ),
+    ("cifar10", [{"corruption": "contrast", "severity": 1, "control": True}], "data.ood[0].control: unknown key"),
 ]
 
 
@@ -117,8 +124,11 @@ def test_bad_specs_fail_in_one_line(dataset, specs, message):
 
 def test_good_specs_get_their_defaults():
     assert check_ood("mnist1d", None) == check_ood("synthetic", []) == []
-    assert check_ood("mnist1d", [{"name": "a", "padding": [1, 2]}]) == [{"name": "a", "seed": 1, "padding": [1, 2]}]
-    assert check_ood("cifar100", [{"corruption": "brightness", "severity": 2}]) == [
-        {"name": "brightness_2", "corruption": "brightness", "severity": 2, "seed": 0}
+    assert check_ood("mnist1d", [{"name": "a", "padding": [1, 2]}]) == [
+        {"name": "a", "seed": 1, "padding": [1, 2], "control": False}
     ]
+    assert check_ood("cifar100", [{"corruption": "brightness", "severity": 2}]) == [
+        {"name": "brightness_2", "corruption": "brightness", "severity": 2, "seed": 0, "control": False}
+    ]
+    assert check_ood("mnist1d", [{"name": "c", "seed": 3, "control": True}])[0]["control"] is True
     assert check_ood("mnist1d", [{"name": "a", "seed": 42}], {"gen_seed": 7})[0]["seed"] == 42

@@ -36,14 +36,8 @@ OWN = {
         "name": "mnist1d",
         "options": {"num_train": 4000, "num_test": 1000, "shuffle_seq": False, "gen_seed": 42},
         "ood": [
-            {
-                "name": "shifted",
-                "seed": 1,
-                "iid_noise_scale": 0.05,
-                "corr_noise_scale": 0.4,
-                "scale_coeff": 0.6,
-                "shear_scale": 1.0,
-            }
+            {"name": "noisy", "seed": 1, "iid_noise_scale": 0.05, "corr_noise_scale": 0.4},
+            {"name": "control", "seed": 2, "control": True},
         ],
     },
     "synthetic": {

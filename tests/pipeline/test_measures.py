@@ -194,3 +194,15 @@ def test_a_curve_that_keeps_much_of_the_linear_barrier_is_flagged_high_loss():
     assert near_zero[1].fit["high_loss"] is False  # 40 % of a tiny barrier, but below the 0.01 floor
     alone = measures.flag_high_loss([entry("bezier", 0.3, {"converged": True})])
     assert alone[0].fit["high_loss"] is None  # no linear path of this pair to compare with
+
+
+def test_endpoint_ood_marks_control_sets():
+    from landscape_sweep.data import TensorLoader
+
+    x, y = torch.randn(32, 1, 40), torch.randint(0, 10, (32,))
+    loader = TensorLoader(x, y, batch_size=16)
+    ad = measures.AnalysisData(loader, loader, loader, loader, {"noisy": loader, "control": loader}, ("control",))
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(40, 10))
+    out = measures.endpoint_ood(model, ad)
+    assert out["control"]["control"] is True and "control" not in out["noisy"]
+    assert out["noisy"]["acc"] == out["control"]["acc"]

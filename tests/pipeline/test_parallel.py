@@ -165,7 +165,7 @@ def test_cli_processes_and_vmap_match_none_and_log_per_seed_metrics(run_cli, tmp
         for a, b in zip(r["endpoints"], ref["endpoints"]):
             assert a["test_acc"] == pytest.approx(b["test_acc"], abs=1e-4)
             assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-4)
-            assert a["ood"]["shifted"]["loss"] == pytest.approx(b["ood"]["shifted"]["loss"], abs=1e-4)  # mnist1d's set
+            assert a["ood"]["noisy"]["loss"] == pytest.approx(b["ood"]["noisy"]["loss"], abs=1e-4)  # mnist1d's set
         expected = {f"seed{s}/{m}" for s in (0, 1) for m in ("train/loss", "train/acc", "final/test_acc")}
         assert expected <= histories[mode], (mode, sorted(histories[mode]))
         assert expected <= histories["none"]
