@@ -10,8 +10,8 @@ The varied state is every parameter plus any floating buffer that is not a Batch
 are recomputed at each evaluated point, never interpolated).
 
 `fit_curve` trains the bends until the training loss along the curve plateaus (capped; see there): an
-undertrained curve reports the optimiser's barrier, not the landscape's. Budgets per preset were measured
-with benchmarks/curve_budget.py.
+undertrained curve reports the optimiser's barrier, not the landscape's. The rule and the budgets were measured
+with benchmarks/curve_budget.py: a curve called converged must keep its barrier when refitted 3x longer.
 """
 
 from __future__ import annotations
@@ -160,24 +160,46 @@ def stratified_t(n: int, generator: torch.Generator) -> Tensor:
     return (torch.randperm(n, generator=generator) + torch.rand(n, generator=generator)).double() / n
 
 
-def plateaued(history: list[float], window: int, tol: float | None, patience: int | None = None) -> bool:
-    """True when the loss has stopped improving: for the last `patience` epochs (default `2 * window`) no
-    `window`-epoch mean has fallen more than `tol` (relative) below the best window mean before them, and the latest
-    window mean is within `tol` of that best.
+def plateaued(
+    checks: list[tuple[int, float]], tol: float | None, patience: float, min_epochs: int = 0, floor: float = 0.0
+) -> bool:
+    """True when the curve's barrier has stopped falling. `checks`: `(epoch, barrier estimate)`, oldest first.
 
-    Window means average out the noise of one random t per minibatch. The best mean, not the previous window, is
-    the reference, so a loss spike never ends training (the old rule compared two consecutive windows and
-    stopped whenever the later one was not lower: 6 of 51 mini-study curves stopped on a rise, their barriers up to
-    28x what a longer fit gives); and a loss that has risen above its best is not a plateau either. `tol=None`
-    never plateaus.
+    Over the last `patience` (a fraction) of the epochs run so far, no estimate fell more than `max(tol * best,
+    floor)` below the best estimate before them, and the latest is within that margin of the best (so a rise, a
+    spike or a climb, is never a plateau). Never before `min_epochs`, and only with two estimates on either side.
+
+    The barrier itself is watched, not the training loss: the loss is a mean over t and flattens while the curve's
+    worst point still improves (a pair of mnist1d MLPs whose epoch loss had stalled at 100 epochs still lost 40 % of
+    its barrier by 300). The patience grows with the run: curves improve slowly for long, so a fixed patience that
+    suits epoch 30 stops at epoch 80 a curve that would still lose half its barrier; no progress over the last third
+    of the run means little left to gain from a run three times as long. `tol=None` never plateaus.
     """
-    patience = 2 * window if patience is None else patience
-    if tol is None or len(history) < window + patience:
+    if tol is None or not checks or checks[-1][0] < min_epochs:
         return False
-    means = [sum(history[i : i + window]) / window for i in range(len(history) - window + 1)]
-    best = min(means[: len(means) - patience])
-    margin = tol * abs(best)
-    return min(means[-patience:]) >= best - margin and means[-1] <= best + margin
+    edge = checks[-1][0] - patience * checks[-1][0]
+    before, recent = [b for e, b in checks if e <= edge], [b for e, b in checks if e > edge]
+    if len(before) < 2 or len(recent) < 2:
+        return False
+    best = min(before)
+    margin = max(tol * abs(best), floor)
+    return min(recent) >= best - margin and recent[-1] <= best + margin
+
+
+PROBE_SAMPLES = 512  # training samples on which the barrier is estimated while a curve trains
+PROBE_POINTS = 9  # t values of each estimate (both endpoints included)
+
+
+def probe_batch(data: Data, size: int = PROBE_SAMPLES) -> Batch:
+    """The first `size` training samples (one batch): the fixed data of the barrier estimates during a fit."""
+    xs, ys, n = [], [], 0
+    for x, y in data if not _is_pair(data) else [data]:
+        xs.append(x[: size - n])
+        ys.append(y[: size - n])
+        n += len(ys[-1])
+        if n >= size:
+            break
+    return torch.cat(xs), torch.cat(ys)
 
 
 def decay_epochs(stable: int, decay_frac: float) -> int:
@@ -194,7 +216,8 @@ def _lr_factor(pos: float, warmup: int, decay: tuple[float, int] | None) -> floa
 
 
 class _Trainer:
-    """The state of one curve fit: SGD on the bends, the data, the local RNG stream, the loss history."""
+    """The state of one curve fit: SGD on the bends, the data, the local RNG stream, the loss history and the
+    barrier estimates (`checks`: every `window` epochs of the constant-LR phase, on `probe_batch`)."""
 
     def __init__(
         self, curve: Curve, data: Data, opt: torch.optim.Optimizer, seed: int, loss_fn: LossFn, batch_size: int
@@ -204,8 +227,19 @@ class _Trainer:
         self.device = model_device(curve)
         self.generator = torch.Generator().manual_seed(seed)  # data order and t: reproducible, global RNG untouched
         self.history: list[float] = []
+        self.checks: list[tuple[int, float]] = []
+        self.probe = tuple(t.to(self.device) for t in probe_batch(data))
         self.steps = 0
         self.last_steps: int | None = None
+
+    @torch.no_grad()
+    def barrier(self) -> float:
+        """The curve's train loss barrier (vs the chord) on the probe batch at PROBE_POINTS values of t, in the mode
+        it trains in (BatchNorm on the batch's statistics)."""
+        x, y = self.probe
+        ts = torch.linspace(0, 1, PROBE_POINTS, dtype=torch.float64)
+        losses = torch.stack([self.loss_fn(self.curve(x, float(t)), y).double() for t in ts]).cpu()
+        return float((losses - torch.lerp(losses[0], losses[-1], ts)).max())
 
     def epoch(self, factor: Callable[[float], float]) -> None:
         """One epoch, one `t ~ U(0, 1)` per minibatch (stratified); the LR of a step is `lr * factor(epoch pos)`."""
@@ -231,7 +265,7 @@ class _Trainer:
         self.steps, self.last_steps = self.steps + k, k
 
     def run(
-        self, max_epochs: int, tol: float | None, window: int, patience: int | None, warmup: int, decay_frac: float
+        self, max_epochs: int, tol: float | None, rule: tuple[int, float, int, float], warmup: int, decay_frac: float
     ) -> int | None:
         """Warmup/stable epochs until a plateau or the last stable epoch the cap allows, then the decay.
 
@@ -243,7 +277,10 @@ class _Trainer:
         plateau = None
         while len(self.history) < stable_cap and plateau is None:
             self.epoch(lambda pos: _lr_factor(pos, warmup, None))
-            plateau = len(self.history) if plateaued(self.history, window, tol, patience) else None
+            window, patience, min_epochs, floor = rule
+            if tol is not None and len(self.history) % window == 0:
+                self.checks.append((len(self.history), self.barrier()))
+                plateau = len(self.history) if plateaued(self.checks, tol, patience, min_epochs, floor) else None
         start = len(self.history)
         length = decay_epochs(start, decay_frac) if plateau is not None else max_epochs - start
         for _ in range(length):
@@ -252,12 +289,17 @@ class _Trainer:
 
 
 def _check_fit_args(
-    kind: str, num_bends: int, max_epochs: int, window: int, patience: int | None, tol: float | None, args: dict
+    kind: str, num_bends: int, max_epochs: int, rule: tuple[int, float, int, float], tol: float | None, args: dict
 ) -> None:
     if kind not in CURVE_KINDS:
         raise ValueError(f"kind: '{kind}' is not offered; choose one of {list(CURVE_KINDS)}")
+    window, patience, min_epochs, floor = rule
+    if not floor >= 0:
+        raise ValueError(f"floor: got {floor!r}; need a number >= 0 (loss units)")
+    if not (isinstance(patience, (int, float)) and 0 < patience <= 1):
+        raise ValueError(f"patience: got {patience!r}; need a fraction of the epochs run, in (0, 1]")
     checks = [("num_bends", num_bends, 1), ("max_epochs", max_epochs, 1), ("window", window, 1)]
-    for name, value, low in checks + ([("patience", patience, 1)] if patience is not None else []):
+    for name, value, low in checks + [("min_epochs", min_epochs, 0)]:
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name}: got {value!r}; need an integer >= {low}")
     if tol is not None and not tol >= 0:
@@ -275,10 +317,12 @@ def fit_curve(
     kind: str = "bezier",
     num_bends: int = 1,
     *,
-    max_epochs: int = 100,
-    tol: float | None = 0.02,
+    max_epochs: int = 400,
+    tol: float | None = 0.05,
     window: int = 5,
-    patience: int | None = None,
+    patience: float = 1 / 3,
+    min_epochs: int = 40,
+    floor: float = 0.01,
     lr: float = 0.2,
     batch_size: int = 128,
     momentum: float = 0.9,
@@ -295,19 +339,21 @@ def fit_curve(
     statistics), SGD with momentum and weight decay on the bends. Data: see `epoch_batches` (a pair is
     shuffled into minibatches of `batch_size`, a loader with `set_epoch` gets it every epoch).
     Schedule (warmup-stable-decay): `warmup_epochs` of linear warmup, then constant `lr` until the
-    epoch-mean loss plateaus (`plateaued(history, window, tol)`), then a linear decay to 0 over
+    epoch-mean loss plateaus (`plateaued(history, window, tol, patience, min_epochs)`: no progress over the last
+    `patience` of the run, never before `min_epochs`), then a linear decay to 0 over
     `ceil(decay_frac * epochs so far)` epochs; constant-LR losses are comparable across epochs, which
     a decaying LR would confound with progress. At most `max_epochs` in all: without a plateau the
     decay takes the last epochs and `converged` is False. `epochs` is a deprecated alias of `max_epochs`.
     Seeded by `seed` through local generators (the global RNG is left untouched). Defaults = the
-    `default` preset of benchmarks/curve_budget.py (mnist1d MLPs: Bezier barrier 5-14 % of the linear
-    one). Returns the curve (eval mode) with `curve.history` (mean train loss per epoch) and `curve.fit`.
+    `default` preset (conf/landscape/default.yaml; measured with benchmarks/curve_budget.py on mnist1d MLPs, whose
+    curves needed 100-300 epochs: see there).
+    Returns the curve (eval mode) with `curve.history` (mean train loss per epoch) and `curve.fit`.
     """
     if epochs is not None:
         warnings.warn("fit_curve: `epochs` is deprecated; use `max_epochs`", DeprecationWarning, stacklevel=2)
         max_epochs = epochs
     hyper = {"lr": lr, "batch_size": batch_size, "warmup_epochs": warmup_epochs, "decay_frac": decay_frac}
-    _check_fit_args(kind, num_bends, max_epochs, window, patience, tol, hyper)
+    _check_fit_args(kind, num_bends, max_epochs, (window, patience, min_epochs, floor), tol, hyper)
     device = model_device(model_a)
     data = train_data if _is_pair(train_data) else batches(train_data)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -315,11 +361,12 @@ def fit_curve(
         curve = Curve(model_a, model_b, kind, num_bends).train()
         opt = torch.optim.SGD([curve.bends], lr=lr, momentum=momentum, weight_decay=weight_decay)
         trainer = _Trainer(curve, data, opt, seed, loss_fn, batch_size)
-        plateau = trainer.run(max_epochs, tol, window, patience, warmup_epochs, decay_frac)
+        plateau = trainer.run(max_epochs, tol, (window, patience, min_epochs, floor), warmup_epochs, decay_frac)
     curve.history = trainer.history
     if not _is_pair(train_data):
         hyper["batch_size"] = getattr(train_data, "batch_size", None)  # the loader's own batches are used
-    hyper["patience"] = 2 * window if patience is None else patience
+    hyper |= {"patience": patience, "min_epochs": min_epochs, "floor": floor}
+    hyper["checks"] = [list(c) for c in trainer.checks]  # (epoch, barrier estimate) pairs, JSON-friendly
     curve.fit = _fit_record(trainer.history, plateau, trainer.steps, max_epochs, tol, window, hyper)
     return curve.eval()
 
@@ -327,8 +374,9 @@ def fit_curve(
 def _fit_record(
     history: list[float], plateau: int | None, steps: int, max_epochs: int, tol: float | None, window: int, hyper: dict
 ) -> dict:
-    """`curve.fit`, JSON-serialisable: epochs run, final (last-epoch mean) train loss, whether a plateau
-    came before the cap (`converged`, at `plateau_epoch`), the per-epoch history, the settings, the steps."""
+    """`curve.fit`, JSON-serialisable: epochs run, final (last-epoch mean) train loss, whether the barrier
+    plateaued before the cap (`converged`, at `plateau_epoch`), the per-epoch loss history, the barrier estimates
+    (`checks`: [epoch, barrier on the probe batch]), the settings, the steps."""
     return {
         "epochs": len(history),
         "final_loss": history[-1],

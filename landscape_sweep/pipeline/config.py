@@ -239,7 +239,7 @@ SHARPNESS_SETTINGS = {
     "adaptive_average_sigma",
 }
 CONNECTIVITY_KEYS = {"methods", "num_points", "sharpness_points", "curve"}
-CURVE_KEYS = {"num_bends", "max_epochs", "tol", "window", "patience", "lr", "batch_size"}
+CURVE_KEYS = {"num_bends", "max_epochs", "tol", "window", "patience", "min_epochs", "floor", "lr", "batch_size"}
 SURFACE_KEYS = {"enabled", "num_points", "span"}
 
 
@@ -274,8 +274,11 @@ def _validate_landscape(land: Mapping, *, max_epochs: int) -> None:
     _check_keys(curve, CURVE_KEYS, "landscape.connectivity.curve")
     for key in ("num_bends", "max_epochs", "window", "batch_size"):
         check_int(f"landscape.connectivity.curve.{key}", curve.get(key))
-    if curve.get("patience") is not None:
-        check_int("landscape.connectivity.curve.patience", curve["patience"])
+    patience = curve.get("patience")
+    if not (isinstance(patience, (int, float)) and not isinstance(patience, bool) and 0 < patience <= 1):
+        fail("landscape.connectivity.curve.patience", patience, "must be a fraction of the epochs run, in (0, 1]")
+    check_int("landscape.connectivity.curve.min_epochs", curve.get("min_epochs"), low=0)
+    check_number("landscape.connectivity.curve.floor", curve.get("floor"), 0)
     for key in ("lr", "tol"):
         check_positive(f"landscape.connectivity.curve.{key}", curve.get(key))
     _check_keys(surf, SURFACE_KEYS, "landscape.surface")

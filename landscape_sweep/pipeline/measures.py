@@ -231,7 +231,8 @@ def fit_path(a: nn.Module, b: nn.Module, method: str, ad: AnalysisData, conn: di
     cc = conn["curve"]
     return fit_curve(
         a, b, ad.curve_train, kind=method, num_bends=cc["num_bends"], max_epochs=cc["max_epochs"], tol=cc["tol"],
-        window=cc["window"], patience=cc.get("patience"), lr=cc["lr"], batch_size=cc["batch_size"], seed=seed,
+        window=cc["window"], patience=cc["patience"], min_epochs=cc["min_epochs"], floor=cc["floor"], lr=cc["lr"],
+        batch_size=cc["batch_size"], seed=seed,
     )  # fmt: skip
 
 
