@@ -33,8 +33,8 @@ from landscape_sweep.results import CURVE_METHODS, job_dirs, read_results
 def refit(a, b, method: str, ad, conn: dict, seed: int, **budget) -> tuple[float, dict, float]:
     """(train loss barrier, fit record, seconds) of one curve fitted with the cell's settings and `budget`."""
     cc = conn["curve"]
-    settings = {k: cc[k] for k in ("num_bends", "max_epochs", "tol", "window", "lr", "batch_size") if k in cc}
-    settings |= {k: cc[k] for k in ("patience",) if k in cc} | budget
+    keys = ("num_bends", "max_epochs", "tol", "window", "patience", "min_epochs", "floor", "lr", "batch_size")
+    settings = {k: cc[k] for k in keys if k in cc} | budget
     t0 = time.perf_counter()
     curve = fit_curve(a, b, ad.curve_train, kind=method, seed=seed, **settings)
     seconds = time.perf_counter() - t0
@@ -79,6 +79,7 @@ def main() -> int:
     ap.add_argument("--allowed", type=float, default=0.15, help="largest relative barrier drop of a converged curve")
     ap.add_argument("--floor", type=float, default=0.01, help="drops below this (loss units) always pass")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--jobs", nargs="+", help="only these job dirs (names relative to the sweep), e.g. 0 4 16")
     ap.add_argument("--json", type=Path, help="also write the rows here")
     ap.add_argument("--curve", type=json.loads, default={}, help='curve settings replacing the cells\', as JSON')
     args = ap.parse_args()
@@ -87,6 +88,8 @@ def main() -> int:
           f"{'change':>8}{'epochs':>7}{'conv':>6}{'high':>6}{'fit s':>12}")  # fmt: skip
     rows = []
     for job in job_dirs(args.sweep_dir):
+        if args.jobs and job.name not in args.jobs:
+            continue
         for row in cell_rows(job, args.factor, args.curve):
             rows.append(row)
             change = (row["longer"] - row["barrier"]) / abs(row["barrier"]) if row["barrier"] else float("nan")

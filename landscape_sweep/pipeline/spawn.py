@@ -39,6 +39,7 @@ from landscape_sweep.results import (
     Endpoint,
     PathEntry,
     summarize,
+    summarize_pairs,
 )
 
 log = logging.getLogger(__name__)
@@ -135,9 +136,11 @@ def linear_only(landscape: dict[str, Any]) -> dict[str, Any]:
     return {**landscape, "connectivity": conn, "surface": {**landscape["surface"], "enabled": False}}
 
 
-def _summary(values: list[Any]) -> dict[str, Any]:
-    s = summarize(values)
-    return {"mean": s.mean, "std": s.std, "stderr": s.stderr, "n": s.n}
+def _summary(values: list[Any], pairs: list[Any] | None = None) -> dict[str, Any]:
+    """mean, std, stderr (the error of the mean: over child pairs, which share children, the jackknife over
+    children, `results.pair_jackknife_se`; over children std/√n) and n."""
+    s = summarize_pairs(zip(pairs, values)) if pairs is not None else summarize(values)
+    return {"mean": s.mean, "std": s.std, "stderr": s.se, "n": s.n}
 
 
 def instability_record(k: int, endpoints: list[Endpoint], paths: list[PathEntry]) -> dict[str, Any]:
@@ -148,7 +151,7 @@ def instability_record(k: int, endpoints: list[Endpoint], paths: list[PathEntry]
         "children": [e.seed for e in endpoints],
         "data_seeds": [e.data_seed for e in endpoints],
         "pairs": pairs,
-        **{m: _summary([p[m] for p in pairs]) for m in INSTABILITY_MEASURES},
+        **{m: _summary([p[m] for p in pairs], [p["pair"] for p in pairs]) for m in INSTABILITY_MEASURES},
         "test_acc": _summary([e.test_acc for e in endpoints]),
     }
     stat = rec[STABLE_MEASURE]

@@ -202,3 +202,19 @@ def test_interrupted_parent_resumes_and_a_finished_one_is_reused(compose_cfg, tm
         caplog.clear()
         spawn.train_parent(config, data, tmp_path, tracker, ad)
         assert "reusing the parent's checkpoints" in caplog.text
+
+
+def test_instability_stderr_resamples_children_not_pairs():
+    """Child pairs share children: the error of the mean over pairs is the jackknife over children (here twice
+    std/sqrt(3), since each barrier is the sum of its two children's effects), not std/sqrt(n) over pairs."""
+    from landscape_sweep.results import Endpoint, PathEntry
+
+    effects = [0.0, 0.1, 0.5]
+    ends = [Endpoint(seed=s, test_acc=0.6) for s in range(3)]
+    paths = [
+        PathEntry(pair=[i, j], method="linear", **{m: effects[i] + effects[j] for m in spawn.INSTABILITY_MEASURES})
+        for i, j in ((0, 1), (0, 2), (1, 2))
+    ]
+    rec = spawn.instability_record(2, ends, paths)
+    s = rec["test_error_barrier_mean"]
+    assert s["n"] == 3 and s["stderr"] == pytest.approx(2 * s["std"] / math.sqrt(3))
