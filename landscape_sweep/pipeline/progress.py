@@ -86,9 +86,10 @@ def duration(seconds: float) -> str:
 
 
 def _pm(stat: Any) -> str:
+    """`mean ± se`: the standard error of the mean (over pairs, the jackknife over endpoints: `results.Stat`)."""
     if stat is None:
         return "n/a"
-    return f"{stat.mean:.3g}" + ("" if math.isnan(stat.std) else f" ± {stat.std:.2g}")
+    return f"{stat.mean:.3g}" + ("" if math.isnan(stat.se) else f" ± {stat.se:.2g}")
 
 
 def cell_text(result: CellResult | None, overrides: Sequence[str] = ()) -> str:

@@ -91,7 +91,7 @@ def test_cell_lines_count_measures_and_eta(tmp_path, monkeypatch):
         now[0] = t
         lines.append(progress.finished_line(sweep, job, seconds, over))
     assert lines == [
-        "[1/4] completed  mlp d=1 w=16 sgd  test_acc 0.89 ± 0  linear barrier 1 ± 0.1  (41 s; ETA 2 min)",
+        "[1/4] completed  mlp d=1 w=16 sgd  test_acc 0.89 ± 0  linear barrier 1 ± 0.12  (41 s; ETA 2 min)",  # ± se
         "[2/4] failed  model.depth=4 optimizer.lr=10  RuntimeError: out of memory  (3 s; ETA 1 min)",
         "[3/4] failed  model.depth=8  no results.json (the job raised before writing it)  (2 s; ETA 30 s)",
     ]
