@@ -15,6 +15,7 @@ Each returns a `Drawn` (paths and caption), or None when the sweep has nothing t
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,12 @@ def _sorted(values: Any) -> list:
 
 def _fmt(v: float) -> str:
     return "n/a" if not math.isfinite(v) else f"{v:.3g}"
+
+
+def fig_title(fig: Figure, text: str, fontsize: float = 10) -> None:
+    """The figure's title, wrapped to its width (a narrow one-panel figure cut a one-line title off at both sides)."""
+    chars = max(20, int(fig.get_figwidth() * 72 / (0.55 * fontsize)))  # ~0.55 em a character
+    fig.suptitle("\n".join(textwrap.wrap(text, chars)), fontsize=fontsize)
 
 
 def panel_title(ax: Any, text: str, fontsize: float = 8.5) -> None:
@@ -210,7 +217,7 @@ def heatmap(view: fc.View, column: str, title: str, path: Path) -> Drawn | None:
         cax = fig.add_axes((1 - 1.05 / fig.get_figwidth(), 0.2, 0.18 / fig.get_figwidth(), 0.6))
         fig.colorbar(im, cax=cax, label=f"{title}\n(one scale for every panel)")
         pages_note = f", page {k}/{len(pages)}" if len(pages) > 1 else ""
-        fig.suptitle(f"{title} (completed cells{pages_note})", fontsize=10)
+        fig_title(fig, f"{title} (completed cells{pages_note})")
         out = path if len(pages) == 1 else path.with_name(f"{path.stem}_p{k}.png")
         paths.append(save_png(fig, out))
     text = fc.caption(split, view.pooled, "mean over its endpoints (or endpoint pairs for path measures)")
@@ -260,8 +267,7 @@ def barrier_vs_params(view: fc.View, methods: list[str], path: Path) -> Drawn | 
     handles = [Line2D([], [], color=colors[o], lw=2, label=str(o)) for o in opts]
     handles += [Line2D([], [], color="black", marker=marks[d], ls="", label=f"depth {_label(d)}") for d in depths]
     fig.legend(handles=handles, loc="center right", fontsize=7.5, frameon=False)
-    fig.suptitle("Loss barrier vs parameter count (mean ± standard error over endpoint pairs; lines join widths)",
-                 fontsize=10)  # fmt: skip
+    fig_title(fig, "Loss barrier vs parameter count (mean ± standard error over endpoint pairs; lines join widths)")
     text = fc.caption(split, view.pooled, "mean ± standard error over its endpoint pairs (jackknife over endpoints)")
     if len(combos) * len(methods) > MAX_PANELS:
         text += f" Only the first {MAX_PANELS} panels are shown: narrow the cells with report.select."

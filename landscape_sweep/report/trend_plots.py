@@ -34,6 +34,7 @@ from landscape_sweep.report.plots import (
     facet_cols,
     facet_panels,
     facet_slots,
+    fig_title,
     panel_grid,
     panel_title,
     save_png,
@@ -126,7 +127,7 @@ def trend_figure(
     if theory:
         handles.append(Line2D([], [], color="grey", ls=":", lw=1.2, label="∝ w^-1/2 (theory)"))
     fig.legend(handles=handles, loc="center right", fontsize=7.5, frameon=False)
-    fig.suptitle(f"{label} vs {axis} (mean ± standard error of each cell; one y scale for every panel)", fontsize=10)
+    fig_title(fig, f"{label} vs {axis} (mean ± standard error of each cell; one y scale for every panel)")
     text = fc.caption(split, view.pooled, SE)
     if fit_of:
         text += " Dashed: the fitted power law of each line where the widths support one (4+ widths; table below)."
@@ -205,7 +206,7 @@ def flat_vs_path(table: pd.DataFrame, micro: dict[str, str], path: Path) -> Draw
         ax.grid(alpha=0.3)
     handles = [Line2D([], [], color=colors[o], marker="o", ls="", label=str(o)) for o in opts]
     fig.legend(handles=handles, loc="center right", fontsize=7.5, frameon=False)
-    fig.suptitle("Flat minima vs path geometry (one point per cell: means over endpoints / pairs)", fontsize=10)
+    fig_title(fig, "Flat minima vs path geometry (one point per cell: means over endpoints / pairs)")
     text = (
         "Each point: one completed cell (x: mean over its endpoints; y: mean over its endpoint pairs), coloured by "
         "optimizer; τ: Kendall τ_b over all cells in the panel (per optimizer in the table below)."

@@ -113,3 +113,21 @@ def test_curves_pages_per_optimizer(tmp_path, sweep):
     for p in out.paths:
         img = mpimg.imread(p)
         assert img.shape[0] > 300 and np.ptp(img[..., :3]) > 0.5
+
+
+def test_a_long_title_is_wrapped_to_the_figure_width():
+    """A one-panel trend figure (~5 in wide) cut its one-line title off at both sides."""
+    from matplotlib.figure import Figure
+
+    from landscape_sweep.report.plots import fig_title
+
+    fig = Figure(figsize=(5.2, 3.7))
+    text = "loss barrier (linear_aligned) vs width (mean ± standard error of each cell; one y scale for every panel)"
+    fig_title(fig, text)
+    lines = fig._suptitle.get_text().split("\n")
+    assert len(lines) == 2 and " ".join(lines) == text
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    box = fig._suptitle.get_window_extent(fig.canvas.get_renderer())
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.x1  # inside the figure
