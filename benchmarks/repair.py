@@ -5,7 +5,9 @@ MLPs without normalisation (depth x width), trained with the mini-study's SGD (l
 25-point linear, linear_aligned and linear_aligned_repair paths (the pipeline's: statistics on 2000 seeded training
 samples). Prints per depth x width the mean train/test loss and error barriers of each method, REPAIR's reduction
 of the aligned barrier (mean [min, max] over pairs), the std ratio at t = 0.5 (variance collapse) and the seconds
-per pair of the aligned and the repaired path. Run: `python benchmarks/repair.py [--epochs 30] [--seeds 3]`.
+per pair of the aligned and the repaired path. Endpoints are compared at one training criterion: each trains until its
+epoch-mean train loss is <= `--stop-loss` (0.05), at most `--epochs` (60; `--stop-loss 0` trains them all).
+Run: `python benchmarks/repair.py [--stop-loss 0.05] [--epochs 60] [--seeds 3]`.
 """
 
 from __future__ import annotations
@@ -29,21 +31,28 @@ METHODS = ("linear", "linear_aligned", "linear_aligned_repair")
 BARRIERS = ("loss_barrier", "error_barrier", "test_loss_barrier", "test_error_barrier")
 
 
-def train(data, depth: int, width: int, seed: int, epochs: int) -> nn.Module:
+def train(data, depth: int, width: int, seed: int, epochs: int, stop_loss: float | None) -> tuple[nn.Module, int]:
+    """The trained model and its epochs: `epochs` of cosine SGD, or fewer once an epoch's mean train loss is <=
+    `stop_loss` (the pipeline's `trainer.stop_at.train_loss`, Jiang et al. 2020's protocol)."""
     x, y = data.train
     torch.manual_seed(seed)
     model = build_model("mlp", data.in_shape, data.num_classes, depth, width, norm="none")
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * math.ceil(len(y) / 128))
     g = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
+    done = 0
+    while done < epochs:
+        total, done = 0.0, done + 1
         for idx in torch.randperm(len(y), generator=g).split(128):
             loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
-    return model.eval()
+            total += float(loss) * len(idx)
+        if stop_loss is not None and total / len(y) <= stop_loss:
+            break
+    return model.eval(), done
 
 
 def pair_row(a: nn.Module, b: nn.Module, train_data, test_data, stats) -> dict:
@@ -60,7 +69,8 @@ def pair_row(a: nn.Module, b: nn.Module, train_data, test_data, stats) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=60, help="the cap (the cosine schedule's length)")
+    ap.add_argument("--stop-loss", type=float, default=0.05, help="stop at this epoch-mean train loss (none: off)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--depths", type=int, nargs="+", default=[2, 4])
     ap.add_argument("--widths", type=int, nargs="+", default=[64, 256])
@@ -68,13 +78,17 @@ def main() -> None:
     data = load_data("mnist1d", tempfile.mkdtemp(), num_train=4000, num_test=1000, shuffle_seq=False, gen_seed=42)
     train_data, test_data = TensorLoader(*data.train, batch_size=1000), TensorLoader(*data.test, batch_size=1000)
     x, y = probe_subset(data, REPAIR_SAMPLES, 0)
+    stop = None if args.stop_loss is None or args.stop_loss <= 0 else args.stop_loss
     for depth, width in itertools.product(args.depths, args.widths):
-        models = [train(data, depth, width, s, args.epochs) for s in range(args.seeds)]
+        trained = [train(data, depth, width, s, args.epochs, stop) for s in range(args.seeds)]
+        models = [m for m, _ in trained]
         rows = [pair_row(a, b, train_data, test_data, (x, y)) for a, b in itertools.combinations(models, 2)]
         mean = statistics.fmean
         secs = {k: mean(r[k] for r in rows) for k in ("s_aligned", "s_repair")}
+        losses = [r["entries"]["linear"]["train_loss"][i] for r in rows for i in (0, -1)]
         print(
-            f"depth {depth} width {width}: std ratio at t=0.5 {mean(r['std_ratio'] for r in rows):.2f}, "
+            f"depth {depth} width {width}: epochs {[e for _, e in trained]}, endpoint train loss "
+            f"{min(losses):.3f}-{max(losses):.3f}, std ratio at t=0.5 {mean(r['std_ratio'] for r in rows):.2f}, "
             f"s a pair: aligned {secs['s_aligned']:.2f}, repaired {secs['s_repair']:.2f}"
         )
         for k in BARRIERS:
