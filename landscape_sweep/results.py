@@ -257,11 +257,11 @@ def upgrade(d: dict[str, Any]) -> dict[str, Any]:
 
 # --- validation (the report's reader: a file that fails is listed as `invalid`, never dropped) --------------------
 STATUSES = ("completed", "failed", "diverged")
-_NUM_TYPES = (int, float, type(None))  # exact types: bool is not a number here; one test per list item
+_NUM_TYPES = frozenset((int, float, type(None)))  # exact types: bool is not a number here; one test per list item
 _KINDS = {  # kind -> (test, what it must be)
     "num": (lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)), "a number or null"),
     "nums": (
-        lambda v: v is None or (isinstance(v, list) and all(type(x) in _NUM_TYPES for x in v)),
+        lambda v: v is None or (isinstance(v, list) and all(map(_NUM_TYPES.__contains__, map(type, v)))),
         "a list of numbers",
     ),
     "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
