@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+import pytest
+
 from landscape_sweep import manifest, resubmit, scheduler
 
 
@@ -46,3 +48,59 @@ def test_a_sweep_without_manifest_fails_in_one_line(tmp_path, capsys):
     assert resubmit.main([str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no readable sweep.json" in err and f"hydra.sweep.dir={tmp_path}" in err
+
+
+def _unfinished(tmp_path, monkeypatch, **command):
+    """A sweep with one failed cell whose manifest's command is patched with `command`."""
+    monkeypatch.setattr(scheduler, "job_states", lambda ids: {})
+    data = sweep(tmp_path)
+    data["command"].update(command)
+    manifest.write_manifest(tmp_path, data)
+    for num, status in ((0, "completed"), (1, "failed")):
+        (tmp_path / str(num)).mkdir()
+        (tmp_path / str(num) / "results.json").write_text(json.dumps({"status": status, "error": "x"}))
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_the_program_a_manifest_names_is_never_run(tmp_path, monkeypatch, capsys):
+    marker = tmp_path / "marker"
+    evil = tmp_path / "python"
+    evil.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    evil.chmod(0o755)
+    _unfinished(tmp_path, monkeypatch, python=str(evil))
+    for args in ([str(tmp_path)], [str(tmp_path), "--dry-run"]):
+        assert resubmit.main(args) == 2
+        err = _one_line(capsys)
+        assert f"command.python={str(evil)!r}" in err and sys.executable in err, err
+    assert not marker.exists()
+
+
+def test_the_sweep_is_resubmitted_with_this_interpreter_in_its_existing_dir(tmp_path, monkeypatch, capsys):
+    _unfinished(tmp_path, monkeypatch)
+    calls = []
+    monkeypatch.setattr(resubmit.subprocess, "call", lambda cmd, cwd: calls.append((cmd, cwd)) or 0)
+    assert resubmit.main([str(tmp_path)]) == 0
+    assert calls == [(resubmit.command(manifest.read_manifest(tmp_path), tmp_path), str(tmp_path))]
+    assert calls[0][0][0] == sys.executable
+
+
+@pytest.mark.parametrize(
+    "command, key",
+    [
+        ({"cwd": "/nonexistent/dir"}, "command.cwd='/nonexistent/dir'"),
+        ({"cwd": "relative"}, "command.cwd='relative'"),
+        ({"cwd": ["/"]}, "command.cwd=['/']"),
+        ({"argv": "-m model.depth=1,2"}, "command.argv='-m model.depth=1,2'"),
+    ],
+)
+def test_a_bad_recorded_command_fails_in_one_line(tmp_path, monkeypatch, capsys, command, key):
+    _unfinished(tmp_path, monkeypatch, **command)
+    monkeypatch.setattr(resubmit.subprocess, "call", lambda *a, **k: pytest.fail("ran the command"))
+    assert resubmit.main([str(tmp_path)]) == 2
+    err = _one_line(capsys)
+    assert key in err, err
