@@ -327,7 +327,11 @@ def train_endpoint(
         log.info("%s: training in %s", run.who, ck)
     t0 = time.perf_counter()
     try:
-        trainer.fit(module, train_dataloaders=EpochAsBatch(train), val_dataloaders=val, ckpt_path=resume)
+        # weights_only: a checkpoint is data (also under TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD, which overrides only an
+        # unset argument), as `_resume_point` checked it
+        trainer.fit(
+            module, train_dataloaders=EpochAsBatch(train), val_dataloaders=val, ckpt_path=resume, weights_only=True
+        )
     except SIGTERMException:  # Lightning stops at the epoch's end (last.ckpt written): exit as killed by SIGTERM
         log.warning("%s: SIGTERM after epoch %d; %s holds it, a rerun resumes", run.who, trainer.current_epoch,
                     ck / "last.ckpt")  # fmt: skip
