@@ -12,7 +12,9 @@ cell's job id and submit time, each array and report job; `hydra_plugins/landsca
      "submissions": [{"time": "...", "array": "123", "report_job": "125", "cells": [0, 1]}]}
 
 Re-running a sweep into the same directory keeps the earlier job ids and submissions (a resubmitted cell's entry
-is replaced). Every write is atomic (temp file, then rename).
+is replaced). Every write is atomic (temp file, then rename). The file is data: readers take a cell's job dir as
+`<the manifest's own dir>/<num>` (`job_dir` and `sweep_dir` are recorded for people, so a moved or copied sweep
+reads its own cells), and `resubmit` never runs the recorded `python`.
 """
 
 from __future__ import annotations

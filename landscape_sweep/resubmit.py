@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"landscape_sweep.resubmit: {manifest.MANIFEST_NAME}: {error}", file=sys.stderr)
         return 2
     cells, _, _ = sweep_status(sweep)
-    todo = [c for c in cells if c.state in ("failed", "diverged", "missing")]
+    todo = [c for c in cells if c.state in ("failed", "diverged", "missing", "invalid")]
     if not todo:
         print(f"nothing to resubmit: {summary_line(cells)}")
         return 0

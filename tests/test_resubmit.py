@@ -104,3 +104,23 @@ def test_a_bad_recorded_command_fails_in_one_line(tmp_path, monkeypatch, capsys,
     assert resubmit.main([str(tmp_path)]) == 2
     err = _one_line(capsys)
     assert key in err, err
+
+
+def test_a_moved_sweep_resubmits_its_own_unfinished_and_invalid_cells(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(scheduler, "job_states", lambda ids: {})
+    old = tmp_path / "old"
+    old.mkdir()
+    sweep(old)
+    for num, body in ((0, {"status": "completed"}), (1, {"schema": 99, "status": "completed"})):
+        (old / str(num)).mkdir()
+        (old / str(num) / "results.json").write_text(json.dumps(body))
+    new = tmp_path / "new"
+    old.rename(new)
+    data = manifest.read_manifest(new)
+    data["command"]["cwd"] = str(tmp_path)  # the command's own dir still exists (the sweep dir moved)
+    manifest.write_manifest(new, data)
+    assert resubmit.main([str(new), "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "resubmitting 1 of 2 cells: #1 (invalid)" and out[1].endswith(
+        f"hydra.sweep.dir={new} hydra.launcher.detach=true"
+    )
