@@ -112,6 +112,19 @@ def _check_job_dir(cfg: DictConfig, config: dict[str, Any], directory: Path, mul
         raise ConfigError(f"{where}: {job_dir_taken(directory, changes, key)}")
 
 
+def _check_distinct(seen: dict[Path, tuple[int, str]], cfg: DictConfig, directory: Path, num: int, shown: str) -> None:
+    """Refuse two cells of one sweep in one job dir (e.g. a `hydra.sweep.subdir` that does not tell them apart):
+    they would overwrite each other's results. `shown`: the cell's own overrides."""
+    if directory in seen:
+        first, other = seen[directory]
+        subdir = OmegaConf.to_container(cfg.hydra.sweep, resolve=False).get("subdir")
+        raise ConfigError(
+            f"hydra.sweep.subdir={subdir!r}: cells #{first} ({other}) and #{num} ({shown}) both map to job dir "
+            f"{directory} and would overwrite each other; every cell needs its own job dir (default ${{hydra.job.num}})"
+        )
+    seen[directory] = (num, shown)
+
+
 def cell_overrides(argv: list[str]) -> tuple[bool, list[list[str]]] | None:
     """Expand the command line into each cell's overrides (None: flags Hydra handles itself, e.g. --cfg)."""
     from hydra import compose, initialize_config_dir
@@ -143,10 +156,13 @@ def precheck(argv: list[str]) -> None:
     if expanded is None:
         return
     multirun, jobs = expanded
+    seen: dict[Path, tuple[int, str]] = {}
+    shared = set.intersection(*(set(job) for job in jobs)) if len(jobs) > 1 else set()
     with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="landscape_sweep"):
         for num, job in enumerate(jobs):
             cfg = compose("config", overrides=job, return_hydra_config=True)
             directory = as_job(cfg, multirun, num)
+            _check_distinct(seen, cfg, directory, num, " ".join(o for o in job if o not in shared))
             if num == 0:
                 _probe_writable(cfg, multirun)
                 _check_launcher(cfg)
