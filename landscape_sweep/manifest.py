@@ -42,9 +42,13 @@ def manifest_path(sweep_dir: str | Path) -> Path:
 def read_manifest(sweep_dir: str | Path) -> dict[str, Any] | None:
     """The sweep's manifest, or None when it has none (or an unreadable one: the callers fall back to job dirs)."""
     try:
-        data = json.loads(manifest_path(sweep_dir).read_text())
+        return as_manifest(json.loads(manifest_path(sweep_dir).read_text()))
     except (OSError, ValueError):
         return None
+
+
+def as_manifest(data: Any) -> dict[str, Any] | None:
+    """Parsed JSON as a manifest (None unless it has the manifest's shape), `submissions` defaulted."""
     if not isinstance(data, dict) or not isinstance(data.get("cells"), dict):
         return None
     data.setdefault("submissions", [])

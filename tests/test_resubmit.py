@@ -124,3 +124,23 @@ def test_a_moved_sweep_resubmits_its_own_unfinished_and_invalid_cells(tmp_path, 
     assert out[0] == "resubmitting 1 of 2 cells: #1 (invalid)" and out[1].endswith(
         f"hydra.sweep.dir={new} hydra.launcher.detach=true"
     )
+
+
+@pytest.mark.parametrize("how", ["writable by others", "owned by uid"])
+def test_a_manifest_someone_else_could_have_written_is_shown_not_run(tmp_path, monkeypatch, capsys, how):
+    """Its arguments reach Hydra, and Hydra overrides can make a job run programs (e.g. `hydra.launcher.setup`
+    lines of a SLURM job): resubmit runs only a sweep.json that is this user's own and nobody else can write."""
+    import os
+
+    _unfinished(tmp_path, monkeypatch, argv=["-m", "hydra.launcher.setup=[touch /tmp/x]", "model.depth=1,2"])
+    path = manifest.manifest_path(tmp_path)
+    if how == "writable by others":
+        path.chmod(0o666)
+    elif os.getuid() == 0:
+        os.chown(path, 4242, 4242)
+    else:
+        monkeypatch.setattr(resubmit.os, "getuid", lambda: path.stat().st_uid + 1)
+    monkeypatch.setattr(resubmit.subprocess, "call", lambda *a, **k: pytest.fail("ran the command"))
+    assert resubmit.main([str(tmp_path)]) == 2
+    err = _one_line(capsys)
+    assert str(path) in err and how in err and "hydra.launcher.setup=" in err, err
