@@ -24,7 +24,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from landscape_sweep.files import atomic_write_text
+from landscape_sweep.files import atomic_write_text, read_regular_text
 
 MANIFEST_NAME = "sweep.json"
 SCHEMA = 1
@@ -42,7 +42,7 @@ def manifest_path(sweep_dir: str | Path) -> Path:
 def read_manifest(sweep_dir: str | Path) -> dict[str, Any] | None:
     """The sweep's manifest, or None when it has none (or an unreadable one: the callers fall back to job dirs)."""
     try:
-        return as_manifest(json.loads(manifest_path(sweep_dir).read_text()))
+        return as_manifest(json.loads(read_regular_text(manifest_path(sweep_dir))))
     except (OSError, ValueError):
         return None
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from landscape_sweep import manifest, scheduler
+from landscape_sweep.files import read_regular_text
 from landscape_sweep.results import job_dirs, job_overrides, results_path, validate_results
 
 STATES = ("completed", "failed", "diverged", "running", "pending", "missing", "invalid")
@@ -63,7 +64,7 @@ def read_results_file(job_dir: Path) -> tuple[dict[str, Any] | None, str | None]
     """(results, None) for a valid results.json, (None, the reason) for one the report's validator rejects (not
     JSON, another schema, a field of the wrong type: `results.validate_results`), (None, None) when there is none."""
     try:
-        d = json.loads(results_path(job_dir).read_text())
+        d = json.loads(read_regular_text(results_path(job_dir)))
     except FileNotFoundError:
         return None, None
     except (OSError, ValueError) as e:  # unreadable, not UTF-8, not JSON

@@ -166,3 +166,36 @@ def test_a_results_file_the_report_cannot_read_is_invalid_not_completed(tmp_path
     assert status.main([str(sweep)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[-1].startswith("1/3 completed, 0 failed, 0 diverged, 0 running, 0 pending, 0 missing, 2 invalid;")
+
+
+def test_fifos_planted_in_a_sweep_block_neither_status_nor_the_report(tmp_path, monkeypatch):
+    """Whoever can write a shared sweep dir can plant a FIFO where a file is read (results.json, overrides.yaml,
+    .lock, sweep.json): reading one would block forever. Only regular files are read; the cell shows as invalid."""
+    import signal
+
+    from landscape_sweep.report.table import load_results
+
+    no_slurm(monkeypatch)
+    sweep = _finished_sweep(tmp_path, ("completed", "completed"))
+    for path in (sweep / "1" / "results.json", sweep / "1" / ".hydra" / "overrides.yaml", sweep / "0" / ".lock"):
+        path.unlink(missing_ok=True)
+        os.mkfifo(path)
+
+    class Hung(BaseException):  # not an OSError (TimeoutError is one): no `except` in the code under test takes it
+        pass
+
+    def hung(*_):
+        raise Hung("blocked on a FIFO")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(30)
+    try:
+        assert [c.state for c in status.sweep_status(sweep)[0]] == ["completed", "invalid"]
+        assert [r.status for r in load_results(sweep)] == ["completed", "invalid"]
+        manifest.manifest_path(sweep).unlink()
+        os.mkfifo(manifest.manifest_path(sweep))
+        assert manifest.read_manifest(sweep) is None
+        assert [c.state for c in status.sweep_status(sweep)[0]] == ["completed", "invalid"]
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from landscape_sweep.checks import check_positive
-from landscape_sweep.files import atomic_open, atomic_write_text
+from landscape_sweep.files import atomic_open, atomic_write_text, read_regular_text
 from landscape_sweep.results import CellResult, PathEntry
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,7 @@ def _read_lock(path: Path) -> tuple[dict[str, Any] | None, float | None]:
     """The lock's owner (None: empty or unreadable) and its mtime (None: no lock)."""
     try:
         mtime = path.stat().st_mtime
-        info = json.loads(path.read_text())
+        info = json.loads(read_regular_text(path))
     except FileNotFoundError:
         return None, None
     except (OSError, ValueError):

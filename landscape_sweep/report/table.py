@@ -26,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 
+from landscape_sweep.files import read_regular_text
 from landscape_sweep.manifest import cell_entries, read_manifest
 from landscape_sweep.results import (
     CELL_KEYS,
@@ -62,7 +63,7 @@ def _overrides(job_dir: Path) -> str:
 def _parse(path: Path) -> dict[str, Any] | str:
     """A results.json as a validated dict, or the one-line reason it is not a results record this version reads."""
     try:
-        d = json.loads(path.read_text())
+        d = json.loads(read_regular_text(path))
     except json.JSONDecodeError as e:
         return f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}"
     except (OSError, UnicodeDecodeError) as e:
