@@ -2,14 +2,18 @@
 
 One owner for how the package writes a file: results, reports, figures, checkpoints and data caches all go through
 `atomic_open`, so a killed job never leaves a half-written file, concurrent writers never share a temp name, and
-a teammate can read a shared sweep (mkstemp's 0600 is replaced by the mode `open()` would give).
+a teammate can read a shared sweep (mkstemp's 0600 is replaced by the mode `open()` would give). Files read back
+from a sweep dir (results.json, overrides, locks, sweep.json) go through `read_regular_text`: a FIFO or device
+planted there would block a reader forever or never end.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,3 +71,13 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     """Write `text` to `path` atomically (`atomic_open`)."""
     with atomic_open(path, "w") as f:
         f.write(text)
+
+
+def read_regular_text(path: str | Path) -> str:
+    """The UTF-8 text of `path` when it is a regular file (a link to one is followed); OSError otherwise (absent:
+    FileNotFoundError). Opened non-blocking, so a FIFO raises instead of waiting for a writer that never comes."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        return f.read().decode("utf-8")

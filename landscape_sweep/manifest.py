@@ -12,7 +12,9 @@ cell's job id and submit time, each array and report job; `hydra_plugins/landsca
      "submissions": [{"time": "...", "array": "123", "report_job": "125", "cells": [0, 1]}]}
 
 Re-running a sweep into the same directory keeps the earlier job ids and submissions (a resubmitted cell's entry
-is replaced). Every write is atomic (temp file, then rename).
+is replaced). Every write is atomic (temp file, then rename). The file is data: readers take a cell's job dir as
+`<the manifest's own dir>/<num>` (`job_dir` and `sweep_dir` are recorded for people, so a moved or copied sweep
+reads its own cells), and `resubmit` never runs the recorded `python`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from landscape_sweep.files import atomic_write_text
+from landscape_sweep.files import atomic_write_text, read_regular_text
 
 MANIFEST_NAME = "sweep.json"
 SCHEMA = 1
@@ -40,9 +42,13 @@ def manifest_path(sweep_dir: str | Path) -> Path:
 def read_manifest(sweep_dir: str | Path) -> dict[str, Any] | None:
     """The sweep's manifest, or None when it has none (or an unreadable one: the callers fall back to job dirs)."""
     try:
-        data = json.loads(manifest_path(sweep_dir).read_text())
+        return as_manifest(json.loads(read_regular_text(manifest_path(sweep_dir))))
     except (OSError, ValueError):
         return None
+
+
+def as_manifest(data: Any) -> dict[str, Any] | None:
+    """Parsed JSON as a manifest (None unless it has the manifest's shape), `submissions` defaulted."""
     if not isinstance(data, dict) or not isinstance(data.get("cells"), dict):
         return None
     data.setdefault("submissions", [])

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from landscape_sweep.files import atomic_write_text
+from landscape_sweep.files import atomic_write_text, read_regular_text
 
 SCHEMA = 2
 RESULTS_NAME = "results.json"
@@ -257,11 +257,11 @@ def upgrade(d: dict[str, Any]) -> dict[str, Any]:
 
 # --- validation (the report's reader: a file that fails is listed as `invalid`, never dropped) --------------------
 STATUSES = ("completed", "failed", "diverged")
-_NUM_TYPES = (int, float, type(None))  # exact types: bool is not a number here; one test per list item
+_NUM_TYPES = frozenset((int, float, type(None)))  # exact types: bool is not a number here; one test per list item
 _KINDS = {  # kind -> (test, what it must be)
     "num": (lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)), "a number or null"),
     "nums": (
-        lambda v: v is None or (isinstance(v, list) and all(type(x) in _NUM_TYPES for x in v)),
+        lambda v: v is None or (isinstance(v, list) and all(map(_NUM_TYPES.__contains__, map(type, v)))),
         "a list of numbers",
     ),
     "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
@@ -501,11 +501,11 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 
 def read_json(path: str | Path) -> dict[str, Any] | None:
-    """The parsed file, or None when it does not exist or is unreadable (e.g. from an older crash)."""
+    """The parsed file, or None when it does not exist or is unreadable (e.g. from an older crash, or not a regular
+    file: `files.read_regular_text`)."""
     try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, json.JSONDecodeError):
+        return json.loads(read_regular_text(path))
+    except (OSError, ValueError):  # ValueError: not JSON, not UTF-8
         return None
 
 
@@ -529,7 +529,7 @@ def job_overrides(job_dir: str | Path) -> list[str]:
     try:
         import yaml
 
-        text = (Path(job_dir) / ".hydra" / "overrides.yaml").read_text()
+        text = read_regular_text(Path(job_dir) / ".hydra" / "overrides.yaml")
         items = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml: ~20x faster
     except Exception:  # absent or unreadable: the job dir name is all we have
         return []

@@ -7,6 +7,7 @@ sweep's status is then read from its results.json files and manifest alone.
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 from collections.abc import Iterable, Sequence
@@ -85,6 +86,29 @@ def job_states(job_ids: Iterable[str]) -> dict[str, JobState]:
     return {j: found[j] for j in wanted if j in found}
 
 
+SBATCH_PLAIN = re.compile(r"[A-Za-z0-9_./,:=+@%-]+")  # an #SBATCH value written as it is
+
+
+def sbatch_value(key: str, value: object, *, pattern: bool = False, suffix: str = "") -> str:
+    """`value` as it must be written into an `#SBATCH --opt=<value>` line so that sbatch reads it back unchanged: as
+    it is when plain, else double-quoted with `"` escaped (sbatch ends an unquoted value at a space, and a newline
+    would start a line of its own), and with `pattern` (an option sbatch expands filename patterns in, e.g.
+    --output) `%` doubled; then `suffix` (ours, e.g. `/%j.out`) appended. ValueError in one line for a control
+    character or a backslash (sbatch expands no pattern after a backslash): no quoting carries them."""
+    text = str(value)
+    bad = sorted({c for c in text if ord(c) < 32 or ord(c) == 127 or c == "\\"})
+    if bad:
+        shown = ", ".join(repr(c) for c in bad)
+        raise ValueError(
+            f"{key}={text!r}: must not contain {shown} (control characters and backslashes cannot be written into an "
+            "#SBATCH line)"
+        )
+    if pattern:
+        text = text.replace("%", "%%")
+    text += suffix
+    return text if SBATCH_PLAIN.fullmatch(text) else '"' + text.replace('"', '\\"') + '"'
+
+
 def report_script(
     sweep_dir: Path,
     *,
@@ -100,24 +124,27 @@ def report_script(
     setup: Sequence[str] = (),
 ) -> str:
     """The sbatch script of a sweep's report job: one small CPU job that starts once every job in `after` has
-    ended, whatever their state (`afterany`), and runs `python -m landscape_sweep.report <sweep_dir> ...`."""
+    ended, whatever their state (`afterany`), and runs `python -m landscape_sweep.report <sweep_dir> ...`. Values are
+    written so that sbatch reads them back as they are (`sbatch_value`); ValueError (one line) for a path or name
+    that cannot be (a newline, another control character, a backslash)."""
     res = {**REPORT_JOB_DEFAULTS, **{k: v for k, v in resources.items() if v is not None}}
-    log_dir = sweep_dir / ".submitit" / "report"
+    sbatch_value("sweep_dir", sweep_dir)  # a bad sweep dir is named as given, not as its log dir below
+    log = sbatch_value("sweep_dir", sweep_dir / ".submitit" / "report", pattern=True, suffix="/%j.out")
     lines = [
         "#!/bin/bash",
-        f"#SBATCH --job-name={name}-report",
+        f"#SBATCH --job-name={sbatch_value('name', f'{name}-report')}",
         f"#SBATCH --cpus-per-task={int(res['cpus_per_task'])}",
         f"#SBATCH --mem={int(float(res['mem_gb']) * 1024)}M",
         f"#SBATCH --time={max(1, int(res['timeout_min']))}",
-        f"#SBATCH --output={log_dir}/%j.out",
-        f"#SBATCH --chdir={cwd}",
+        f"#SBATCH --output={log}",
+        f"#SBATCH --chdir={sbatch_value('cwd', cwd)}",
         "#SBATCH --kill-on-invalid-dep=no",
     ]
     if after:
-        lines.append(f"#SBATCH --dependency=afterany:{':'.join(after)}")
+        lines.append(f"#SBATCH --dependency=afterany:{':'.join(sbatch_value('after', a) for a in after)}")
     for key, value in (("partition", res["partition"] or partition), ("account", account), ("qos", qos)):
         if value:
-            lines.append(f"#SBATCH --{key}={value}")
+            lines.append(f"#SBATCH --{key}={sbatch_value(key, value)}")
     lines += [*setup, shlex.join([python, "-m", "landscape_sweep.report", str(sweep_dir), *report_args])]
     return "\n".join(lines) + "\n"
 

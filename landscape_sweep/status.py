@@ -8,17 +8,21 @@ One line per cell, then the report job (detached SLURM sweeps) and a summary:
     report job 125: PENDING (Dependency)
     1/3 completed, 1 failed, 0 diverged, 0 running, 1 pending, 0 missing; ETA ~1 min (median cell 41 s, n=1 ...)
 
-A cell's state comes from its results.json (completed, failed, diverged, with the error line), else from the
-scheduler while it still holds the cell's job (pending with its reason, running with its elapsed time), else from
-the cell's lock (a local sweep's running cell), else: failed when SLURM ended the job (CANCELLED, TIMEOUT,
-OUT_OF_MEMORY, ... with the job's log) and missing when nothing says what became of it. The cells and their jobs
-are read from `<sweep_dir>/sweep.json` (`landscape_sweep.manifest`) and the job dirs, so this works on local and
-SLURM sweeps alike, and after the jobs have left the queue.
+A cell's state comes from its results.json (completed, failed, diverged, with the error line; `invalid`, with the
+reason, when the report's validator `results.validate_results` rejects it: not JSON, another schema, a field of
+the wrong type), else from the scheduler while it still holds the cell's job (pending with its reason, running with
+its elapsed time), else from the cell's lock (a local sweep's running cell), else: failed when SLURM ended the job
+(CANCELLED, TIMEOUT, OUT_OF_MEMORY, ... with the job's log) and missing when nothing says what became of it. The
+cells and their jobs are read from `<sweep_dir>/sweep.json` (`landscape_sweep.manifest`) and the job dirs, so this
+works on local and SLURM sweeps alike, and after the jobs have left the queue. A cell's job dir is always the sweep
+dir's own `<sweep_dir>/<num>`, never the absolute path sweep.json recorded: a moved or copied sweep reports its own
+cells.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 from dataclasses import dataclass
@@ -26,9 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from landscape_sweep import manifest, scheduler
-from landscape_sweep.results import job_dirs, job_overrides, read_json, results_path
+from landscape_sweep.files import read_regular_text
+from landscape_sweep.results import job_dirs, job_overrides, results_path, validate_results
 
-STATES = ("completed", "failed", "diverged", "running", "pending", "missing")
+STATES = ("completed", "failed", "diverged", "running", "pending", "missing", "invalid")
 
 
 @dataclass
@@ -50,9 +55,22 @@ def _cells(sweep: Path, data: dict[str, Any] | None) -> dict[int, dict[str, Any]
     for d in job_dirs(sweep):
         if d.name.isdigit() and int(d.name) not in cells:
             cells[int(d.name)] = {"overrides": job_overrides(d), "job_dir": str(d)}
-    for num, entry in cells.items():
-        entry.setdefault("job_dir", str(sweep / str(num)))
+    for num, entry in cells.items():  # the sweep dir's own job dir: never a recorded absolute path (moved, copied)
+        entry["job_dir"] = str(sweep / str(num))
     return dict(sorted(cells.items()))
+
+
+def read_results_file(job_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(results, None) for a valid results.json, (None, the reason) for one the report's validator rejects (not
+    JSON, another schema, a field of the wrong type: `results.validate_results`), (None, None) when there is none."""
+    try:
+        d = json.loads(read_regular_text(results_path(job_dir)))
+    except FileNotFoundError:
+        return None, None
+    except (OSError, ValueError) as e:  # unreadable, not UTF-8, not JSON
+        return None, f"not a readable JSON file: {type(e).__name__}: {e}"
+    reason = validate_results(d)
+    return (None, reason) if reason else (d, None)
 
 
 def _one_line(text: Any, limit: int = 200) -> str:
@@ -85,9 +103,9 @@ def cell_status(sweep: Path, num: int, entry: dict[str, Any], js: scheduler.JobS
 
     job_dir, job_id = Path(entry["job_dir"]), entry.get("job_id")
     cell = CellStatus(num, list(entry.get("overrides") or []), "missing", job_id, js)
-    res = read_json(results_path(job_dir))
-    status = res.get("status") if isinstance(res, dict) else None
-    if isinstance(res, dict):
+    res, invalid = read_results_file(job_dir)
+    status = res.get("status") if res is not None else None
+    if res is not None:
         cell.seconds = _wall_time(job_dir, res)
     if status == "completed":
         cell.state = "completed"
@@ -96,6 +114,8 @@ def cell_status(sweep: Path, num: int, entry: dict[str, Any], js: scheduler.JobS
         cell.detail = js.reason if cell.state == "pending" else (f"for {js.elapsed}" if js.elapsed else "")
     elif status in ("failed", "diverged"):
         cell.state, cell.detail = status, _one_line(res.get("error"))
+    elif invalid is not None:
+        cell.state, cell.detail = "invalid", _one_line(invalid)
     elif (holder := lock_holder(job_dir)) is not None:
         cell.state, cell.detail = "running", f"lock held by {holder}"
     elif js is not None:
@@ -133,7 +153,8 @@ def _duration(seconds: float) -> str:
 def summary_line(cells: list[CellStatus]) -> str:
     """`k/N completed, ... ; ETA ...` from the finished cells' times and the cells now running."""
     counts = {s: sum(c.state == s for c in cells) for s in STATES}
-    head = f"{counts['completed']}/{len(cells)} completed, " + ", ".join(f"{counts[s]} {s}" for s in STATES[1:])
+    shown = [s for s in STATES[1:] if s != "invalid" or counts[s]]  # `invalid` only when there are such cells
+    head = f"{counts['completed']}/{len(cells)} completed, " + ", ".join(f"{counts[s]} {s}" for s in shown)
     times = [c.seconds for c in cells if c.state == "completed" and c.seconds is not None]
     left = counts["running"] + counts["pending"]
     if not left:

@@ -81,7 +81,7 @@ def test_report_script_waits_for_every_array_whatever_their_state(tmp_path):
     lines = script.splitlines()
     assert "#SBATCH --dependency=afterany:11:12" in lines and "#SBATCH --kill-on-invalid-dep=no" in lines
     assert {"#SBATCH --cpus-per-task=1", "#SBATCH --mem=2048M", "#SBATCH --time=60"} <= set(lines)
-    assert {"#SBATCH --partition=cpu", "#SBATCH --account=lab", "#SBATCH --chdir=/work dir"} <= set(lines)
+    assert {"#SBATCH --partition=cpu", "#SBATCH --account=lab", '#SBATCH --chdir="/work dir"'} <= set(lines)
     assert not any("--qos" in ln or "--gres" in ln or "gpus" in ln for ln in lines)  # a CPU job
     assert lines[-2:] == [
         "module load python",
@@ -104,3 +104,63 @@ def test_sbatch_returns_the_job_id_or_its_one_line_error(bin_dir, tmp_path):
     )
     with pytest.raises(scheduler.SubmitError, match=r"^sbatch: error: Batch job submission failed: Invalid account$"):
         scheduler.sbatch("#!/bin/bash\n", tmp_path / "logs")
+
+
+def _report_lines(sweep: Path, cwd: str, **kw) -> list[str]:
+    args = dict(python="/venv/bin/python", cwd=cwd, after=["11"], report_args=[], name="landscape_sweep", resources={})
+    return scheduler.report_script(sweep, **{**args, **kw}).splitlines()
+
+
+def test_report_script_quotes_paths_sbatch_would_misparse(tmp_path):
+    """A space ends an unquoted #SBATCH value and `%` starts a filename pattern in --output (`%%` is a literal %;
+    --chdir expands none): checked against sbatch 22.05 (`test_report_job_runs_in_a_dir_with_a_space_and_a_percent`)."""
+    sweep = tmp_path / 'my sweep 100%"done"'
+    lines = _report_lines(sweep, "/work dir/50%", name="my sweep")
+    assert f'#SBATCH --output="{tmp_path}/my sweep 100%%\\"done\\"/.submitit/report/%j.out"' in lines, lines
+    assert '#SBATCH --chdir="/work dir/50%"' in lines and '#SBATCH --job-name="my sweep-report"' in lines
+    plain = _report_lines(tmp_path / "plain", "/work", partition="cpu")  # nothing to quote: as before
+    assert f"#SBATCH --output={tmp_path}/plain/.submitit/report/%j.out" in plain and "#SBATCH --chdir=/work" in plain
+    assert "#SBATCH --partition=cpu" in plain
+
+
+@pytest.mark.parametrize(
+    ("where", "key"),
+    [("sweep", "sweep_dir"), ("cwd", "cwd"), ("name", "name"), ("partition", "partition")],
+)
+@pytest.mark.parametrize("bad", ["a\nb", "a\rb", "a\tb", "a\\b"])
+def test_report_script_refuses_what_no_quoting_carries_in_one_line(tmp_path, where, key, bad):
+    kw = {"sweep": tmp_path / "sweep", "cwd": "/work"}
+    if where in kw:
+        kw[where] = tmp_path / bad if where == "sweep" else f"/work/{bad}"
+        extra = {}
+    else:
+        extra = {where: bad}
+    with pytest.raises(ValueError) as err:
+        _report_lines(kw["sweep"], kw["cwd"], **extra)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"{key}=") and repr(bad)[1:-1] in msg, msg
+
+
+@pytest.mark.slow
+def test_report_job_runs_in_a_dir_with_a_space_and_a_percent(tmp_path):
+    """The quoted lines as the local SLURM cluster parses them: the log lands in the sweep dir, the job runs in cwd."""
+    from tests._support import slurm
+
+    _, why = slurm.start()
+    if why:
+        pytest.skip(why)
+    sweep, cwd = tmp_path / "a sweep 100%", tmp_path / "the cwd 5%"
+    cwd.mkdir()
+    script = scheduler.report_script(
+        sweep, python="/bin/echo", cwd=str(cwd), after=[], report_args=[], name="h4 quoting", resources={}
+    )
+    script = script.replace("/bin/echo -m", "pwd; /bin/echo -m")
+    job = scheduler.sbatch(script, sweep / ".submitit" / "report")
+    log = sweep / ".submitit" / "report" / f"{job}.out"
+    for _ in range(120):
+        if log.is_file() and "landscape_sweep.report" in log.read_text():
+            break
+        import time
+
+        time.sleep(0.5)
+    assert log.read_text().splitlines()[:2] == [str(cwd), f"-m landscape_sweep.report {sweep}"], log.read_text()

@@ -123,3 +123,79 @@ def test_a_dir_that_is_no_sweep_fails_in_one_line(tmp_path, capsys, where):
     assert status.main([str(target)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith(f"landscape_sweep.status: sweep_dir='{target}': ")
+
+
+def _finished_sweep(root: Path, states: tuple[str, ...]) -> Path:
+    """A local sweep with a manifest (absolute job dirs, as the sweep recorded them) and these cells' results."""
+    cells = [[f"model.depth={d}"] for d in range(1, len(states) + 1)]
+    manifest.start_sweep(root, cells, argv=["-m"], cwd=str(root), python="p", launcher="x", detach=False)
+    for num, state in enumerate(states):
+        job(root, num, cells[num], {"status": state, "error": None if state == "completed" else "x"}, seconds=10)
+    return root
+
+
+def test_a_moved_or_copied_sweep_reports_its_own_cells(tmp_path, monkeypatch):
+    """Job dirs are the sweep dir's own (`<sweep>/<num>`), not the absolute paths sweep.json recorded."""
+    import shutil
+
+    no_slurm(monkeypatch)
+    original = _finished_sweep(tmp_path / "original", ("completed", "completed"))
+    copy = tmp_path / "copy"
+    shutil.copytree(original, copy)
+    (original / "1" / "results.json").write_text(json.dumps({"status": "failed", "error": "x"}))
+    assert [c.state for c in status.sweep_status(copy)[0]] == ["completed", "completed"]
+    moved = tmp_path / "moved"
+    original.rename(moved)
+    assert [c.state for c in status.sweep_status(moved)[0]] == ["completed", "failed"]
+    outside = tmp_path / "elsewhere"  # a manifest naming a job dir outside the sweep is not followed there
+    shutil.copytree(moved / "0", outside)
+    data = manifest.read_manifest(moved)
+    data["cells"]["1"]["job_dir"] = str(outside)
+    manifest.write_manifest(moved, data)
+    assert [c.state for c in status.sweep_status(moved)[0]] == ["completed", "failed"]
+
+
+def test_a_results_file_the_report_cannot_read_is_invalid_not_completed(tmp_path, monkeypatch, capsys):
+    no_slurm(monkeypatch)
+    sweep = _finished_sweep(tmp_path, ("completed", "completed", "completed"))
+    (sweep / "1" / "results.json").write_text(json.dumps({"schema": 99, "status": "completed"}))
+    (sweep / "2" / "results.json").write_text(json.dumps({"status": "completed", "endpoints": "none"}))
+    got, _, _ = status.sweep_status(sweep)
+    assert [c.state for c in got] == ["completed", "invalid", "invalid"]
+    assert got[1].detail.startswith("schema=99: unknown results schema") and got[2].detail.startswith("endpoints:")
+    assert status.main([str(sweep)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1].startswith("1/3 completed, 0 failed, 0 diverged, 0 running, 0 pending, 0 missing, 2 invalid;")
+
+
+def test_fifos_planted_in_a_sweep_block_neither_status_nor_the_report(tmp_path, monkeypatch):
+    """Whoever can write a shared sweep dir can plant a FIFO where a file is read (results.json, overrides.yaml,
+    .lock, sweep.json): reading one would block forever. Only regular files are read; the cell shows as invalid."""
+    import signal
+
+    from landscape_sweep.report.table import load_results
+
+    no_slurm(monkeypatch)
+    sweep = _finished_sweep(tmp_path, ("completed", "completed"))
+    for path in (sweep / "1" / "results.json", sweep / "1" / ".hydra" / "overrides.yaml", sweep / "0" / ".lock"):
+        path.unlink(missing_ok=True)
+        os.mkfifo(path)
+
+    class Hung(BaseException):  # not an OSError (TimeoutError is one): no `except` in the code under test takes it
+        pass
+
+    def hung(*_):
+        raise Hung("blocked on a FIFO")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(30)
+    try:
+        assert [c.state for c in status.sweep_status(sweep)[0]] == ["completed", "invalid"]
+        assert [r.status for r in load_results(sweep)] == ["completed", "invalid"]
+        manifest.manifest_path(sweep).unlink()
+        os.mkfifo(manifest.manifest_path(sweep))
+        assert manifest.read_manifest(sweep) is None
+        assert [c.state for c in status.sweep_status(sweep)[0]] == ["completed", "invalid"]
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)

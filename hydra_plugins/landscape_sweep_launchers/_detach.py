@@ -91,21 +91,30 @@ def report_args(config: DictConfig) -> list[str]:
     return args
 
 
+def report_job_script(params: dict[str, Any], config: DictConfig, sweep: Path, after: Sequence[str]) -> str:
+    """The report job's sbatch script; `LauncherConfigError` (one line) for a sweep dir, working dir or name that no
+    #SBATCH line can carry (`scheduler.sbatch_value`: a newline, another control character, a backslash)."""
+    try:
+        return scheduler.report_script(
+            sweep,
+            python=sys.executable,
+            cwd=str(Path.cwd()),
+            after=after,
+            report_args=report_args(config),
+            name=str(params.get("name") or "landscape_sweep"),
+            resources=dict(params.get("report_job") or {}),
+            account=params.get("account"),
+            qos=params.get("qos"),
+            partition=params.get("partition"),
+            setup=list(params.get("setup") or []),
+        )
+    except ValueError as e:
+        raise _pack.LauncherConfigError(f"{e}; the detached sweep's report job could not run there") from None
+
+
 def submit_report_job(params: dict[str, Any], config: DictConfig, sweep: Path, after: Sequence[str]) -> str:
     """sbatch the report job (see the module docstring); its job id."""
-    script = scheduler.report_script(
-        sweep,
-        python=sys.executable,
-        cwd=str(Path.cwd()),
-        after=after,
-        report_args=report_args(config),
-        name=str(params.get("name") or "landscape_sweep"),
-        resources=dict(params.get("report_job") or {}),
-        account=params.get("account"),
-        qos=params.get("qos"),
-        partition=params.get("partition"),
-        setup=list(params.get("setup") or []),
-    )
+    script = report_job_script(params, config, sweep, after)
     try:
         return scheduler.sbatch(script, sweep / ".submitit" / "report")
     except scheduler.SubmitError as e:
@@ -127,6 +136,7 @@ def launch(
 ) -> list[JobReturn]:
     """Submit the cells that need it and their report job, record them, print how to follow the sweep."""
     sweep = Path(str(config.hydra.sweep.dir)).absolute()
+    report_job_script(launcher._params(), config, sweep, [])  # refuse what no report job can name, before submitting
     data = manifest.read_manifest(sweep)
     queued = queued_cells(data)
     done = completed_cells(launcher, config, sweep, nums, job_overrides)

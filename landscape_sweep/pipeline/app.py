@@ -19,17 +19,18 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from landscape_sweep.pipeline.config import (
     CONF_DIR,
     ConfigError,
-    analysis_only,
     check_devices_available,
-    config_changes,
     config_errors,
     config_hash,
+    conflicting_changes,
+    job_dir_taken,
     validate,
 )
 
@@ -94,7 +95,8 @@ def _runs_here(cfg: DictConfig) -> bool:
 
 
 def _check_job_dir(cfg: DictConfig, config: dict[str, Any], directory: Path, multirun: bool) -> None:
-    """Refuse a job dir holding completed results of another config, unless only `landscape.*` changed."""
+    """Refuse a job dir holding completed results of another config, unless only `landscape.*` changed (the cell
+    checks the same again under its lock, `cell.run_locked`: this fails fast, before anything runs)."""
     from landscape_sweep.results import read_results
 
     key = _output_key(multirun)
@@ -105,16 +107,22 @@ def _check_job_dir(cfg: DictConfig, config: dict[str, Any], directory: Path, mul
         raise ConfigError(f"{where}: {directory}/results.json cannot be read ({e}); use a new {key}") from None
     if prev is None or prev.status != "completed" or prev.config_hash == config_hash(config):
         return
-    changes = config_changes(prev.config, config)
-    kept = {k: v for k, v in changes.items() if not analysis_only(k)}
-    if not kept:  # same training, other analysis settings: the cell re-analyses its trained endpoints
-        return
-    shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in list(kept.items())[:4])
-    more = f"; and {len(kept) - 4} more" if len(kept) > 4 else ""
-    raise ConfigError(
-        f"{where}: job dir {directory} holds completed results of another config ({shown}{more}); only landscape.* "
-        f"settings may change in an existing job dir: use a new {key} or move {directory} aside"
-    )
+    changes = conflicting_changes(prev.config, config)
+    if changes:  # else: same training, other analysis settings: the cell re-analyses its trained endpoints
+        raise ConfigError(f"{where}: {job_dir_taken(directory, changes, key)}")
+
+
+def _check_distinct(seen: dict[Path, tuple[int, str]], cfg: DictConfig, directory: Path, num: int, shown: str) -> None:
+    """Refuse two cells of one sweep in one job dir (e.g. a `hydra.sweep.subdir` that does not tell them apart):
+    they would overwrite each other's results. `shown`: the cell's own overrides."""
+    if directory in seen:
+        first, other = seen[directory]
+        subdir = OmegaConf.to_container(cfg.hydra.sweep, resolve=False).get("subdir")
+        raise ConfigError(
+            f"hydra.sweep.subdir={subdir!r}: cells #{first} ({other}) and #{num} ({shown}) both map to job dir "
+            f"{directory} and would overwrite each other; every cell needs its own job dir (default ${{hydra.job.num}})"
+        )
+    seen[directory] = (num, shown)
 
 
 def cell_overrides(argv: list[str]) -> tuple[bool, list[list[str]]] | None:
@@ -148,10 +156,13 @@ def precheck(argv: list[str]) -> None:
     if expanded is None:
         return
     multirun, jobs = expanded
+    seen: dict[Path, tuple[int, str]] = {}
+    shared = set.intersection(*(set(job) for job in jobs)) if len(jobs) > 1 else set()
     with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="landscape_sweep"):
         for num, job in enumerate(jobs):
             cfg = compose("config", overrides=job, return_hydra_config=True)
             directory = as_job(cfg, multirun, num)
+            _check_distinct(seen, cfg, directory, num, " ".join(o for o in job if o not in shared))
             if num == 0:
                 _probe_writable(cfg, multirun)
                 _check_launcher(cfg)
@@ -161,24 +172,36 @@ def precheck(argv: list[str]) -> None:
             _check_job_dir(cfg, config, directory, multirun)
 
 
+class CellRefused(CompactHydraException):
+    """A cell that must not write its job dir (`cell.run_cell`'s status `refused`): the job fails with this one
+    line (Hydra prints it without a traceback) and the command exits 1; nothing of the job dir was changed."""
+
+    status = "refused"  # what the sweep's progress line shows (`hydra_callbacks.SweepProgress`)
+
+
+_refused: list[str] = []  # cells this process refused: its later cells of the sweep are not started either
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def hydra_main(cfg: DictConfig) -> None:
-    from landscape_sweep.pipeline.cell import one_line, run_cell
-    from landscape_sweep.results import CellResult, write_results
+    from landscape_sweep.pipeline.cell import run_cell
+    from landscape_sweep.results import CellResult
 
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     job_dir = Path(hc.runtime.output_dir)
     group = Path(hc.sweep.dir).name if multirun else job_dir.name
-    try:
+    if _refused:  # the sweep dir holds another config's cells: as the pre-check would, run none of this sweep
+        result = CellResult(status="refused", error=f"not run: cell {_refused[0]} of this sweep was refused")
+    else:
         result = run_cell(cfg, job_dir, group=group)
-    except ConfigError as e:  # only reachable when the precheck was bypassed (e.g. hydra flags)
-        result = CellResult(status="failed", error=one_line(e), config=OmegaConf.to_container(cfg, resolve=False))
-        write_results(job_dir, result)
     _last_status.append(result.status)
     msg = f"cell {job_dir}: {result.status}" + (f" ({result.error})" if result.error else "")
     level = {"completed": logging.INFO, "locked": logging.WARNING}.get(result.status, logging.ERROR)
     log.log(level, msg)
+    if result.status == "refused":
+        _refused.append(str(job_dir))
+        raise CellRefused(f"cell {job_dir} refused: {result.error}")
 
 
 def _squash(e: Exception) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from landscape_sweep.checks import check_positive
-from landscape_sweep.files import atomic_open, atomic_write_text
+from landscape_sweep.files import atomic_open, atomic_write_text, read_regular_text
 from landscape_sweep.results import CellResult, PathEntry
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,7 @@ def _read_lock(path: Path) -> tuple[dict[str, Any] | None, float | None]:
     """The lock's owner (None: empty or unreadable) and its mtime (None: no lock)."""
     try:
         mtime = path.stat().st_mtime
-        info = json.loads(path.read_text())
+        info = json.loads(read_regular_text(path))
     except FileNotFoundError:
         return None, None
     except (OSError, ValueError):
@@ -200,14 +200,17 @@ class CellLock:
 
     A lock is stale, and is broken, when its owner is gone: on this host when its pid is dead (or now another
     process); on another host when its heartbeat (the file's mtime, refreshed every `stale_after / 4` s) is older
-    than `stale_after` s, or when it belongs to an earlier run of this (requeued) SLURM job.
+    than `stale_after` s, or when it belongs to an earlier run of this (requeued) SLURM job. `identity` (e.g. the
+    config the owner runs, `cell.cell_identity`) is written into the lock too, so a process that finds the cell
+    locked can tell whether its holder runs the same cell (`holder_info`).
     """
 
-    def __init__(self, job_dir: str | Path, stale_after: float = DEFAULT_STALE_S):
+    def __init__(self, job_dir: str | Path, stale_after: float = DEFAULT_STALE_S, identity: dict | None = None):
         self.path = Path(job_dir) / LOCK_NAME
         self.stale_after = stale_after
         self.holder = ""  # who holds the lock, when `acquire` returned False
-        self.me = _owner()
+        self.holder_info: dict[str, Any] | None = None  # the holder's lock content, when `acquire` returned False
+        self.me = {**(identity or {}), **_owner()}
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
 
@@ -223,7 +226,7 @@ class CellLock:
             if mtime is None:
                 continue  # released meanwhile
             if not self.stale(info, mtime):
-                self.holder = describe(info)
+                self.holder, self.holder_info = describe(info), info
                 return False
             log.warning("breaking the stale lock %s of %s", self.path, describe(info))
             self._break(info)
@@ -258,7 +261,7 @@ class CellLock:
         except FileExistsError:
             return False
         with os.fdopen(fd, "w") as f:
-            json.dump(self.me, f)
+            json.dump(self.me, f, default=str)
         return True
 
     def _break(self, seen: dict[str, Any] | None) -> None:

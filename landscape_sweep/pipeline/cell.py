@@ -9,6 +9,12 @@ config hash is skipped; a cell another live process holds the lock of is skipped
 written); an interrupted endpoint resumes from its `last.ckpt`; a finished endpoint (its `final.pt` with a
 matching training hash) is never retrained, unless that file cannot be read. Every file is written through a
 unique temp file beside it and renamed (`results.atomic_open`).
+
+Completed results are never overwritten by another config, whatever the command line (Hydra flags skip the
+pre-check in `app.py`): under the cell's lock, a job dir whose results.json is completed for a config that differs
+in more than the analysis-only keys, or that this version cannot read, is refused (status `refused`, the one-line
+reason naming the dir and the differing keys, nothing written); so is a cell whose lock a live process holds for
+another such config, and a config error is recorded in results.json only when that holds no completed results.
 """
 
 from __future__ import annotations
@@ -36,7 +42,14 @@ from landscape_sweep.landscape._core import evaluate, preserved
 from landscape_sweep.models import build_model, num_params
 from landscape_sweep.pipeline import measures, spawn, timing
 from landscape_sweep.pipeline.artifacts import CellLock, lock_stale_after, write_cell_artifacts
-from landscape_sweep.pipeline.config import config_hash, validate
+from landscape_sweep.pipeline.config import (
+    ConfigError,
+    config_hash,
+    conflicting_changes,
+    describe_changes,
+    job_dir_taken,
+    validate,
+)
 from landscape_sweep.pipeline.threads import Registration, ThreadShare, apply_threads
 from landscape_sweep.pipeline.tracking import Tracker
 from landscape_sweep.results import (
@@ -44,6 +57,7 @@ from landscape_sweep.results import (
     Endpoint,
     read_json,
     read_results,
+    results_path,
     write_json,
     write_results,
 )
@@ -327,7 +341,11 @@ def train_endpoint(
         log.info("%s: training in %s", run.who, ck)
     t0 = time.perf_counter()
     try:
-        trainer.fit(module, train_dataloaders=EpochAsBatch(train), val_dataloaders=val, ckpt_path=resume)
+        # weights_only: a checkpoint is data (also under TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD, which overrides only an
+        # unset argument), as `_resume_point` checked it
+        trainer.fit(
+            module, train_dataloaders=EpochAsBatch(train), val_dataloaders=val, ckpt_path=resume, weights_only=True
+        )
     except SIGTERMException:  # Lightning stops at the epoch's end (last.ckpt written): exit as killed by SIGTERM
         log.warning("%s: SIGTERM after epoch %d; %s holds it, a rerun resumes", run.who, trainer.current_epoch,
                     ck / "last.ckpt")  # fmt: skip
@@ -389,18 +407,27 @@ def record(result: CellResult, job_dir: Path, tracker: Tracker | None) -> None:
         tracker.log_cell(result, write_cell_artifacts(job_dir, result))
 
 
+def cell_identity(config: dict[str, Any]) -> dict[str, Any]:
+    """What a cell's lock says about the cell it runs: its config hashes and config (`CellLock(identity=...)`)."""
+    return {"config_hash": config_hash(config), "train_hash": config_hash(config, training_only=True), "config": config}
+
+
 def run_cell(cfg: Any, job_dir: str | Path, *, group: str = "default") -> CellResult:
     """Run one cell end to end and return its results (also written to `<job_dir>/results.json`).
 
-    A cell whose lock a live process holds is left to it: status `locked` (error: who holds it), nothing written.
+    A cell whose lock a live process holds is left to it: status `locked` (error: who holds it), nothing written;
+    `refused` (error: why, one line), nothing written, when the holder runs another training config, when the job
+    dir holds completed results of one (`run_locked`), or for a config error where results.json is completed.
     """
     job_dir = Path(job_dir)
     quiet_lightning()
-    config = validate(cfg)
-    lock = CellLock(job_dir, stale_after=lock_stale_after())
+    try:
+        config = validate(cfg)
+    except ConfigError as e:  # only reachable when the pre-check was bypassed (e.g. Hydra flags)
+        return config_failure(cfg, job_dir, e)
+    lock = CellLock(job_dir, stale_after=lock_stale_after(), identity=cell_identity(config))
     if not lock.acquire():
-        log.warning("cell %s is being run by %s: skipping it here", job_dir, lock.holder)
-        return dataclasses.replace(new_result(config), status="locked", error=f"being run by {lock.holder}")
+        return _locked(config, job_dir, lock)
     try:
         with Registration():  # counted by every cell process that sizes its threads to its share of the cores
             apply_threads(config["trainer"].get("threads", "auto"))
@@ -409,11 +436,67 @@ def run_cell(cfg: Any, job_dir: str | Path, *, group: str = "default") -> CellRe
         lock.release()
 
 
+def _refuse(result: CellResult, why: str) -> CellResult:
+    """`result` refused: status `refused`, `why` as its error (the caller logs it: `app.hydra_main`)."""
+    return dataclasses.replace(result, status="refused", error=why)
+
+
+def _locked(config: dict[str, Any], job_dir: Path, lock: CellLock) -> CellResult:
+    """The cell another live process holds: `locked` when it runs this training config (or cannot tell), else
+    `refused` (two sweeps of different configs into one dir: neither may take the other's cell)."""
+    result, theirs = new_result(config), (lock.holder_info or {}).get("config")
+    changes = conflicting_changes(theirs, config) if isinstance(theirs, dict) else {}
+    if changes:
+        return _refuse(
+            result, f"job dir {job_dir} is being run by {lock.holder} for another config ({describe_changes(changes)})"
+        )
+    log.warning("cell %s is being run by %s: skipping it here", job_dir, lock.holder)
+    return dataclasses.replace(result, status="locked", error=f"being run by {lock.holder}")
+
+
+def config_failure(cfg: Any, job_dir: Path, error: ConfigError) -> CellResult:
+    """A config error inside a cell: recorded as `failed` in results.json, unless that holds completed results (or a
+    live process holds the cell): then the error is logged and nothing written (status `refused`)."""
+    from omegaconf import OmegaConf
+
+    raw = OmegaConf.to_container(cfg, resolve=False) if OmegaConf.is_config(cfg) else dict(cfg)
+    result = CellResult(status="failed", error=one_line(error), config={k: v for k, v in raw.items() if k != "hydra"})
+    lock = CellLock(job_dir, stale_after=lock_stale_after())
+    if not lock.acquire():
+        return _refuse(result, f"{result.error} (not recorded: {job_dir} is being run by {lock.holder})")
+    try:
+        prev = read_json(results_path(job_dir))
+        if isinstance(prev, dict) and prev.get("status") == "completed":
+            return _refuse(result, f"{result.error} (not recorded: {results_path(job_dir)} holds completed results)")
+        write_results(job_dir, result)
+        return result
+    finally:
+        lock.release()
+
+
+def _job_dir_conflict(job_dir: Path, config: dict[str, Any], result: CellResult) -> tuple[CellResult | None, str]:
+    """(the completed results to keep, or None; why the job dir is not this cell's, or '') of a locked job dir."""
+    try:
+        prev = read_results(job_dir)
+    except Exception as e:  # a schema this version does not read, or not a results record: never overwritten
+        why = f"job dir {job_dir}: results.json cannot be read ({one_line(e)}); use a new job dir or move it aside"
+        return None, why
+    if prev is None or prev.status != "completed":
+        return None, ""
+    if prev.config_hash == result.config_hash:
+        return prev, ""
+    changes = conflicting_changes(prev.config, config)
+    return None, job_dir_taken(job_dir, changes) if changes else ""
+
+
 def run_locked(config: dict[str, Any], job_dir: Path, group: str) -> CellResult:
-    """`run_cell` once the job dir is locked: skip if done, else train, analyse and record; never raises."""
+    """`run_cell` once the job dir is locked: refuse a job dir of another config, skip if done, else train, analyse
+    and record; never raises."""
     result = new_result(config)
-    prev = read_results(job_dir)
-    if prev is not None and prev.status == "completed" and prev.config_hash == result.config_hash:
+    prev, conflict = _job_dir_conflict(job_dir, config, result)
+    if conflict:
+        return _refuse(result, conflict)
+    if prev is not None:
         log.info("cell already completed (config hash %s): skipping", result.config_hash)
         return prev
     t0, tracker, startup = time.perf_counter(), None, timing.cell_started()

@@ -485,3 +485,27 @@ def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, 
 def analysis_only(key: str) -> bool:
     """A key that only changes the post-hoc analysis (a trained endpoint stays valid)."""
     return any(key == a or key.startswith(f"{a}.") for a in ANALYSIS_ONLY)
+
+
+def conflicting_changes(prev: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Why a job dir whose completed results are of config `prev` is not `config`'s: the changed keys beyond the
+    analysis-only ones ({} when the training config is the same: the cell may re-analyse its endpoints there)."""
+    before, after = config_hash(prev, training_only=True), config_hash(config, training_only=True)
+    if before == after:
+        return {}
+    kept = {k: v for k, v in config_changes(prev, config).items() if not analysis_only(k)}
+    return kept or {"train_hash": (before, after)}
+
+
+def describe_changes(changes: Mapping[str, tuple[Any, Any]], limit: int = 4) -> str:
+    """`model.width: 32 -> 24; ...` (the first `limit` changes, then how many more)."""
+    shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in list(changes.items())[:limit])
+    return shown + (f"; and {len(changes) - limit} more" if len(changes) > limit else "")
+
+
+def job_dir_taken(directory: Any, changes: Mapping[str, tuple[Any, Any]], key: str = "hydra.sweep.dir") -> str:
+    """The one-line refusal of a job dir holding completed results of another training config."""
+    return (
+        f"job dir {directory} holds completed results of another config ({describe_changes(changes)}); only "
+        f"landscape.* settings may change in an existing job dir: use a new {key} or move {directory} aside"
+    )

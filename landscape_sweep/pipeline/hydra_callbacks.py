@@ -7,7 +7,7 @@ import logging
 import time
 from typing import Any
 
-from hydra.core.utils import JobReturn
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
@@ -51,12 +51,17 @@ class SweepProgress(Callback):
             return
         from landscape_sweep.pipeline import progress
 
+        failure = None
+        if job_return.status == JobStatus.FAILED:  # the job raised (a refused cell): its results.json is not its own
+            err = getattr(job_return, "_return_value", None)  # the public `return_value` re-raises it
+            failure = (getattr(err, "status", "failed"), " ".join(str(err).split()))
         try:
             line = progress.finished_line(
                 config.hydra.sweep.dir,
                 config.hydra.runtime.output_dir,
                 time.time() - self._job_start,
                 list(job_return.overrides or []),
+                failure,
             )
         except Exception as e:
             log.warning("sweep progress line failed: %s", e)

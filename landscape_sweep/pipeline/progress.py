@@ -123,9 +123,18 @@ def cell_line(
     return f"[{k}/{total if total is not None else '?'}] {status}  {cell}  {measures}  ({duration(seconds)}{eta})"
 
 
-def finished_line(sweep_dir: str | Path, job_dir: str | Path, seconds: float, overrides: Sequence[str] = ()) -> str:
-    """The line of a cell that just finished in `job_dir` after `seconds` (claims its k)."""
+def finished_line(
+    sweep_dir: str | Path,
+    job_dir: str | Path,
+    seconds: float,
+    overrides: Sequence[str] = (),
+    failure: tuple[str, str] | None = None,
+) -> str:
+    """The line of a cell that just finished in `job_dir` after `seconds` (claims its k). `failure`: (status, one
+    line) of a job that raised (e.g. a refused cell, whose job dir holds another config's results)."""
     k, total, elapsed = claim(sweep_dir)
+    if failure is not None:
+        return cell_line(k, total, failure[0], " ".join(overrides) or "(no overrides)", failure[1], seconds, elapsed)
     try:
         result = read_results(job_dir)
     except Exception:  # a results.json this version cannot read: the report says why

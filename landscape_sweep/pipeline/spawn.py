@@ -7,7 +7,9 @@ state, LR-schedule position, epoch counter) is kept as `checkpoints/parent/epoch
 `endpoints.seeds` entry continues from that state to `trainer.max_epochs` with its own data order and augmentation
 (`endpoints.data_seeds`, null: the seeds); k = 0 is the parent's initialisation (same init, different data order).
 The children of k live in `checkpoints/spawn<k>/seed<s>/` and resume and are reused like independent endpoints; a
-finished parent (every `epoch<k>.ckpt` of its training config present) is never retrained.
+finished parent (every `epoch<k>.ckpt` of its training config present and loadable) is never retrained. Checkpoints
+are data: every one is loaded with weights_only, and a parent checkpoint that does not load so (truncated, corrupt,
+or carrying code) is reported by name and the parent is trained again, as an unreadable `last.ckpt` or `final.pt`.
 
 Analysis: the linear path (BatchNorm statistics recomputed along it) between every pair of children of every k
 gives `instability` (one record per k: the pairs' barriers and their summaries over pairs, and whether the cell
@@ -25,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch import nn
 
@@ -81,7 +84,7 @@ def train_parent(cfg: dict[str, Any], data: DataBundle, job_dir: Path, tracker: 
         return
     run, train_hash = parent_run(cfg, job_dir), config_hash(cfg, training_only=True)
     cell.stamp(run.ck, train_hash)
-    if all((run.ck / f"epoch{k}.ckpt").is_file() for k in spawn_epochs(cfg) if k > 0):
+    if _reusable_parent(run.ck, [run.ck / f"epoch{k}.ckpt" for k in spawn_epochs(cfg) if k > 0]):
         log.info("reusing the parent's checkpoints in %s", run.ck)
         return
     resume = cell._resume_point(run.ck, train_hash, last)
@@ -90,7 +93,9 @@ def train_parent(cfg: dict[str, Any], data: DataBundle, job_dir: Path, tracker: 
     trainer = cell._trainer(short, callbacks, tracker.lightning_logger(run.name), job_dir, val is not None)
     log.info("parent: %s to epoch %d in %s", "resuming" if resume else "training", last, run.ck)
     try:
-        trainer.fit(module, train_dataloaders=cell.EpochAsBatch(train), val_dataloaders=val, ckpt_path=resume)
+        trainer.fit(
+            module, train_dataloaders=cell.EpochAsBatch(train), val_dataloaders=val, ckpt_path=resume, weights_only=True
+        )
     except SIGTERMException:  # as for an endpoint: last.ckpt holds the last finished epoch, a rerun resumes
         log.warning("parent: SIGTERM after epoch %d; %s holds it, a rerun resumes", trainer.current_epoch,
                     run.ck / "last.ckpt")  # fmt: skip
@@ -100,6 +105,25 @@ def train_parent(cfg: dict[str, Any], data: DataBundle, job_dir: Path, tracker: 
     missing = [k for k in spawn_epochs(cfg) if k > 0 and not (run.ck / f"epoch{k}.ckpt").is_file()]
     if missing:
         raise RuntimeError(f"parent: no checkpoint of spawn epochs {missing} after training")
+
+
+def _reusable_parent(ck: Path, checkpoints: list[Path]) -> bool:
+    """Whether the parent's spawn checkpoints are all there and load as data (weights_only). The first that does not
+    is reported and the parent's checkpoints are removed: it trains again from its initialisation (same seed, same
+    checkpoints), instead of every child failing on it at every rerun."""
+    if not all(p.is_file() for p in checkpoints):
+        return False
+    for path in checkpoints:
+        try:
+            torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # truncated, corrupt, or not plain data
+            from landscape_sweep.pipeline.cell import one_line
+
+            log.warning("ignoring unreadable parent checkpoint %s (%s): training the parent again", path, one_line(e))
+            for p in (*checkpoints, ck / "last.ckpt"):
+                p.unlink(missing_ok=True)
+            return False
+    return True
 
 
 def train_spawned(

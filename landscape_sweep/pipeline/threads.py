@@ -12,14 +12,22 @@ in a small per-user directory (one file per process: its pid and CPU set), and `
 at least 1. The share is re-read at every epoch start (`ThreadShare`), so a sweep started later makes the running
 one shrink within an epoch, and a finished one lets it grow back. A process that died without unregistering is
 ignored (its pid is gone) and its file removed.
+
+The registry's path is predictable (`$TMPDIR/landscape_sweep-threads-<uid>`), so it must be private: it is created
+0700, and an existing one is used only when it is a real directory (checked with lstat, opened O_NOFOLLOW) owned by
+this user and not group- or world-writable; otherwise there is no registry (all cores, one warning). Files in it
+are created with O_CREAT|O_EXCL|O_NOFOLLOW relative to the opened directory, so no planted link is ever followed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import stat
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +36,9 @@ import torch
 
 REGISTRY_ENV = "LANDSCAPE_SWEEP_THREADS_DIR"  # where processes register (default: a per-user dir in $TMPDIR)
 PIN_ENV = "LANDSCAPE_SWEEP_THREADS"  # a share a parent hands its worker processes (endpoints.parallel=processes)
+
+log = logging.getLogger(__name__)
+_warned: set[str] = set()  # registry dirs already refused with a warning (one warning per dir and process)
 
 
 def registry_dir() -> Path:
@@ -53,45 +64,120 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _refuse(directory: Path, why: str) -> None:
+    if str(directory) not in _warned:
+        _warned.add(str(directory))
+        log.warning("threads registry %s %s: not used, torch threads sized to all cores (set %s to a private dir)",
+                    directory, why, REGISTRY_ENV)  # fmt: skip
+
+
+def _unsafe(st: os.stat_result) -> str | None:
+    """Why a registry dir with this (lstat) status must not be used, or None when it is private."""
+    if stat.S_ISLNK(st.st_mode):
+        return "is a symlink"
+    if not stat.S_ISDIR(st.st_mode):
+        return "is not a directory"
+    if st.st_uid != os.getuid():
+        return f"is owned by uid {st.st_uid}, not {os.getuid()}"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"is group- or world-writable (mode {stat.S_IMODE(st.st_mode):o})"
+    return None
+
+
+def open_registry(directory: Path | None = None, create: bool = False) -> int | None:
+    """A descriptor of the private registry dir (see the module docstring), or None (one warning) when it is unsafe
+    or cannot be made; `create`: make it (0700) when absent. The caller closes it."""
+    directory = directory or registry_dir()
+    try:
+        if create:
+            directory.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(directory, 0o700)
+        why = _unsafe(os.lstat(directory))
+        if why is None:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            why = _unsafe(os.fstat(fd))  # the dir opened is the one checked (not swapped in between)
+            if why is None:
+                return fd
+            os.close(fd)
+    except FileNotFoundError:
+        if not create:
+            return None  # nobody registered yet
+        why = "cannot be created"
+    except OSError as e:
+        why = f"cannot be used ({e.strerror or e})"
+    _refuse(directory, why)
+    return None
+
+
 class Registration:
     """This process's entry in the registry while it runs a cell (a context manager)."""
 
     def __init__(self, directory: Path | None = None) -> None:
         self.dir = directory or registry_dir()
-        self.path = self.dir / str(os.getpid())
+        self.name = str(os.getpid())
 
     def __enter__(self) -> Registration:
-        with contextlib.suppress(OSError):  # a registry that cannot be written: sizing falls back to the cores
-            self.dir.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"pid": os.getpid(), "cpus": sorted(cpu_set())}))
-            tmp.replace(self.path)
+        fd = open_registry(self.dir, create=True)
+        if fd is None:  # no private registry: sizing falls back to the cores
+            return self
+        tmp = f".{self.name}.{uuid.uuid4().hex}.tmp"
+        try:
+            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=fd)
+            with os.fdopen(out, "w") as f:
+                json.dump({"pid": os.getpid(), "cpus": sorted(cpu_set())}, f)
+            os.replace(tmp, self.name, src_dir_fd=fd, dst_dir_fd=fd)
+        except OSError:  # a full disk: sizing falls back to the cores
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=fd)
+        finally:
+            os.close(fd)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        with contextlib.suppress(OSError):
-            self.path.unlink()
+        fd = open_registry(self.dir)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.name, dir_fd=fd)
+            os.close(fd)
+
+
+def _read_entry(name: str, fd: int) -> Any:
+    """One registry file's content (a regular file, never through a link), or None."""
+    try:
+        entry = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+    except OSError:
+        return None
+    with os.fdopen(entry) as f:
+        try:
+            return json.load(f) if stat.S_ISREG(os.fstat(f.fileno()).st_mode) else None
+        except (OSError, ValueError):
+            return None
 
 
 def sharers(directory: Path | None = None, cpus: set[int] | None = None) -> int:
     """Live registered processes whose CPU sets overlap `cpus` (default: this process's), at least 1."""
-    directory, cpus = directory or registry_dir(), cpus if cpus is not None else cpu_set()
+    cpus = cpus if cpus is not None else cpu_set()
+    fd = open_registry(directory)
+    if fd is None:
+        return 1
     count, me = 0, os.getpid()
     try:
-        entries = [p for p in directory.iterdir() if p.name.isdigit()]
+        for name in os.listdir(fd):
+            if not name.isdigit():
+                continue
+            if int(name) != me and not _alive(int(name)):
+                with contextlib.suppress(OSError):
+                    os.unlink(name, dir_fd=fd)
+                continue
+            try:
+                count += bool(set(_read_entry(name, fd)["cpus"]) & cpus)
+            except (KeyError, TypeError):
+                continue  # being written or foreign: skip it
     except OSError:
         return 1
-    for path in entries:
-        pid = int(path.name)
-        if pid != me and not _alive(pid):
-            with contextlib.suppress(OSError):
-                path.unlink()
-            continue
-        try:
-            theirs = set(json.loads(path.read_text())["cpus"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # being written or foreign: skip it
-        count += bool(theirs & cpus)
+    finally:
+        os.close(fd)
     return max(count, 1)
 
 

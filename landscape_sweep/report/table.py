@@ -15,16 +15,18 @@ standard error of the mean, std/√n over endpoints, the endpoint jackknife over
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-import pickle
+import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from landscape_sweep.files import atomic_open
+from landscape_sweep.files import read_regular_text
 from landscape_sweep.manifest import cell_entries, read_manifest
 from landscape_sweep.results import (
     CELL_KEYS,
@@ -46,7 +48,7 @@ from landscape_sweep.results import (
 )
 
 TABLE_NAME = "sweep_results.csv"
-CACHE_VERSION = (SCHEMA, 1)  # bump when what the cache stores changes
+CACHE_VERSION = (SCHEMA, 2)  # bump when what the cache stores changes (2: JSON lines, was a pickle)
 MISSING = "no results.json (job killed, timed out or still running)"
 NEVER_STARTED = "never started: no job dir (cancelled or failed before it ran, or still queued)"
 # config keys that never tell cells apart as hyperparameters: run-only keys, analysis settings, endpoint seeds
@@ -61,7 +63,7 @@ def _overrides(job_dir: Path) -> str:
 def _parse(path: Path) -> dict[str, Any] | str:
     """A results.json as a validated dict, or the one-line reason it is not a results record this version reads."""
     try:
-        d = json.loads(path.read_text())
+        d = json.loads(read_regular_text(path))
     except json.JSONDecodeError as e:
         return f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}"
     except (OSError, UnicodeDecodeError) as e:
@@ -88,21 +90,45 @@ def read_cell(job_dir: Path, parsed: dict[str, Any] | str | None = None) -> Cell
 
 
 class ResultsCache:
-    """`<sweep>/.report_cache.pkl`: each job's parsed results.json and overrides, keyed by the files' mtime and
-    size, so rebuilding a report re-reads only what changed. Written atomically; an unreadable cache or one of
-    another version is ignored (rebuilt), never trusted."""
+    """`<sweep>/.report_cache.jsonl`: each job's parsed results.json and overrides, keyed by the files' mtime and
+    size, so rebuilding a report re-reads only what changed.
 
-    NAME = ".report_cache.pkl"
+    The sweep dir may be shared, so the cache is data, never code: JSON lines (a header with the version, then one
+    object per job), opened without following links and read only when it is a regular file. Every cached record
+    is validated again as a results.json is (`results.validate_results`); an entry that fails is dropped and its
+    file read afresh. An unreadable cache, or one of another version, is ignored (rebuilt), never trusted; the
+    pickle cache of earlier versions (`.report_cache.pkl`) is never loaded and is removed when the cache is saved.
+    Written atomically.
+    """
+
+    NAME = ".report_cache.jsonl"
+    LEGACY = ".report_cache.pkl"  # earlier versions' pickle: loading it could run code
 
     def __init__(self, root: Path):
-        self.path, self.entries, self.dirty = root / self.NAME, {}, False
+        self.root, self.path, self.dirty = root, root / self.NAME, False
+        self.entries: dict[str, tuple[tuple, dict[str, Any] | str | None, str]] = self._load()
+
+    def _load(self) -> dict[str, tuple[tuple, dict[str, Any] | str | None, str]]:
+        """The valid entries of the cache file ({} when it is absent, not a regular file, or of another version)."""
         try:
-            with open(self.path, "rb") as f:
-                data = pickle.load(f)
-            if isinstance(data, dict) and data.get("version") == CACHE_VERSION:
-                self.entries = data["entries"]
-        except Exception:  # absent, truncated, or from another version
-            self.entries = {}
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:  # absent, or a symlink
+            return {}
+        entries = {}
+        with open(fd, encoding="utf-8") as f:
+            try:
+                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # a FIFO or device would block or never end
+                    return {}
+                header = json.loads(f.readline())
+                if not isinstance(header, dict) or header.get("version") != list(CACHE_VERSION):
+                    return {}
+                for line in f:
+                    entry = _cache_entry(json.loads(line))
+                    if entry is not None:
+                        entries[entry[0]] = entry[1:]
+            except (OSError, ValueError):  # truncated or garbage (UnicodeDecodeError is a ValueError)
+                return entries
+        return entries
 
     @staticmethod
     def _key(job_dir: Path) -> tuple:
@@ -127,19 +153,47 @@ class ResultsCache:
 
     def save(self, keep: set[str]) -> None:
         """Write the entries of the jobs in `keep` (atomically; skipped when nothing changed)."""
+        with contextlib.suppress(OSError):
+            (self.root / self.LEGACY).unlink(missing_ok=True)
         if not self.dirty and set(self.entries) <= keep:
             return
-        data = {"version": CACHE_VERSION, "entries": {k: v for k, v in self.entries.items() if k in keep}}
-        try:
-            with atomic_open(self.path, "wb") as f:
-                pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
-        except OSError:  # a read-only sweep dir: the report still works, only slower next time
-            pass
+        lines = [json.dumps({"version": list(CACHE_VERSION)})]
+        for rel, (key, parsed, over) in self.entries.items():
+            if rel in keep:
+                entry = {"job": rel, "key": key, "parsed": parsed, "overrides": over}
+                lines.append(json.dumps(entry, separators=(",", ":")))
+        with contextlib.suppress(OSError):  # a read-only sweep dir: the report still works, only slower next time
+            atomic_write_text(self.path, "\n".join(lines) + "\n")
+
+
+def _cache_key(value: Any) -> tuple | None:
+    """A cache line's key as `ResultsCache._key` builds it (two (mtime_ns, size) pairs or None), else None."""
+    if not isinstance(value, list) or len(value) != 2:
+        return None
+    out = []
+    for part in value:
+        if part is not None and not (isinstance(part, list) and len(part) == 2 and all(type(x) is int for x in part)):
+            return None
+        out.append(None if part is None else tuple(part))
+    return tuple(out)
+
+
+def _cache_entry(d: Any) -> tuple[str, tuple, dict[str, Any] | str | None, str] | None:
+    """(job, key, parsed, overrides) of one cache line, or None when any part is not what `save` writes or the
+    record fails `validate_results` (the entry is then dropped and its file read again)."""
+    if not isinstance(d, dict) or not isinstance(d.get("job"), str) or not isinstance(d.get("overrides"), str):
+        return None
+    key, parsed = _cache_key(d.get("key")), d.get("parsed")
+    if key is None or (parsed is None) != (key[0] is None):
+        return None
+    if not isinstance(parsed, (str, type(None))) and validate_results(parsed) is not None:
+        return None
+    return d["job"], key, parsed, d["overrides"]
 
 
 def load_results(sweep_dir: str | Path, cache: bool = True) -> list[CellResult]:
     """Every cell's results (`read_cell`: a stub for a missing or invalid results.json), `job` set. With `cache`,
-    parsed files are kept in `<sweep_dir>/.report_cache.pkl` and only new or changed files are read again."""
+    parsed files are kept in `<sweep_dir>/.report_cache.jsonl` and only new or changed files are read again."""
     root = Path(sweep_dir)
     store = ResultsCache(root) if cache else None
     out = []

@@ -126,3 +126,16 @@ def test_a_rejected_report_job_fails_in_one_line_with_the_array_recorded(tmp_pat
     data = manifest.read_manifest(tmp_path)
     assert data["submissions"][-1]["array"] == "5" and data["submissions"][-1]["report_job"] is None
     assert data["cells"]["0"]["job_id"] == "5_0"
+
+
+def test_a_sweep_dir_no_report_job_can_name_is_refused_before_anything_is_submitted(tmp_path, monkeypatch):
+    """A newline in the sweep dir would add a line to the report job's script: refused in one line naming it, before
+    the array is submitted (nothing to clean up afterwards)."""
+    sweep = tmp_path / "bad\nname"
+    sweep.mkdir()
+    launcher, seen = _launcher(sweep, monkeypatch, "5", {})
+    with pytest.raises(Exception) as err:
+        launcher.launch([["a=1"]], initial_job_idx=0)
+    msg = str(err.value)
+    assert "\n" not in msg and f"sweep_dir={str(sweep)!r}" in msg and "'\\n'" in msg, msg
+    assert seen.executor.submitted == [] and seen.scripts == [] and not (sweep / "sweep.json").exists()

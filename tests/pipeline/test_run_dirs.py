@@ -84,3 +84,18 @@ def test_batchnorm_cell_with_a_one_sample_last_batch_completes(run_cli, tmp_path
     args = [*_without("data.train_size"), "data.train_size=257", "model.norm=batchnorm", "landscape=fast"]
     run_cli([*args, f"hydra.run.dir={job}"])  # two endpoints: trained, BN recomputed along paths, curves fitted
     assert check_completed(job)["cell"]["train_size"] == 257
+
+
+def test_cells_that_map_to_one_job_dir_are_refused_before_anything_runs(run_cli, tmp_path):
+    """`hydra.sweep.subdir` that does not tell the cells apart would make them overwrite each other."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=w${model.width}", "model.depth=1,2",
+            "model.width=8,16", *ONE_SEED]  # fmt: skip
+    with pytest.raises(ConfigError) as err:
+        precheck(args)
+    msg = str(err.value)
+    assert "\n" not in msg and f"job dir {sweep / 'w8'} " in msg, msg
+    assert "#0 (model.depth=1 model.width=8)" in msg and "#2 (model.depth=2 model.width=8)" in msg, msg
+    proc = run_cli(args, check=False)
+    assert proc.returncode == 2 and not sweep.exists(), proc.stderr
+    assert only(ln for ln in proc.stderr.splitlines() if ln.strip()).startswith("landscape_sweep: config error: ")

@@ -296,3 +296,103 @@ def test_kill_after_the_last_epoch_retrains_instead_of_resuming_a_finished_run(c
     assert run_cell(cfg, job).status == "completed"
     again = torch.load(ck / "final.pt", weights_only=True)
     assert all(torch.equal(done[k], again[k]) for k in done)
+
+
+# --- a job dir's completed results are never overwritten by another config, whatever the flags -----------------
+TINY = ["logger=none", "trainer.max_epochs=1", "data.train_size=256", "endpoints.seeds=[0]",
+        "trainer.enable_progress_bar=false", "landscape=fast", "landscape.connectivity.methods=[linear]"]  # fmt: skip
+
+
+def _completed(compose_cfg, job: Path, overrides: list[str]) -> bytes:
+    """A completed results.json of the config `overrides` in `job` (as a finished cell leaves it); its bytes."""
+    from landscape_sweep.pipeline.cell import new_result
+    from landscape_sweep.pipeline.config import validate
+    from landscape_sweep.results import write_results
+
+    result = new_result(validate(compose_cfg(overrides)))
+    result.status = "completed"
+    write_results(job, result)
+    return (job / "results.json").read_bytes()
+
+
+def test_a_cell_refuses_a_job_dir_completed_for_another_config(compose_cfg, tmp_path):
+    """The guard holds inside the cell, under its lock: the cell is refused (one line naming the dir and the
+    differing keys), nothing is trained or written, the results stay."""
+    from landscape_sweep.pipeline.cell import run_cell
+
+    job = tmp_path / "job"
+    before = _completed(compose_cfg, job, [*TINY, "model.width=32"])
+    result = run_cell(compose_cfg([*TINY, "model.width=24"]), job)
+    assert result.status == "refused", result.error
+    assert "\n" not in result.error and f"job dir {job} " in result.error and "model.width: 32 -> 24" in result.error
+    assert (job / "results.json").read_bytes() == before
+    assert sorted(p.name for p in job.iterdir()) == ["results.json"]  # no checkpoints, no lock left
+    # only the analysis changes: the job dir is the cell's (it is re-analysed)
+    again = run_cell(compose_cfg([*TINY, "model.width=32", "landscape.connectivity.num_points=5"]), job)
+    assert again.status == "completed", again.error
+
+
+def test_a_config_error_inside_a_cell_never_overwrites_completed_results(compose_cfg, tmp_path, caplog):
+    from landscape_sweep.pipeline.cell import run_cell
+
+    bad = compose_cfg([*TINY, "model.width=32", "optimizer.lr=-1"])  # composed, then refused by the validation
+    job = tmp_path / "job"
+    before = _completed(compose_cfg, job, [*TINY, "model.width=32"])
+    result = run_cell(bad, job)
+    assert result.status == "refused" and result.error.startswith("ConfigError: optimizer.lr=-1"), result.error
+    assert "not recorded" in result.error and (job / "results.json").read_bytes() == before
+    fresh = tmp_path / "fresh"  # no completed results there: the failure is recorded as before
+    assert run_cell(bad, fresh).status == "failed"
+    assert json.loads((fresh / "results.json").read_text())["error"].startswith("ConfigError: optimizer.lr=-1")
+
+
+def test_a_cell_locked_by_another_config_is_refused_and_by_the_same_skipped(compose_cfg, tmp_path):
+    from landscape_sweep.pipeline.cell import cell_identity, run_cell
+    from landscape_sweep.pipeline.config import validate
+
+    job = tmp_path / "job"
+    theirs = CellLock(job, identity=cell_identity(validate(compose_cfg([*TINY, "model.width=32"]))))
+    assert theirs.acquire()
+    try:
+        other = run_cell(compose_cfg([*TINY, "model.width=24"]), job)
+        assert other.status == "refused" and "model.width: 32 -> 24" in other.error and "being run by" in other.error
+        same = run_cell(compose_cfg([*TINY, "model.width=32"]), job)
+        assert same.status == "locked", same.error
+    finally:
+        theirs.release()
+    assert list(job.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_hydra_flags_do_not_bypass_the_guard(run_cli, tmp_path):
+    """`--config-name` (any flag but -m) skips the pre-check; the cell still refuses, the command fails naming it."""
+    sweep = tmp_path / "sweep"
+    base = ["-m", f"hydra.sweep.dir={sweep}", *TINY]
+    run_cli([*base, "model.width=16"])
+    before = (sweep / "0" / "results.json").read_bytes()
+    proc = run_cli(["--config-name", "config", *base, "model.width=24"], check=False)
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    text = proc.stdout + proc.stderr
+    assert f"job dir {sweep / '0'} " in text and "model.width: 16 -> 24" in text, text[-3000:]
+    assert (sweep / "0" / "results.json").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_two_sweeps_of_different_configs_into_one_dir_never_mix(tmp_path, data_dir):
+    """Started together into one sweep dir: one sweep runs every cell, the other is refused at its first cell and
+    runs none (exit != 0, naming the dir and the differing key); no cell holds the other config's results."""
+    sweep = tmp_path / "sweep"
+    quick = [a for a in QUICK if not a.startswith("model.width=")]
+    runs = {w: ["-m", "model.depth=1,2", f"model.width={w}", f"hydra.sweep.dir={sweep}", *quick,
+                f"paths.data_dir={data_dir}"] for w in (16, 24)}  # fmt: skip
+    logs = {w: tmp_path / f"w{w}.log" for w in runs}
+    procs = {w: _cli(args, tmp_path, cli_env(tmp_path), logs[w]) for w, args in runs.items()}
+    codes = {w: p.wait(timeout=900) for w, p in procs.items()}
+    texts = {w: logs[w].read_text() for w in runs}
+    assert sorted(c == 0 for c in codes.values()) == [False, True], (codes, texts)
+    winner = next(w for w, c in codes.items() if c == 0)
+    loser = next(w for w in runs if w != winner)
+    assert "refused" in texts[loser] and f"model.width: {winner} -> {loser}" in texts[loser], texts[loser][-3000:]
+    assert "training in" not in texts[loser], texts[loser][-3000:]
+    for job in (sweep / "0", sweep / "1"):
+        assert check_completed(job)["cell"]["width"] == winner

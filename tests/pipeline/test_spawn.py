@@ -218,3 +218,51 @@ def test_instability_stderr_resamples_children_not_pairs():
     rec = spawn.instability_record(2, ends, paths)
     s = rec["test_error_barrier_mean"]
     assert s["n"] == 3 and s["stderr"] == pytest.approx(2 * s["std"] / math.sqrt(3))
+
+
+class _Payload:
+    """Unpickling it writes a marker file: a crafted checkpoint in a shared job dir."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        from pathlib import Path
+
+        return Path.write_text, (Path(self.marker), "code ran")
+
+
+@pytest.mark.parametrize("damage", ["crafted", "truncated"])
+def test_a_bad_parent_checkpoint_runs_nothing_and_the_parent_is_retrained(
+    compose_cfg, tmp_path, caplog, monkeypatch, damage
+):
+    """A child starts from the parent's `epoch<k>.ckpt` loaded with weights_only (even under
+    TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1, which only overrides a load that does not say), and a parent checkpoint that
+    does not load as data is retrained like a bad last.ckpt, instead of failing the cell on every rerun."""
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    fits = []
+    real_fit = pl.Trainer.fit
+
+    def fit(self, *args, **kwargs):
+        fits.append(kwargs)
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(pl.Trainer, "fit", fit)
+    config, data, tracker, ad = _setup(compose_cfg, tmp_path, SPAWN)
+    spawn.train_parent(config, data, tmp_path, tracker, ad)
+    parent = tmp_path / "checkpoints" / "parent" / "epoch2.ckpt"
+    good = torch.load(parent, weights_only=True)["state_dict"]
+    marker = tmp_path / "marker"
+    if damage == "crafted":
+        torch.save({"state_dict": _Payload(marker)}, parent)
+    else:
+        parent.write_bytes(parent.read_bytes()[: parent.stat().st_size // 2])
+    with caplog.at_level(logging.INFO, logger="landscape_sweep"):
+        trained = spawn.train_spawned(config, data, tmp_path, tracker, ad)
+    assert not marker.exists(), "loading the parent's checkpoint ran code"
+    assert f"ignoring unreadable parent checkpoint {parent} (" in caplog.text, caplog.text
+    assert "parent: training to epoch 2" in caplog.text
+    assert _same(good, torch.load(parent, weights_only=True)["state_dict"])  # the same parent again
+    assert [e.spawn_epoch for _, e in trained[2]] == [2, 2]
+    assert all(kw.get("weights_only") is True for kw in fits if kw.get("ckpt_path")), fits
+    assert any(kw.get("ckpt_path") == str(parent) for kw in fits)

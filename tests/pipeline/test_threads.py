@@ -1,5 +1,6 @@
 import json
 import os
+import stat
 import subprocess
 import sys
 
@@ -72,3 +73,72 @@ def test_a_pinned_share_wins_over_the_registry(registry, monkeypatch):
     monkeypatch.setattr(threads, "cpu_set", lambda: {0, 1, 2, 3})
     with Registration():
         assert auto_threads() == 1
+
+
+# --- the registry is private: another local user can neither redirect its writes nor fake sharers ---------------
+def _cores() -> int:
+    return len(threads.cpu_set())
+
+
+def _refused(directory, caplog, why: str) -> None:
+    """`directory` is not used: nothing written into it, one warning naming it and why, all cores used."""
+    before = sorted(p.name for p in directory.iterdir())
+    with caplog.at_level("WARNING", logger=threads.__name__):
+        with Registration(directory):
+            assert sorted(p.name for p in directory.iterdir()) == before
+            assert auto_threads(directory) == _cores()
+        assert auto_threads(directory) == _cores()
+    warnings = [r.getMessage() for r in caplog.records if r.name == threads.__name__]
+    assert len(warnings) == 1 and str(directory) in warnings[0] and why in warnings[0], warnings
+
+
+@pytest.fixture
+def fresh_warning(monkeypatch):
+    monkeypatch.setattr(threads, "_warned", set(), raising=False)
+
+
+def test_a_new_registry_dir_is_private(tmp_path, fresh_warning):
+    directory = tmp_path / "reg"
+    with Registration(directory):
+        assert (directory / str(os.getpid())).is_file()
+    assert stat.S_IMODE(os.lstat(directory).st_mode) == 0o700
+
+
+def test_a_registry_dir_that_is_a_symlink_is_refused(tmp_path, caplog, fresh_warning):
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o700)
+    link = tmp_path / "reg"
+    link.symlink_to(theirs)
+    _refused(link, caplog, "symlink")
+    assert list(theirs.iterdir()) == []
+
+
+def test_a_group_or_world_writable_registry_dir_is_refused(tmp_path, caplog, fresh_warning):
+    shared = tmp_path / "reg"
+    shared.mkdir()
+    shared.chmod(0o777)  # another user could plant files: fake sharers (1 thread) or links to overwrite
+    for pid in (os.getppid(), 1):
+        _fake(shared, pid, threads.cpu_set())
+    _refused(shared, caplog, "writable")
+
+
+def test_a_registry_dir_of_another_user_is_refused(tmp_path, caplog, fresh_warning, monkeypatch):
+    theirs = tmp_path / "reg"
+    theirs.mkdir(mode=0o700)
+    if os.getuid() == 0:
+        os.chown(theirs, 4242, 4242)
+    else:
+        monkeypatch.setattr(threads.os, "getuid", lambda: os.stat(theirs).st_uid + 1)
+    _refused(theirs, caplog, "owned by uid")
+
+
+def test_registering_never_writes_through_a_planted_link(tmp_path, fresh_warning):
+    directory = tmp_path / "reg"
+    directory.mkdir(mode=0o700)
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    for name in (f"{os.getpid()}.tmp", f".{os.getpid()}.tmp"):
+        (directory / name).symlink_to(victim)
+    with Registration(directory):
+        assert json.loads((directory / str(os.getpid())).read_text())["pid"] == os.getpid()
+    assert victim.read_text() == "precious\n"

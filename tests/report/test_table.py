@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from landscape_sweep.report import load_results, sweep_table, write_table
-from landscape_sweep.report.table import mean_std
+from landscape_sweep.report.table import CACHE_VERSION, mean_std
 from landscape_sweep.results import validate_results
 from tests._support.sweep import INVALID, add_invalid, completed
 
@@ -144,7 +144,7 @@ def test_validate_results_names_the_field(patch, reason):
 
 
 def test_results_cache_rereads_only_changed_files(sweep):
-    """The second read comes from `.report_cache.pkl`; a changed results.json is read again; a corrupt cache is
+    """The second read comes from `.report_cache.jsonl`; a changed results.json is read again; a corrupt cache is
     ignored and rewritten."""
     from landscape_sweep.report.table import ResultsCache
 
@@ -158,9 +158,9 @@ def test_results_cache_rereads_only_changed_files(sweep):
     again = {r.job: r for r in load_results(sweep)}
     assert again["0"].endpoints[0].test_acc == 0.123  # re-read: its mtime and size changed
     assert [r.to_dict() for r in first if r.job != "0"] == [again[r.job].to_dict() for r in first if r.job != "0"]
-    cache.write_bytes(b"not a pickle")
+    cache.write_bytes(b"not a cache")
     assert [r.job for r in load_results(sweep)] == [r.job for r in first]
-    assert cache.read_bytes()[:1] == b"\x80"  # rewritten as a pickle
+    assert json.loads(cache.read_text().splitlines()[0]) == {"version": list(CACHE_VERSION)}  # rewritten
     assert [r.job for r in load_results(sweep, cache=False)] == [r.job for r in first]
 
 
@@ -179,3 +179,73 @@ def test_a_cell_of_the_manifest_that_never_started_is_a_missing_row(tmp_path):
     assert rows["1"].error.startswith("never started") and "(job 7_1)" in rows["1"].error
     assert rows["1"].extra["overrides"] == "model.depth=2"
     assert list(sweep_table(list(rows.values()))["job"]) == ["0", "1"]
+
+
+class _Payload:
+    """A pickle that, when loaded, writes a marker file: what a crafted cache in a shared sweep dir could do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        from pathlib import Path
+
+        return Path.write_text, (Path(self.marker), "code ran")
+
+
+@pytest.mark.parametrize("name", [".report_cache.pkl", ".report_cache.jsonl"])
+def test_a_crafted_results_cache_runs_nothing_and_is_rebuilt(sweep, tmp_path, name):
+    import pickle
+
+    from landscape_sweep.report.table import ResultsCache
+
+    expected = [r.to_dict() for r in load_results(sweep, cache=False)]
+    marker = tmp_path / "marker"
+    (sweep / name).write_bytes(pickle.dumps({"version": (2, 1), "entries": _Payload(marker)}))
+    assert [r.to_dict() for r in load_results(sweep)] == expected
+    assert not marker.exists(), "loading the results cache ran code"
+    assert [r.to_dict() for r in load_results(sweep)] == expected  # the rebuilt cache
+    assert json.loads((sweep / ResultsCache.NAME).read_text().splitlines()[0])["version"]  # JSON lines, not a pickle
+    assert not marker.exists()
+
+
+def test_cached_records_are_validated_like_the_files(sweep):
+    """A cache entry whose record the validator rejects (here: schema 99, matching the file's mtime and size) is not
+    trusted: the file is read again, so the report shows what results.json holds."""
+    from landscape_sweep.report.table import ResultsCache
+
+    expected = {r.job: r.to_dict() for r in load_results(sweep)}
+    path = sweep / ResultsCache.NAME
+    lines = path.read_text().splitlines()
+    tampered = [lines[0]]
+    for line in lines[1:]:
+        entry = json.loads(line)
+        if entry["job"] == "0":
+            entry["parsed"] = {**entry["parsed"], "schema": 99}
+        elif entry["job"] == "1":
+            entry["parsed"]["endpoints"][0]["test_acc"] = "high"
+        tampered.append(json.dumps(entry))
+    path.write_text("\n".join(tampered) + "\n")
+    got = {r.job: r.to_dict() for r in load_results(sweep)}
+    assert got == expected
+    assert got["0"]["status"] == "completed" and got["1"]["endpoints"][0]["test_acc"] != "high"
+
+
+def test_a_results_cache_that_is_a_link_or_a_fifo_is_not_read(sweep, tmp_path):
+    """The cache is opened without following links and read only when it is a regular file (a FIFO would block
+    the report forever); the rebuilt cache replaces the link, never writes through it."""
+    import os
+
+    from landscape_sweep.report.table import ResultsCache
+
+    expected = [r.to_dict() for r in load_results(sweep, cache=False)]
+    cache = sweep / ResultsCache.NAME
+    target = tmp_path / "elsewhere"
+    target.write_text("keep me\n")
+    cache.symlink_to(target)
+    assert [r.to_dict() for r in load_results(sweep)] == expected
+    assert target.read_text() == "keep me\n" and not cache.is_symlink()
+    cache.unlink()
+    os.mkfifo(cache)
+    assert [r.to_dict() for r in load_results(sweep)] == expected
+    assert cache.is_file()
