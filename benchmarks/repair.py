@@ -33,7 +33,8 @@ BARRIERS = ("loss_barrier", "error_barrier", "test_loss_barrier", "test_error_ba
 
 def train(data, depth: int, width: int, seed: int, epochs: int, stop_loss: float | None) -> tuple[nn.Module, int]:
     """The trained model and its epochs: `epochs` of cosine SGD, or fewer once an epoch's mean train loss is <=
-    `stop_loss` (the pipeline's `trainer.stop_at.train_loss`, Jiang et al. 2020's protocol)."""
+    `stop_loss` (the pipeline's `trainer.stop_at.train_loss`, Jiang et al. 2020's protocol); the epochs are negative
+    when `stop_loss` was set and never reached."""
     x, y = data.train
     torch.manual_seed(seed)
     model = build_model("mlp", data.in_shape, data.num_classes, depth, width, norm="none")
@@ -49,10 +50,10 @@ def train(data, depth: int, width: int, seed: int, epochs: int, stop_loss: float
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
         if stop_loss is not None and total / len(y) <= stop_loss:
-            break
-    return model.eval(), done
+            return model.eval(), done
+    return model.eval(), -done  # negative: the cap came first, the criterion was not reached
 
 
 def pair_row(a: nn.Module, b: nn.Module, train_data, test_data, stats) -> dict:
@@ -86,8 +87,9 @@ def main() -> None:
         mean = statistics.fmean
         secs = {k: mean(r[k] for r in rows) for k in ("s_aligned", "s_repair")}
         losses = [r["entries"]["linear"]["train_loss"][i] for r in rows for i in (0, -1)]
+        unreached = " (criterion NOT reached: not comparable)" if any(e < 0 for _, e in trained) else ""
         print(
-            f"depth {depth} width {width}: epochs {[e for _, e in trained]}, endpoint train loss "
+            f"depth {depth} width {width}: epochs {[abs(e) for _, e in trained]}{unreached}, endpoint train loss "
             f"{min(losses):.3f}-{max(losses):.3f}, std ratio at t=0.5 {mean(r['std_ratio'] for r in rows):.2f}, "
             f"s a pair: aligned {secs['s_aligned']:.2f}, repaired {secs['s_repair']:.2f}"
         )
