@@ -24,6 +24,7 @@ CELLS = {
     "overparam_noise.sh": 16,
     "cifar10_resnet_slurm.sh": 27,
     "cifar10_wrn_width_slurm.sh": 5,
+    "width_mnist1d.sh": 4,
 }
 
 
@@ -88,3 +89,13 @@ def test_wrn_example_measures_aligned_barriers():
 def test_joblib_example_runs_in_parallel_workers():
     cfg = _launch(command(EXAMPLES / "joblib_local.sh"))
     assert cfg.hydra.launcher._target_.endswith("JoblibLauncher") and cfg.hydra.launcher.n_jobs == 2
+
+
+def test_the_width_study_spans_enough_widths_for_an_exponent():
+    """The aligned barrier's decay with width needs >= 4 widths up to >= 1024 (the report fits no exponent on
+    fewer), every endpoint at one training criterion, and the aligned and REPAIR paths."""
+    cfg = _launch(command(EXAMPLES / "width_mnist1d.sh"))
+    widths = [int(w) for w in str(cfg.hydra.sweeper.params["model.width"]).split(",")]
+    assert len(widths) >= 4 and max(widths) >= 1024
+    assert cfg.trainer.stop_at.train_loss is not None
+    assert {"linear_aligned", "linear_aligned_repair"} <= set(cfg.landscape.connectivity.methods)

@@ -102,7 +102,7 @@ KINDS = [
     ("one trace probe", ["landscape.sharpness.trace_probes=1"], ["trace_probes=1", ">= 2"]),
     ("unknown logger", ["logger.name=tensorboard"], ["logger.name='tensorboard'", "wandb, csv, none"]),
     ("report facet not a list", ["report.facet=3"], ["report.facet=3", "list of config keys"]),
-    ("unknown report option", ["+report.colour=red"], ["report.colour", "unknown key", "facet, select, wandb"]),
+    ("unknown report option", ["+report.colour=red"], ["report.colour", "unknown key", "facet, select, unreached, wandb"]),
     ("unknown optimizer preset", ["optimizer=nope"], ["optimizer/nope", "sgd"]),
     ("bad cell inside a grid", ["-m", "model.depth=2,0"], ["model.depth=0", ">= 1"]),
     ("output dir under a file", ["hydra.run.dir={file}/runs"], ["hydra.run.dir=", "output dir cannot be written"]),
