@@ -1,0 +1,67 @@
+"""A gate for the tests that act on a cell while it trains: the cell's process stops itself (SIGSTOP) right after
+a chosen epoch of a chosen endpoint, so the test acts on a known state, whatever the machine's speed.
+
+`env(base, gate_dir, match, epoch)` returns a CLI environment whose Python processes (the CLI, its joblib or
+submitit workers, SLURM jobs: they inherit it) load `gate_site/sitecustomize.py`. That wraps
+`EpochCheckpoints.on_train_epoch_end` of `landscape_sweep.training.callbacks` when it is imported: after the
+callback ran (so `last.ckpt` of that epoch is written when the cell writes one every epoch) in a training whose
+checkpoint dir matches `match` (fnmatch) at epoch `epoch` (1-based), the process writes `<gate_dir>/stopped`
+(its pid; only the first match ever stops: a resumed or requeued run goes on) and sends itself SIGSTOP.
+`wait_stopped(gate_dir)` returns that pid once the process is stopped; the test then kills, requeues or
+SIGTERMs it (then SIGCONT) as it needs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+SITE = Path(__file__).parent / "gate_site"
+ENV = "LANDSCAPE_SWEEP_TEST_GATE"
+
+
+def env(base: dict[str, str], gate_dir: Path, match: str, epoch: int) -> dict[str, str]:
+    """`base` plus the gate: stop the training whose checkpoint dir matches `match` after epoch `epoch`."""
+    gate_dir.mkdir(parents=True, exist_ok=True)
+    path = os.pathsep.join(p for p in (str(SITE), base.get("PYTHONPATH")) if p)
+    return {**base, "PYTHONPATH": path, ENV: json.dumps({"dir": str(gate_dir), "match": match, "epoch": epoch})}
+
+
+def state(pid: int) -> str | None:
+    """The process state letter (R, S, T, Z, ...) from /proc, None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def wait_stopped(gate_dir: Path, alive=lambda: True, timeout: float = 600) -> int:
+    """The pid of the process the gate stopped, once it is stopped (state T). `alive()` False (e.g. the sweep
+    ended) or `timeout` (a hang guard, never reached in a passing run) fail the test."""
+    marker, end = gate_dir / "stopped", time.monotonic() + timeout
+    while time.monotonic() < end:
+        if marker.exists() and marker.read_text().strip():
+            pid = int(marker.read_text())
+            if state(pid) in ("T", "t"):
+                return pid
+        assert alive(), f"the run ended before the gate in {gate_dir} stopped it"
+        time.sleep(0.05)
+    raise AssertionError(f"the gate in {gate_dir} stopped nothing within {timeout} s")
+
+
+@contextmanager
+def reaped(proc: subprocess.Popen) -> Iterator[subprocess.Popen]:
+    """`proc`, killed (SIGKILL ends a stopped process too) and waited for on the way out if it still runs: a
+    failing test leaves no stopped process behind."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
