@@ -1,6 +1,7 @@
 """Nothing lost: runs started together get their own dirs, an existing job dir is never overwritten by another
 config (only `landscape.*` may change there), and a BatchNorm cell whose last training batch would hold one
-sample completes. Each through the real CLI."""
+sample completes. Each through the real CLI: two processes started together, the others in this process
+(`run_main`)."""
 
 from __future__ import annotations
 
@@ -15,18 +16,18 @@ import torch
 from landscape_sweep.data import TensorLoader
 from landscape_sweep.pipeline.app import precheck
 from landscape_sweep.pipeline.config import ConfigError
-from tests._support.cli import FAST, check_completed, cli_env, only
+from tests._support.cli import FAST, QUICK, check_completed, cli_env, only
 
 pytestmark = pytest.mark.slow
 
 STAMP = re.compile(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d\.\d{3}_\d+")
 
 
-def _without(*keys: str) -> list[str]:
-    return [o for o in FAST if not o.startswith(keys)]
+def _without(*keys: str, base: list[str] = QUICK) -> list[str]:
+    return [o for o in base if not o.startswith(keys)]
 
 
-ONE_SEED = [*_without("endpoints.seeds", "model.width"), "endpoints.seeds=[0]", "landscape=fast"]  # no pairs: quick
+ONE_SEED = [*_without("endpoints.seeds", "model.width"), "endpoints.seeds=[0]"]  # no pairs: quick
 
 
 def test_runs_started_in_the_same_second_get_their_own_dirs(tmp_path, data_dir):
@@ -48,14 +49,14 @@ def test_runs_started_in_the_same_second_get_their_own_dirs(tmp_path, data_dir):
     assert sorted(check_completed(r)["cell"]["width"] for r in runs) == [16, 32]
 
 
-def test_a_changed_grid_never_overwrites_completed_cells(run_cli, tmp_path, data_dir, monkeypatch):
+def test_a_changed_grid_never_overwrites_completed_cells(run_main, tmp_path, data_dir, monkeypatch):
     sweep = tmp_path / "sweep"
     base = ["-m", f"hydra.sweep.dir={sweep}", *ONE_SEED]
-    run_cli([*base, "model.width=16,32"])
+    run_main([*base, "model.width=16,32"])
     before = (sweep / "1" / "results.json").read_bytes()
     assert json.loads(before)["cell"]["width"] == 32
 
-    proc = run_cli([*base, "model.width=16,24,32"], check=False)
+    proc = run_main([*base, "model.width=16,24,32"], check=False)
     assert proc.returncode == 2, proc.stderr
     line = only(ln for ln in proc.stderr.splitlines() if ln.strip())
     assert f"hydra.sweep.dir='{sweep}'" in line and f"job dir {sweep / '1'} " in line, line
@@ -70,19 +71,19 @@ def test_a_changed_grid_never_overwrites_completed_cells(run_cli, tmp_path, data
     # only the analysis changes: the job dir is reused, the endpoints are not retrained
     final = sweep / "1" / "checkpoints" / "seed0" / "final.pt"
     mtime = final.stat().st_mtime_ns
-    run_cli([*base, "model.width=16,32", "landscape.sharpness.kinds=[worst]"])
+    run_main([*base, "model.width=16,32", "landscape.sharpness.kinds=[worst]"])
     after = check_completed(sweep / "1")
     assert after["cell"]["width"] == 32 and after["config"]["landscape"]["sharpness"]["kinds"] == ["worst"]
     assert final.stat().st_mtime_ns == mtime
 
 
-def test_batchnorm_cell_with_a_one_sample_last_batch_completes(run_cli, tmp_path):
+def test_batchnorm_cell_with_a_one_sample_last_batch_completes(run_main, tmp_path):
     x, y = torch.zeros(257, 1), torch.arange(257)
     batches = [len(b) for _, b in TensorLoader(x, y, batch_size=128, shuffle=True)]
     assert batches == [128, 129]  # the 1-sample remainder joins the batch before it: nothing dropped
     job = tmp_path / "job"
-    args = [*_without("data.train_size"), "data.train_size=257", "model.norm=batchnorm", "landscape=fast"]
-    run_cli([*args, f"hydra.run.dir={job}"])  # two endpoints: trained, BN recomputed along paths, curves fitted
+    args = [*_without("data.train_size", base=FAST), "data.train_size=257", "model.norm=batchnorm"]
+    run_main([*args, f"hydra.run.dir={job}"])  # two endpoints: trained, BN recomputed along paths, curves fitted
     assert check_completed(job)["cell"]["train_size"] == 257
 
 
