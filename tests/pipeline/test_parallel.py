@@ -18,6 +18,7 @@ from tests._support.cli import FAST, check_completed, only
 from tests._support.wandb_offline import offline_runs, read_run
 
 TINY = [
+    "landscape=fast",  # the trajectory points' budgets (they are compared across modes, not judged)
     "trainer.max_epochs=2",
     "data.train_size=256",
     "model.width=8",
@@ -148,12 +149,12 @@ def test_parallel_value_and_vmap_refusals_are_one_line(compose_cfg):
 
 
 @pytest.mark.slow
-def test_cli_processes_and_vmap_match_none_and_log_per_seed_metrics(run_cli, tmp_path):
+def test_cli_processes_and_vmap_match_none_and_log_per_seed_metrics(run_main, tmp_path):
     results, histories = {}, {}
     fast = [o for o in FAST if o != "logger=none"] + ["landscape=fast"]
-    for mode in ("none", "processes", "vmap"):
+    for mode in ("none", "processes", "vmap"):  # the CLI's main in this process; processes: its worker processes
         job = tmp_path / mode
-        run_cli([*fast, f"endpoints.parallel={mode}", f"hydra.run.dir={job}"])
+        run_main([*fast, f"endpoints.parallel={mode}", f"hydra.run.dir={job}"])
         results[mode] = check_completed(job)
         rows = read_run(only(offline_runs(job)))["history"]
         histories[mode] = {k for row in rows for k in row if k.startswith("seed")}
