@@ -82,3 +82,17 @@ def run_main(tmp_path, data_dir):
         return proc
 
     return _run
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """One localhost SLURM cluster for every SLURM test of the session (tests/_support/slurm.py): started here when
+    none answers (and stopped again at the end), the test skipped with the reason when it cannot start."""
+    from tests._support import slurm
+
+    started, why_not = slurm.start()
+    if why_not is not None:
+        pytest.skip(why_not)
+    yield
+    if started:
+        slurm.stop()

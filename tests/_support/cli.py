@@ -13,6 +13,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
@@ -85,7 +86,8 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
 def process_state(env: dict[str, str], cwd: Path, argv: list[str]) -> Iterator[None]:
     """Give this process what a CLI process has of its own (environment, cwd, argv) and restore afterwards what a
     run changes for the process: logging (Hydra configures the root logger per job), warning filters, torch's
-    threads (`trainer.threads`), the RNGs, signal handlers, the CLI's status list."""
+    threads (`trainer.threads`), the RNGs, signal handlers, the CLI's status list. In a thread (a sweep the test
+    acts on while it runs) the environment, cwd and output are the whole process's meanwhile."""
     import numpy as np
     import torch
 
@@ -96,7 +98,8 @@ def process_state(env: dict[str, str], cwd: Path, argv: list[str]) -> Iterator[N
     saved_logging = {x: (x.level, list(x.handlers), x.propagate, x.disabled) for x in loggers}
     disabled, environ, old_cwd, old_argv = manager.disable, dict(os.environ), os.getcwd(), sys.argv
     threads, rng = torch.get_num_threads(), (torch.get_rng_state(), random.getstate(), np.random.get_state())
-    handlers = {s: signal.getsignal(s) for s in SIGNALS}
+    main_thread = threading.current_thread() is threading.main_thread()  # elsewhere no handler can change
+    handlers = {s: signal.getsignal(s) for s in SIGNALS} if main_thread else {}
     os.environ.clear()
     os.environ.update(env)
     os.chdir(cwd)

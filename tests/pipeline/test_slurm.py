@@ -4,7 +4,10 @@ The launcher's own logic (collecting every cell, its private-API wrappers) is te
 tests/hydra_plugins/test_launcher.py.
 
 The cluster tests start `scripts/slurm-localhost.sh` when no cluster answers (CI starts it before the suite) and
-are skipped, with the reason, only when it cannot start.
+are skipped, with the reason, only when it cannot start. The sweeps are submitted by the CLI's main in this process
+(in a thread where the test acts while it runs) and `status` runs in-process too: what is tested is the SLURM jobs,
+real processes started by the cluster. A cell the test requeues or kills stops itself after its first epoch
+(tests/_support/gate.py), so the test acts on a cell mid-training whatever the machine's speed.
 """
 
 from __future__ import annotations
@@ -16,14 +19,18 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests._support.cli import REPO, cli_env
-from tests._support.slurm import job_field, requeue, sh
+from tests._support import gate
+from tests._support.cli import QUICK, REPO, cli_env, run_in_process
+from tests._support.slurm import job_field, requeue, scancel_arrays, sh
 
 SCRIPT = REPO / "scripts" / "slurm-localhost.sh"
 SLURM_TMP = Path(os.environ.get("SLURM_TMP", "/tmp/slurm"))
@@ -35,23 +42,10 @@ LAUNCH = [
     "hydra.launcher.mem_gb=1",
     "hydra.launcher.timeout_min=10",
 ]
-# the fast landscape preset and two endpoints: the tests are about scheduling, not about the measures
-CELL = [
-    "data.train_size=512",
-    "model.width=16",
-    "trainer.enable_progress_bar=false",
-    "landscape=fast",
-    "endpoints.seeds=[0,1]",
-]
-# ~0.15 s per epoch (125 steps) on one core: slow enough to act on a cell between its checkpoints
-# last.ckpt after every epoch: the tests wait for it to requeue or kill a cell mid-training
-LONG = [
-    "data.train_size=2000",
-    "data.batch_size=16",
-    "trainer.max_epochs=30",
-    "logger=none",
-    "trainer.checkpoint_every_s=0",
-]
+# two endpoints, two short epochs, the analysis cut to a minimum: the tests are about scheduling, not the measures
+CELL = [o for o in QUICK if o != "logger=none"]
+# last.ckpt after every epoch; the cell stops itself after epoch 1 of seed 0 (the gate), the test requeues or kills it
+GATED = ["trainer.checkpoint_every_s=0"]
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
 
 
@@ -86,30 +80,11 @@ def test_presets_compose(compose_cfg, tmp_path):
 # --- a real single-node cluster ---
 
 
-@pytest.fixture(scope="session")
-def slurm():
-    """A running localhost cluster (started here when none answers; stopped again if started here)."""
-    if sh("bash", str(SCRIPT), "status").returncode == 0:
-        yield
-        return
-    try:
-        p = sh("bash", str(SCRIPT), "start", timeout=600)
-    except subprocess.TimeoutExpired:
-        pytest.skip("SLURM cluster did not start within 600 s")
-    if p.returncode != 0:
-        reason = (p.stderr.strip().splitlines() or ["no output"])[-1]
-        pytest.skip(f"SLURM cluster cannot start: {reason}")
-    yield
-    sh("bash", str(SCRIPT), "stop")
-
-
 @pytest.fixture
-def cluster(slurm, tmp_path):
+def cluster(slurm_cluster, tmp_path):
     """The running cluster; afterwards, the arrays this test submitted are cancelled (a failed test leaves none)."""
     yield
-    arrays = {d.name.split("_")[0] for d in tmp_path.glob("logs/*/multiruns/*/.submitit/*") if d.is_dir()}
-    if arrays:
-        sh("scancel", *sorted(arrays))
+    scancel_arrays(tmp_path)
 
 
 def _env(tmp_path: Path, sacct: bool = True) -> dict[str, str]:
@@ -119,33 +94,47 @@ def _env(tmp_path: Path, sacct: bool = True) -> dict[str, str]:
     return env
 
 
-def _sweep(tmp_path: Path, data_dir: Path, args: list[str], sacct: bool = True) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "landscape_sweep", "-m", *LAUNCH, *CELL, *args, f"paths.data_dir={data_dir}"]
-    return subprocess.Popen(
-        argv, cwd=tmp_path, env=_env(tmp_path, sacct), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+def _args(data_dir: Path, args: list[str]) -> list[str]:
+    return ["-m", *LAUNCH, *CELL, *args, f"paths.data_dir={data_dir}"]
 
 
-def _wait_for(pattern: str, root: Path, proc: subprocess.Popen, timeout: float = 120) -> Path:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        hits = sorted(root.glob(pattern))
-        if hits:
-            return hits[0]
-        if proc.poll() is not None:
-            raise AssertionError(f"sweep ended before {pattern} appeared:\n{proc.stdout.read()[-4000:]}")
-        time.sleep(0.1)
-    proc.kill()
-    raise AssertionError(f"{pattern} did not appear within {timeout} s")
+def _sweep(tmp_path: Path, data_dir: Path, args: list[str], sacct: bool = True) -> subprocess.CompletedProcess:
+    """The sweep submitted and waited for by the CLI's main in this process; its exit code and output."""
+    proc = run_in_process(_args(data_dir, args), tmp_path, env=_env(tmp_path, sacct))
+    return subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout + proc.stderr)
 
 
-def _finish(proc: subprocess.Popen, timeout: float = 180) -> str:
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise
-    return out
+@contextmanager
+def _gated_sweep(root: Path, data_dir: Path, args: list[str], cell: int = 1) -> Iterator:
+    """The sweep running in a thread of this process while the test acts: `cell` stops itself after its first
+    epoch. Yields (the future of its CompletedProcess, the stopped cell's pid, its SLURM job id); on the way out
+    the test's arrays are cancelled if the sweep still runs, so it ends."""
+    env = gate.env(_env(root), root / "gate", f"*/multiruns/*/{cell}/checkpoints/seed0", 1)
+    with ThreadPoolExecutor(1) as pool:
+        run = pool.submit(run_in_process, _args(data_dir, [*GATED, *args]), root, env=env)
+        try:
+            pid = gate.wait_stopped(root / "gate", alive=lambda: _running(run))
+            # its job's folder: `<array>_<cell>`, or `<job>` when the sweep is one cell (no array)
+            (job,) = [d.name for d in (_sweep_dir(root) / ".submitit").iterdir() if d.name.endswith(f"_{cell}")] or [
+                d.name for d in (_sweep_dir(root) / ".submitit").iterdir() if d.is_dir() and "_" not in d.name
+            ]
+            yield run, pid, job
+        finally:
+            if not run.done():
+                scancel_arrays(root)
+
+
+def _running(run) -> bool:
+    """True while the sweep's thread runs; its output (or its exception) once it ended."""
+    if run.done():
+        proc = run.result()
+        raise AssertionError(f"the sweep ended (exit {proc.returncode}):\n{(proc.stdout + proc.stderr)[-4000:]}")
+    return True
+
+
+def _finish(run, timeout: float = 300) -> subprocess.CompletedProcess:
+    proc = run.result(timeout=timeout)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout + proc.stderr)
 
 
 def _sweep_dir(tmp_path: Path) -> Path:
@@ -158,8 +147,8 @@ def _results(job_dir: Path) -> dict:
 
 @pytest.mark.slow
 def test_two_cell_sweep_on_slurm(cluster, tmp_path, data_dir):
-    proc = _sweep(tmp_path, data_dir, ["trainer.max_epochs=2", "model.depth=1,2"])
-    out = _finish(proc)
+    proc = _sweep(tmp_path, data_dir, ["model.depth=1,2"])
+    out = proc.stdout
     assert proc.returncode == 0, out[-4000:]
     sweep = _sweep_dir(tmp_path)
     for i in (0, 1):
@@ -175,38 +164,53 @@ def test_two_cell_sweep_on_slurm(cluster, tmp_path, data_dir):
     assert "#SBATCH --cpus-per-task=1" in sbatch
     # the report can be rebuilt after the fact from the login node
     (sweep / "sweep_results.csv").unlink()
-    rebuilt = subprocess.run(
-        [sys.executable, "-m", "landscape_sweep.report", str(sweep)], env=_env(tmp_path), capture_output=True, text=True
-    )
+    rebuilt = run_in_process([str(sweep)], tmp_path, module="landscape_sweep.report", env=_env(tmp_path))
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert pd.read_csv(sweep / "sweep_results.csv").equals(table)
     # an attached sweep records its jobs too: status names them once they have left the queue
-    status = subprocess.run(
-        [sys.executable, "-m", "landscape_sweep.status", str(sweep)], env=_env(tmp_path), capture_output=True, text=True
-    )
+    status = run_in_process([str(sweep)], tmp_path, module="landscape_sweep.status", env=_env(tmp_path))
     jobs = [c["job_id"] for c in json.loads((sweep / "sweep.json").read_text())["cells"].values()]
     assert len(jobs) == 2 and all(f"job {j} COMPLETED" in status.stdout for j in jobs), status.stdout
     assert status.stdout.splitlines()[-1].startswith("2/2 completed, 0 failed")
 
 
+# the cell a test requeues: 3 epochs (stopped after the first, SIGTERMed: it writes the last finished epoch to
+# last.ckpt, and the requeued job resumes from it); no W&B (the requeue's SIGTERM reaches the W&B service too, and
+# the cell fails on its lost connection instead of resuming: see the report of this change)
+REQUEUED = ["logger=none", "model.depth=2", "trainer.max_epochs=3"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_cell(tmp_path_factory, data_dir) -> dict:
+    """results.json of the REQUEUED cell run straight through, in this process, on the one thread a 1-CPU SLURM
+    task gives it (trainer.threads=auto); threads is a run-only key."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    args = [*CELL, *GATED, *REQUEUED, "trainer.threads=1", f"paths.data_dir={data_dir}"]
+    proc = run_in_process([*args, f"hydra.run.dir={root / 'job'}"], root)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return _results(root / "job")
+
+
 @pytest.mark.slow
-def test_requeued_cell_resumes_to_the_same_result(cluster, tmp_path, data_dir):
-    # two cells that differ only in a run-only key: cell 1 is requeued mid-training, cell 0 is the reference
-    proc = _sweep(tmp_path, data_dir, [*LONG, "trainer.enable_model_summary=false,true"])
-    ckpt = _wait_for("logs/landscape_sweep/multiruns/*/1/checkpoints/seed0/last.ckpt", tmp_path, proc)
-    sweep = ckpt.parents[3]
-    job = _wait_for(".submitit/*_1", sweep, proc).name
-    requeue(job)  # and released at once (SLURM holds a requeued job for ~2 min)
-    out = _finish(proc)
-    assert proc.returncode == 0, out[-4000:]
+def test_requeued_cell_resumes_to_the_same_result(cluster, tmp_path, data_dir, uninterrupted_cell):
+    # one cell, requeued after its first epoch; the reference is the same cell run straight through
+    with _gated_sweep(tmp_path, data_dir, REQUEUED, cell=0) as (run, pid, job):
+        # the SIGTERM a requeue sends, pending in the stopped cell before SLURM continues it (SIGCONT comes first:
+        # the cell would train on until the SIGTERM arrives, maybe to its end)
+        os.kill(pid, signal.SIGTERM)
+        requeue(job)  # SLURM kills the cell and starts it again at once (it holds a requeued job ~2 min)
+        proc = _finish(run, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    sweep = _sweep_dir(tmp_path)
+    ckpt = sweep / "0" / "checkpoints" / "seed0" / "last.ckpt"
     assert job_field(job, "Restarts") == "1"
     logs = "".join(p.read_text() for p in (sweep / ".submitit" / job).glob("*_log.*"))
     assert f"seed 0: resuming from {ckpt}" in logs, logs[-4000:]
-    ref, requeued = _results(sweep / "0"), _results(sweep / "1")
+    ref, requeued = uninterrupted_cell, _results(sweep / "0")
     assert requeued["status"] == "completed" and requeued["config_hash"] == ref["config_hash"]
     for a, b in zip(ref["endpoints"], requeued["endpoints"]):
         assert {k: a[k] for k in METRICS} == {k: b[k] for k in METRICS}
-        assert a["epochs"] == b["epochs"] == 30
+        assert a["epochs"] == b["epochs"] == 3
     assert [c["loss_barrier"] for c in ref["connectivity"]] == [c["loss_barrier"] for c in requeued["connectivity"]]
 
 
@@ -220,13 +224,13 @@ def _step_pid(job: str) -> int:
 
 @pytest.mark.slow
 def test_killed_cell_fails_the_sweep_without_hanging(cluster, tmp_path, data_dir):
-    proc = _sweep(tmp_path, data_dir, [*LONG, "model.depth=1,2"])
-    ckpt = _wait_for("logs/landscape_sweep/multiruns/*/1/checkpoints/seed0/last.ckpt", tmp_path, proc)
-    sweep = ckpt.parents[3]
-    job = _wait_for(".submitit/*_1", sweep, proc).name
-    os.kill(_step_pid(job), signal.SIGKILL)  # no Python exception, no result pickle: as the OOM killer would
-    killed = time.time()
-    out = _finish(proc, timeout=300)
+    with _gated_sweep(tmp_path, data_dir, ["logger=none", "model.depth=1,2"]) as (run, pid, job):
+        sweep = _sweep_dir(tmp_path)
+        assert _step_pid(job) == pid  # the stopped cell is the job's task
+        os.kill(pid, signal.SIGKILL)  # no Python exception, no result pickle: as the OOM killer would
+        killed = time.time()
+        proc = _finish(run, timeout=300)
+    out = proc.stdout
     # no hang: the sweep ends within a minute of the kill or, when the live cell is still training, of its end
     last = max(killed, (sweep / "0" / "results.json").stat().st_mtime)
     assert time.time() - last < 60, "the sweep must end within a minute of the kill and of the live cell's end"
@@ -267,7 +271,7 @@ def test_a_request_no_node_can_meet_is_cancelled_in_one_line(cluster, tmp_path, 
     cpus = max(64, 2 * _node("%c"))
     # no sacct stand-in: the real sacct fails on every poll, and is logged once
     proc = _sweep(tmp_path, data_dir, [f"hydra.launcher.cpus_per_task={cpus}", "model.depth=1,2"], sacct=False)
-    out = _finish(proc, timeout=300)
+    out = proc.stdout
     assert proc.returncode == 1, out[-4000:]
     assert _since_submission(out) < 30, "a request that can never start must end the sweep within 30 s"
     error = _error_line(
@@ -284,7 +288,7 @@ def test_a_request_no_node_can_meet_is_cancelled_in_one_line(cluster, tmp_path, 
 def test_pending_timeout_cancels_an_array_that_waits_too_long(cluster, tmp_path, data_dir):
     held = ["+hydra.launcher.additional_parameters.begin=now+1hour", "hydra.launcher.pending_timeout_min=0.1"]
     proc = _sweep(tmp_path, data_dir, [*held, "model.depth=1,2"])
-    out = _finish(proc, timeout=300)
+    out = proc.stdout
     assert proc.returncode == 1, out[-4000:]
     assert 6 <= _since_submission(out) < 30
     error = _error_line(
@@ -301,7 +305,7 @@ def test_pending_timeout_cancels_an_array_that_waits_too_long(cluster, tmp_path,
 def test_a_request_sbatch_rejects_fails_in_one_line(cluster, tmp_path, data_dir):
     mem_gb = 2 * _node("%m") // 1024 + 1
     proc = _sweep(tmp_path, data_dir, [f"hydra.launcher.mem_gb={mem_gb}", "model.depth=1,2"])
-    out = _finish(proc, timeout=300)
+    out = proc.stdout
     assert proc.returncode == 1, out[-4000:]
     _error_line(
         rf"hydra\.launcher \(partition=None, cpus_per_task=1, mem_gb={mem_gb}, gpus_per_node=None, timeout_min=10, "
@@ -314,10 +318,14 @@ def test_a_request_sbatch_rejects_fails_in_one_line(cluster, tmp_path, data_dir)
 # --- detached sweeps: submit, walk away, follow with status, finish with resubmit ---
 
 
-def _cli(tmp_path: Path, module: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def _cli(tmp_path: Path, module: str, *args: str) -> subprocess.CompletedProcess:
+    """`python -m <module> args` from tmp_path: in this process; resubmit in a subprocess (it runs the sweep's
+    command as a child process, whose output is part of what the test reads)."""
+    if module != "landscape_sweep.resubmit":
+        return run_in_process(list(args), tmp_path, module=module, env=_env(tmp_path))
     return subprocess.run(
         [sys.executable, "-m", module, *args], cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True,
-        timeout=timeout,
+        timeout=300,
     )  # fmt: skip
 
 
@@ -343,9 +351,9 @@ def test_a_detached_sweep_reports_on_the_cluster_and_resubmit_finishes_a_killed_
     # the array is submitted held (`sbatch --hold`), so no cell can run before the test says so: what the test sees
     # never depends on how fast the machine trains a cell (a 2-epoch cell once finished before scancel reached it)
     held = "+hydra.launcher.additional_parameters.hold=true"
-    cells = ["trainer.max_epochs=2", "logger=none", "model.depth=1,2,3", held]
+    cells = ["logger=none", "model.depth=1,2,3", held]
     proc = _sweep(tmp_path, data_dir, ["hydra.launcher.detach=true", *cells])
-    out = _finish(proc, timeout=120)
+    out = proc.stdout
     assert proc.returncode == 0, out[-4000:]
     sweep = _sweep_dir(tmp_path)
     report_job = re.search(r"Report job (\d+):", out).group(1)
