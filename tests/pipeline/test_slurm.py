@@ -167,9 +167,12 @@ def test_two_cell_sweep_on_slurm(cluster, tmp_path, data_dir):
     rebuilt = run_in_process([str(sweep)], tmp_path, module="landscape_sweep.report", env=_env(tmp_path))
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert pd.read_csv(sweep / "sweep_results.csv").equals(table)
-    # an attached sweep records its jobs too: status names them once they have left the queue
-    status = run_in_process([str(sweep)], tmp_path, module="landscape_sweep.status", env=_env(tmp_path))
+    # an attached sweep records its jobs too: status names them once they have left the queue (the sweep returns
+    # once their results are written: SLURM may still be ending them)
     jobs = [c["job_id"] for c in json.loads((sweep / "sweep.json").read_text())["cells"].values()]
+    for job in jobs:
+        _wait_job_end(job)
+    status = run_in_process([str(sweep)], tmp_path, module="landscape_sweep.status", env=_env(tmp_path))
     assert len(jobs) == 2 and all(f"job {j} COMPLETED" in status.stdout for j in jobs), status.stdout
     assert status.stdout.splitlines()[-1].startswith("2/2 completed, 0 failed")
 
