@@ -8,7 +8,7 @@ callback ran (so `last.ckpt` of that epoch is written when the cell writes one e
 checkpoint dir matches `match` (fnmatch) at epoch `epoch` (1-based), the process writes `<gate_dir>/stopped`
 (its pid; only the first match ever stops: a resumed or requeued run goes on) and sends itself SIGSTOP.
 `wait_stopped(gate_dir)` returns that pid once the process is stopped; the test then kills, requeues or
-SIGTERMs it (then SIGCONT) as it needs.
+SIGTERMs it (then SIGCONT) as it needs. `frozen_clock_env` stops the clock that names default run dirs instead.
 """
 
 from __future__ import annotations
@@ -19,17 +19,39 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 SITE = Path(__file__).parent / "gate_site"
-ENV = "LANDSCAPE_SWEEP_TEST_GATE"
+ENV, NOW_ENV = "LANDSCAPE_SWEEP_TEST_GATE", "LANDSCAPE_SWEEP_TEST_NOW"
+
+
+def _with_site(base: dict[str, str], **values: str) -> dict[str, str]:
+    path = os.pathsep.join(p for p in (str(SITE), base.get("PYTHONPATH")) if p)
+    return {**base, "PYTHONPATH": path, **values}
 
 
 def env(base: dict[str, str], gate_dir: Path, match: str, epoch: int) -> dict[str, str]:
     """`base` plus the gate: stop the training whose checkpoint dir matches `match` after epoch `epoch`."""
     gate_dir.mkdir(parents=True, exist_ok=True)
-    path = os.pathsep.join(p for p in (str(SITE), base.get("PYTHONPATH")) if p)
-    return {**base, "PYTHONPATH": path, ENV: json.dumps({"dir": str(gate_dir), "match": match, "epoch": epoch})}
+    return _with_site(base, **{ENV: json.dumps({"dir": str(gate_dir), "match": match, "epoch": epoch})})
+
+
+def frozen_clock_env(base: dict[str, str], when: datetime) -> dict[str, str]:
+    """`base` with the clock that names default run/sweep dirs (`pipeline.config.datetime`) standing at `when`."""
+    return _with_site(base, **{NOW_ENV: when.isoformat()})
+
+
+def frozen(when: datetime) -> type:
+    """A `datetime` whose now() is always `when` (what `frozen_clock_env` sets in a CLI process; monkeypatch
+    `landscape_sweep.pipeline.config.datetime` with it for a run in this process)."""
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return when
+
+    return Frozen
 
 
 def state(pid: int) -> str | None:

@@ -1,9 +1,9 @@
 """The real CLI: one cell, multiruns (basic and joblib), failure isolation, skip, resume after SIGKILL and SIGTERM,
 W&B.
 
-The CLI's `main(argv)` runs in this process (`run_main`) except where the process is the point: the joblib
-workers, and the runs killed by a signal. Those stop themselves at a chosen epoch (tests/_support/gate.py), so the
-signal always lands mid-training, whatever the machine's speed.
+The CLI's `main(argv)` runs in this process (`run_main`; the joblib sweep's cells run in joblib's worker processes)
+except where the process is the point: the runs killed by a signal. Those stop themselves at a chosen epoch
+(tests/_support/gate.py), so the signal always lands mid-training, whatever the machine's speed.
 """
 
 from __future__ import annotations
@@ -53,9 +53,12 @@ def test_multirun_grid_and_report(run_main, tmp_path):
     assert pd.read_csv(sweep / "sweep_results.csv").equals(table)
 
 
-def test_joblib_launcher_runs_cells_in_parallel_processes(run_cli, tmp_path):
+def test_joblib_launcher_runs_cells_in_parallel_processes(run_main, tmp_path):
+    # the CLI's main in this process; the cells run in joblib's worker processes, ended (and waited for) at the end
+    from joblib.externals.loky import reusable_executor
+
     sweep = tmp_path / "sweep"
-    run_cli(
+    run_main(
         [
             "-m",
             "hydra/launcher=joblib",
@@ -65,6 +68,11 @@ def test_joblib_launcher_runs_cells_in_parallel_processes(run_cli, tmp_path):
             *[o for o in QUICK if not o.startswith("model.width")],
         ]
     )
+    workers = reusable_executor._executor
+    assert workers is not None and len(workers._processes) == 2  # two worker processes ran the cells
+    pids = {p.pid for p in workers._processes.values()}
+    workers.shutdown(wait=True)
+    assert os.getpid() not in pids
     for job in ("0", "1"):
         check_completed(sweep / job)
     assert len(pd.read_csv(sweep / "sweep_results.csv")) == 2

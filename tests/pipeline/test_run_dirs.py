@@ -1,21 +1,25 @@
-"""Nothing lost: runs started together get their own dirs, an existing job dir is never overwritten by another
-config (only `landscape.*` may change there), and a BatchNorm cell whose last training batch would hold one
-sample completes. Each through the real CLI: two processes started together, the others in this process
-(`run_main`)."""
+"""Nothing lost: runs started in the same millisecond get their own dirs, an existing job dir is never overwritten
+by another config (only `landscape.*` may change there), and a BatchNorm cell whose last training batch would hold
+one sample completes. Each through the real CLI: a CLI process beside a run in this process on one frozen instant,
+the others in this process (`run_main`)."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
+from datetime import datetime
 
 import pytest
 import torch
 
 from landscape_sweep.data import TensorLoader
+from landscape_sweep.pipeline import config
 from landscape_sweep.pipeline.app import precheck
 from landscape_sweep.pipeline.config import ConfigError
+from tests._support import gate
 from tests._support.cli import FAST, QUICK, check_completed, cli_env, only
 
 pytestmark = pytest.mark.slow
@@ -30,22 +34,20 @@ def _without(*keys: str, base: list[str] = QUICK) -> list[str]:
 ONE_SEED = [*_without("endpoints.seeds", "model.width"), "endpoints.seeds=[0]"]  # no pairs: quick
 
 
-def test_runs_started_in_the_same_second_get_their_own_dirs(tmp_path, data_dir):
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "landscape_sweep", *ONE_SEED, f"model.width={w}", f"paths.data_dir={data_dir}"],
-            cwd=tmp_path,
-            env=cli_env(tmp_path),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for w in (16, 32)
-    ]
-    outputs = [p.communicate(timeout=600)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outputs
+def test_runs_started_in_the_same_millisecond_get_their_own_dirs(run_main, tmp_path, data_dir, monkeypatch):
+    # a CLI process and a run in this process read one instant on the clock that names default run dirs
+    when = datetime(2030, 1, 2, 3, 4, 5, 678000)
+    env = gate.frozen_clock_env(cli_env(tmp_path), when)
+    argv = [sys.executable, "-m", "landscape_sweep", *ONE_SEED, "model.width=16", f"paths.data_dir={data_dir}"]
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0, out[-4000:]
+    monkeypatch.setattr(config, "datetime", gate.frozen(when))
+    run_main([*ONE_SEED, "model.width=32"])
     runs = sorted((tmp_path / "logs" / "landscape_sweep" / "runs").iterdir())
     assert len(runs) == 2 and all(STAMP.fullmatch(r.name) for r in runs), runs
+    assert {r.name.rsplit("_", 1)[0] for r in runs} == {"2030-01-02_03-04-05.678"}  # the same millisecond
+    assert {int(r.name.rsplit("_", 1)[1]) for r in runs} == {proc.pid, os.getpid()}  # told apart by the process
     assert sorted(check_completed(r)["cell"]["width"] for r in runs) == [16, 32]
 
 

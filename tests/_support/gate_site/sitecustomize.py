@@ -1,6 +1,8 @@
-"""Loaded by every Python process of a gated test run (tests/_support/gate.py): wraps
-`EpochCheckpoints.on_train_epoch_end` when `landscape_sweep.training.callbacks` is imported, to stop the process
-(SIGSTOP) after the chosen epoch of the chosen training. Inert without LANDSCAPE_SWEEP_TEST_GATE."""
+"""Loaded by every Python process of a gated test run (tests/_support/gate.py), inert without its variables:
+- LANDSCAPE_SWEEP_TEST_GATE: wraps `EpochCheckpoints.on_train_epoch_end` when `landscape_sweep.training.callbacks`
+  is imported, to stop the process (SIGSTOP) after the chosen epoch of the chosen training;
+- LANDSCAPE_SWEEP_TEST_NOW: the clock of `landscape_sweep.pipeline.config` (default run/sweep dir names) stands
+  still at that ISO time."""
 
 import importlib.abc
 import importlib.machinery
@@ -8,13 +10,12 @@ import json
 import os
 import signal
 import sys
+from datetime import datetime
 from fnmatch import fnmatch
 
-_GATE = os.environ.get("LANDSCAPE_SWEEP_TEST_GATE")
-_MODULE = "landscape_sweep.training.callbacks"
 
-
-def _patch(cls, gate):
+def _gate(module):
+    gate, cls = json.loads(os.environ["LANDSCAPE_SWEEP_TEST_GATE"]), module.EpochCheckpoints
     original = cls.on_train_epoch_end
 
     def on_train_epoch_end(self, trainer, pl_module):
@@ -32,22 +33,49 @@ def _patch(cls, gate):
     cls.on_train_epoch_end = on_train_epoch_end
 
 
+def _clock(module):
+    module.datetime = frozen(datetime.fromisoformat(os.environ["LANDSCAPE_SWEEP_TEST_NOW"]))
+
+
+def frozen(when: datetime) -> type:
+    """A `datetime` whose now() is always `when`."""
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return when
+
+    return Frozen
+
+
+PATCHES = {
+    "landscape_sweep.training.callbacks": ("LANDSCAPE_SWEEP_TEST_GATE", _gate),
+    "landscape_sweep.pipeline.config": ("LANDSCAPE_SWEEP_TEST_NOW", _clock),
+}
+
+
 class _Finder(importlib.abc.MetaPathFinder):
+    """Patch a module right after it is executed."""
+
+    def __init__(self, patches):
+        self.patches = patches
+
     def find_spec(self, name, path, target=None):
-        if name != _MODULE:
+        if name not in self.patches:
             return None
         spec = importlib.machinery.PathFinder.find_spec(name, path)
         if spec is None or spec.loader is None:
             return spec
-        exec_module = spec.loader.exec_module
+        exec_module, patch = spec.loader.exec_module, self.patches[name]
 
         def exec_and_patch(module):
             exec_module(module)
-            _patch(module.EpochCheckpoints, json.loads(_GATE))
+            patch(module)
 
         spec.loader.exec_module = exec_and_patch
         return spec
 
 
-if _GATE:
-    sys.meta_path.insert(0, _Finder())
+_active = {name: patch for name, (env, patch) in PATCHES.items() if os.environ.get(env)}
+if _active:
+    sys.meta_path.insert(0, _Finder(_active))
