@@ -8,6 +8,7 @@ each); one also runs `python -m landscape_sweep` in a subprocess.
 from __future__ import annotations
 
 import os
+import runpy
 import sys
 from pathlib import Path
 
@@ -155,6 +156,17 @@ def test_bad_input_fails_in_one_line_and_writes_nothing(kind, args, expected, tm
 # is fully checked before the bad one, devices included, so a fresh interpreter's imports and accelerator probing
 # happen before the one line
 CLI_KINDS = ["bad cell inside a grid"]
+
+
+def test_the_module_entry_point_is_the_cli(tmp_path, monkeypatch, capsys, data_dir):
+    """What `python -m landscape_sweep` executes (landscape_sweep/__main__.py), run in this process."""
+    monkeypatch.setenv("LANDSCAPE_SWEEP_ROOT", str(tmp_path))
+    monkeypatch.setattr(sys, "argv", ["landscape_sweep", *_args(["model.depth=0"], tmp_path, data_dir)])
+    with pytest.raises(SystemExit) as e:
+        runpy.run_module("landscape_sweep", run_name="__main__")
+    assert e.value.code == 2
+    _one_line(capsys.readouterr().err, ["model.depth=0", ">= 1"])
+    _nothing_written(tmp_path)
 
 
 @pytest.mark.slow
