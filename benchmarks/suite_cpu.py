@@ -14,10 +14,10 @@ Runs `python -m pytest <args>` (this file is also its pytest plugin, `-p suite_c
     python benchmarks/suite_cpu.py [--json out.json] [--top 25] [--compare before.json] [--modules] [-- pytest args]
 
 `--compare` prints, per test present in both runs, the before/after CPU of the tests whose cost changed.
-`--modules` also records which modules of landscape_sweep/ and hydra_plugins/ the run imported (the pytest process
-and every Python subprocess it starts, via a `sitecustomize` on PYTHONPATH) and exits 1 naming those it never
-imported: e.g. `python benchmarks/suite_cpu.py --modules -- -m "not slow"` checks that the quick tier touches every
-module.
+`--modules` also records which modules of landscape_sweep/ and hydra_plugins/ the run executed (imported, or ran as
+`__main__`: the pytest process and every Python subprocess it starts, via a `sitecustomize` on PYTHONPATH) and exits
+1 naming those it never executed: e.g. `python benchmarks/suite_cpu.py --modules -- -m "not slow"` checks that the
+quick tier touches every module.
 """
 
 from __future__ import annotations
@@ -41,18 +41,29 @@ PACKAGES = (REPO / "landscape_sweep", REPO / "hydra_plugins")
 SITECUSTOMIZE = """
 import atexit, os, sys
 
-def _dump(root={root!r}, out=os.environ.get({env!r})):
-    if not out:
-        return
-    files = set()
-    for name, module in list(sys.modules.items()):
-        f = getattr(module, "__file__", None) or ""
-        if f.startswith(root):
-            files.add(os.path.relpath(f, root))
-    with open(os.path.join(out, f"{{os.getpid()}}.txt"), "w") as fh:
-        fh.write("\\n".join(sorted(files)))
+_root, _out, _ran = {root!r}, os.environ.get({env!r}), set()
 
-atexit.register(_dump)
+
+def _hook(event, args):  # every module body executed: imports, and runpy's `python -m` / run_module
+    if event == "exec":
+        f = getattr(args[0], "co_filename", "")
+        if f.startswith(_root):
+            _ran.add(f)
+
+
+def _dump():
+    files = set(_ran)
+    for module in list(sys.modules.values()):
+        f = getattr(module, "__file__", None) or ""
+        if f.startswith(_root):
+            files.add(f)
+    with open(os.path.join(_out, f"{{os.getpid()}}.txt"), "w") as fh:
+        fh.write("\\n".join(sorted(os.path.relpath(f, _root) for f in files)))
+
+
+if _out:
+    sys.addaudithook(_hook)
+    atexit.register(_dump)
 """
 
 
@@ -227,6 +238,8 @@ def show(result: dict, top: int) -> None:
         for t in sorted(tests, key=lambda t: -t[key])[:top]:
             print(f"{t['cpu']:7.1f} {t['wall']:7.1f} {t['self']:6.1f} {t['children']:6.1f} {t['slurm']:6.1f} "
                   f"{t['system']:7.1f}  {t['test']}")  # fmt: skip
+    outcomes = [t["outcome"] for t in tests]
+    print(f"\nexit {result['returncode']}: " + ", ".join(f"{outcomes.count(o)} {o}" for o in sorted(set(outcomes))))
     if "modules_missing" in result:
         print(f"\nmodules imported: {len(result['modules_imported'])}; never imported: "
               f"{', '.join(result['modules_missing']) or 'none'}")  # fmt: skip

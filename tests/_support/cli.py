@@ -86,7 +86,8 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
 def process_state(env: dict[str, str], cwd: Path, argv: list[str]) -> Iterator[None]:
     """Give this process what a CLI process has of its own (environment, cwd, argv) and restore afterwards what a
     run changes for the process: logging (Hydra configures the root logger per job), warning filters, torch's
-    threads (`trainer.threads`), the RNGs, signal handlers, the CLI's status list. In a thread (a sweep the test
+    threads (`trainer.threads`), the RNGs, signal handlers, the CLI's status list; W&B is torn down, as at a
+    process's exit (its service writes a run's files out after `finish()` returns). In a thread (a sweep the test
     acts on while it runs) the environment, cwd and output are the whole process's meanwhile."""
     import numpy as np
     import torch
@@ -109,6 +110,8 @@ def process_state(env: dict[str, str], cwd: Path, argv: list[str]) -> Iterator[N
         with warnings.catch_warnings():
             yield
     finally:
+        if "wandb" in sys.modules:  # as at a process's exit: W&B's service writes out the runs' files and ends
+            sys.modules["wandb"].teardown()
         os.chdir(old_cwd)
         os.environ.clear()
         os.environ.update(environ)

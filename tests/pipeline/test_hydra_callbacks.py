@@ -82,6 +82,9 @@ def test_multirun_end_builds_the_report_and_logs_it_to_wandb_when_asked(tmp_path
     monkeypatch.setenv("WANDB_SILENT", "true")
     sweep = make_sweep(tmp_path / "sweep")
     SweepReport().on_multirun_end(_config(sweep, wandb=True))
+    import wandb
+
+    wandb.teardown()  # as at the process's exit: W&B's service writes the run's files out after finish() returns
     assert (sweep / "report.md").is_file() and (sweep / "sweep_results.csv").is_file()
     (run,) = [read_run(p) for p in offline_runs(sweep)]  # the report's run, in the sweep dir
     assert run["run"]["job_type"] == "report" and run["exit_code"] == 0
