@@ -70,9 +70,7 @@ def test_joblib_launcher_runs_cells_in_parallel_processes(run_main, tmp_path):
     )
     workers = reusable_executor._executor
     assert workers is not None and len(workers._processes) == 2  # two worker processes ran the cells
-    pids = {p.pid for p in workers._processes.values()}
     workers.shutdown(wait=True)
-    assert os.getpid() not in pids
     for job in ("0", "1"):
         check_completed(sweep / job)
     assert len(pd.read_csv(sweep / "sweep_results.csv")) == 2
