@@ -5,10 +5,11 @@ a chosen epoch of a chosen endpoint, so the test acts on a known state, whatever
 submitit workers, SLURM jobs: they inherit it) load `gate_site/sitecustomize.py`. That wraps
 `EpochCheckpoints.on_train_epoch_end` of `landscape_sweep.training.callbacks` when it is imported: after the
 callback ran (so `last.ckpt` of that epoch is written when the cell writes one every epoch) in a training whose
-checkpoint dir matches `match` (fnmatch) at epoch `epoch` (1-based), the process writes `<gate_dir>/stopped`
-(its pid; only the first match ever stops: a resumed or requeued run goes on) and sends itself SIGSTOP.
-`wait_stopped(gate_dir)` returns that pid once the process is stopped; the test then kills, requeues or
-SIGTERMs it (then SIGCONT) as it needs. `frozen_clock_env` stops the clock that names default run dirs instead.
+checkpoint dir matches `match` (fnmatch) at epoch `epoch` (1-based), the process writes a marker in `gate_dir`
+(its pid and that dir; each matching dir stops once: a resumed or requeued run goes on) and sends itself SIGSTOP.
+`wait_stopped(gate_dir, dir_match)` returns the pid of the process stopped in a matching dir once it is stopped;
+the test then kills, requeues or SIGTERMs it (then SIGCONT) as it needs. `frozen_clock_env` stops the clock that
+names default run dirs instead.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from fnmatch import fnmatch
 from pathlib import Path
 
 SITE = Path(__file__).parent / "gate_site"
@@ -63,18 +65,22 @@ def state(pid: int) -> str | None:
         return None
 
 
-def wait_stopped(gate_dir: Path, alive=lambda: True, timeout: float = 600) -> int:
-    """The pid of the process the gate stopped, once it is stopped (state T). `alive()` False (e.g. the sweep
-    ended) or `timeout` (a hang guard, never reached in a passing run) fail the test."""
-    marker, end = gate_dir / "stopped", time.monotonic() + timeout
+def wait_stopped(gate_dir: Path, dir_match: str = "*", alive=lambda: True, timeout: float = 600) -> int:
+    """The pid of the process the gate stopped in a checkpoint dir matching `dir_match`, once it is stopped (state
+    T). `alive()` False (e.g. the sweep ended) or `timeout` (a hang guard, never reached in a passing run) fail
+    the test."""
+    end = time.monotonic() + timeout
     while time.monotonic() < end:
-        if marker.exists() and marker.read_text().strip():
-            pid = int(marker.read_text())
-            if state(pid) in ("T", "t"):
-                return pid
+        for marker in gate_dir.glob("stopped-*"):
+            try:
+                info = json.loads(marker.read_text())
+            except ValueError:  # being written
+                continue
+            if fnmatch(info["dir"], dir_match) and state(info["pid"]) in ("T", "t"):
+                return info["pid"]
         assert alive(), f"the run ended before the gate in {gate_dir} stopped it"
         time.sleep(0.05)
-    raise AssertionError(f"the gate in {gate_dir} stopped nothing within {timeout} s")
+    raise AssertionError(f"the gate in {gate_dir} stopped nothing in {dir_match} within {timeout} s")
 
 
 @contextmanager

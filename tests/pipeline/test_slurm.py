@@ -6,8 +6,9 @@ tests/hydra_plugins/test_launcher.py.
 The cluster tests start `scripts/slurm-localhost.sh` when no cluster answers (CI starts it before the suite) and
 are skipped, with the reason, only when it cannot start. The sweeps are submitted by the CLI's main in this process
 (in a thread where the test acts while it runs) and `status` runs in-process too: what is tested is the SLURM jobs,
-real processes started by the cluster. A cell the test requeues or kills stops itself after its first epoch
-(tests/_support/gate.py), so the test acts on a cell mid-training whatever the machine's speed.
+real processes started by the cluster. The cells the tests requeue and kill (one sweep, shared) stop themselves
+after their first epoch (tests/_support/gate.py), so the test acts on a cell mid-training whatever the machine's
+speed.
 """
 
 from __future__ import annotations
@@ -19,11 +20,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -104,26 +104,6 @@ def _sweep(tmp_path: Path, data_dir: Path, args: list[str], sacct: bool = True) 
     return subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout + proc.stderr)
 
 
-@contextmanager
-def _gated_sweep(root: Path, data_dir: Path, args: list[str], cell: int = 1) -> Iterator:
-    """The sweep running in a thread of this process while the test acts: `cell` stops itself after its first
-    epoch. Yields (the future of its CompletedProcess, the stopped cell's pid, its SLURM job id); on the way out
-    the test's arrays are cancelled if the sweep still runs, so it ends."""
-    env = gate.env(_env(root), root / "gate", f"*/multiruns/*/{cell}/checkpoints/seed0", 1)
-    with ThreadPoolExecutor(1) as pool:
-        run = pool.submit(run_in_process, _args(data_dir, [*GATED, *args]), root, env=env)
-        try:
-            pid = gate.wait_stopped(root / "gate", alive=lambda: _running(run))
-            # its job's folder: `<array>_<cell>`, or `<job>` when the sweep is one cell (no array)
-            (job,) = [d.name for d in (_sweep_dir(root) / ".submitit").iterdir() if d.name.endswith(f"_{cell}")] or [
-                d.name for d in (_sweep_dir(root) / ".submitit").iterdir() if d.is_dir() and "_" not in d.name
-            ]
-            yield run, pid, job
-        finally:
-            if not run.done():
-                scancel_arrays(root)
-
-
 def _running(run) -> bool:
     """True while the sweep's thread runs; its output (or its exception) once it ended."""
     if run.done():
@@ -177,44 +157,10 @@ def test_two_cell_sweep_on_slurm(cluster, tmp_path, data_dir):
     assert status.stdout.splitlines()[-1].startswith("2/2 completed, 0 failed")
 
 
-# the cell a test requeues: 3 epochs (stopped after the first, SIGTERMed: it writes the last finished epoch to
-# last.ckpt, and the requeued job resumes from it); no W&B (the requeue's SIGTERM reaches the W&B service too, and
-# the cell fails on its lost connection instead of resuming: see the report of this change)
-REQUEUED = ["logger=none", "model.depth=2", "trainer.max_epochs=3"]
-
-
-@pytest.fixture(scope="module")
-def uninterrupted_cell(tmp_path_factory, data_dir) -> dict:
-    """results.json of the REQUEUED cell run straight through, in this process, on the one thread a 1-CPU SLURM
-    task gives it (trainer.threads=auto); threads is a run-only key."""
-    root = tmp_path_factory.mktemp("uninterrupted")
-    args = [*CELL, *GATED, *REQUEUED, "trainer.threads=1", f"paths.data_dir={data_dir}"]
-    proc = run_in_process([*args, f"hydra.run.dir={root / 'job'}"], root)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return _results(root / "job")
-
-
-@pytest.mark.slow
-def test_requeued_cell_resumes_to_the_same_result(cluster, tmp_path, data_dir, uninterrupted_cell):
-    # one cell, requeued after its first epoch; the reference is the same cell run straight through
-    with _gated_sweep(tmp_path, data_dir, REQUEUED, cell=0) as (run, pid, job):
-        # the SIGTERM a requeue sends, pending in the stopped cell before SLURM continues it (SIGCONT comes first:
-        # the cell would train on until the SIGTERM arrives, maybe to its end)
-        os.kill(pid, signal.SIGTERM)
-        requeue(job)  # SLURM kills the cell and starts it again at once (it holds a requeued job ~2 min)
-        proc = _finish(run, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-4000:]
-    sweep = _sweep_dir(tmp_path)
-    ckpt = sweep / "0" / "checkpoints" / "seed0" / "last.ckpt"
-    assert job_field(job, "Restarts") == "1"
-    logs = "".join(p.read_text() for p in (sweep / ".submitit" / job).glob("*_log.*"))
-    assert f"seed 0: resuming from {ckpt}" in logs, logs[-4000:]
-    ref, requeued = uninterrupted_cell, _results(sweep / "0")
-    assert requeued["status"] == "completed" and requeued["config_hash"] == ref["config_hash"]
-    for a, b in zip(ref["endpoints"], requeued["endpoints"]):
-        assert {k: a[k] for k in METRICS} == {k: b[k] for k in METRICS}
-        assert a["epochs"] == b["epochs"] == 3
-    assert [c["loss_barrier"] for c in ref["connectivity"]] == [c["loss_barrier"] for c in requeued["connectivity"]]
+def _job(sweep: Path, cell: int) -> str:
+    """The SLURM job (array task) of `cell`: its folder `.submitit/<array>_<cell>`."""
+    (job,) = [d.name for d in (sweep / ".submitit").iterdir() if d.is_dir() and d.name.endswith(f"_{cell}")]
+    return job
 
 
 def _step_pid(job: str) -> int:
@@ -225,18 +171,86 @@ def _step_pid(job: str) -> int:
     return pids[0]
 
 
+# two cells stopped by the gate after their first epoch: cell 0 is requeued, cell 1 killed. 3 epochs: the requeued
+# cell, SIGTERMed while stopped, writes its last finished epoch to last.ckpt and the requeued job resumes from it.
+# No W&B: the requeue's SIGTERM reaches the W&B service too, and the cell fails on its lost connection instead of
+# resuming (see the report of this change)
+INTERRUPTED = ["logger=none", "trainer.max_epochs=3"]
+
+
+@pytest.fixture(scope="module")
+def interrupted_sweep(slurm_cluster, tmp_path_factory, data_dir) -> SimpleNamespace:
+    """A two-cell sweep (model.depth=1,2) whose cell 0 is requeued and cell 1 SIGKILLed, each mid-training."""
+    root = tmp_path_factory.mktemp("interrupted")
+    env = gate.env(_env(root), root / "gate", "*/multiruns/*/[01]/checkpoints/seed0", 1)
+    args = _args(data_dir, [*GATED, *INTERRUPTED, "model.depth=1,2"])
+    with ThreadPoolExecutor(1) as pool:  # the CLI's main submits and waits in this thread, the test acts meanwhile
+        run = pool.submit(run_in_process, args, root, env=env)
+        try:
+            # cell 0 first (a 1-CPU node runs cell 1 only after it): the SIGTERM a requeue sends, pending in the
+            # stopped cell before SLURM continues it (SIGCONT comes first: the cell would train on until the SIGTERM
+            # arrives, maybe to its end), then the requeue, which starts it again at once (SLURM would hold it)
+            pid = gate.wait_stopped(root / "gate", "*/0/checkpoints/seed0", alive=lambda: _running(run))
+            sweep = _sweep_dir(root)
+            requeued = _job(sweep, 0)
+            os.kill(pid, signal.SIGTERM)
+            requeue(requeued)
+            pid = gate.wait_stopped(root / "gate", "*/1/checkpoints/seed0", alive=lambda: _running(run))
+            killed = _job(sweep, 1)
+            step_pid = _step_pid(killed)
+            os.kill(pid, signal.SIGKILL)  # no Python exception, no result pickle: as the OOM killer would
+            killed_at = time.time()
+            proc = _finish(run, timeout=600)
+            ended = time.time()
+        finally:
+            if not run.done():
+                scancel_arrays(root)
+    return SimpleNamespace(
+        sweep=sweep, proc=proc, requeued=requeued, killed=killed, pid=pid, step_pid=step_pid, killed_at=killed_at,
+        ended=ended,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_cell(tmp_path_factory, data_dir) -> dict:
+    """results.json of the requeued cell run straight through, in this process, on the one thread a 1-CPU SLURM
+    task gives it (trainer.threads=auto); threads is a run-only key."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    args = [*CELL, *GATED, *INTERRUPTED, "model.depth=1", "trainer.threads=1", f"paths.data_dir={data_dir}"]
+    proc = run_in_process([*args, f"hydra.run.dir={root / 'job'}"], root)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return _results(root / "job")
+
+
 @pytest.mark.slow
-def test_killed_cell_fails_the_sweep_without_hanging(cluster, tmp_path, data_dir):
-    with _gated_sweep(tmp_path, data_dir, ["logger=none", "model.depth=1,2"]) as (run, pid, job):
-        sweep = _sweep_dir(tmp_path)
-        assert _step_pid(job) == pid  # the stopped cell is the job's task
-        os.kill(pid, signal.SIGKILL)  # no Python exception, no result pickle: as the OOM killer would
-        killed = time.time()
-        proc = _finish(run, timeout=300)
+def test_requeued_cell_resumes_to_the_same_result(interrupted_sweep, uninterrupted_cell):
+    # cell 0, requeued after its first epoch; the reference is the same cell run straight through
+    sweep, job = interrupted_sweep.sweep, interrupted_sweep.requeued
+    ckpt = sweep / "0" / "checkpoints" / "seed0" / "last.ckpt"
+    assert job_field(job, "Restarts") == "1"
+    logs = "".join(p.read_text() for p in (sweep / ".submitit" / job).glob("*_log.*"))
+    assert f"seed 0: resuming from {ckpt}" in logs, logs[-4000:]
+    ref, requeued = uninterrupted_cell, _results(sweep / "0")
+    assert requeued["status"] == "completed" and requeued["config_hash"] == ref["config_hash"]
+    for a, b in zip(ref["endpoints"], requeued["endpoints"]):
+        assert {k: a[k] for k in METRICS} == {k: b[k] for k in METRICS}
+        assert a["epochs"] == b["epochs"] == 3
+    assert [c["loss_barrier"] for c in ref["connectivity"]] == [c["loss_barrier"] for c in requeued["connectivity"]]
+    # the requeue failed nothing: the sweep's errors are the killed cell's
+    out = interrupted_sweep.proc.stdout
+    errors = [line for line in out.splitlines() if " ended without a result " in line or " failed: " in line]
+    assert errors and all(f"SLURM job {interrupted_sweep.killed} " in line for line in errors), out[-4000:]
+    assert f"SLURM job {job}" not in out
+
+
+@pytest.mark.slow
+def test_killed_cell_fails_the_sweep_without_hanging(interrupted_sweep):
+    sweep, job, proc = interrupted_sweep.sweep, interrupted_sweep.killed, interrupted_sweep.proc
     out = proc.stdout
+    assert interrupted_sweep.step_pid == interrupted_sweep.pid  # the killed process was the job's task
     # no hang: the sweep ends within a minute of the kill or, when the live cell is still training, of its end
-    last = max(killed, (sweep / "0" / "results.json").stat().st_mtime)
-    assert time.time() - last < 60, "the sweep must end within a minute of the kill and of the live cell's end"
+    last = max(interrupted_sweep.killed_at, (sweep / "0" / "results.json").stat().st_mtime)
+    assert interrupted_sweep.ended - last < 60, "the sweep must end within a minute of the kill and the live cell's end"
     assert proc.returncode != 0
     assert f"SLURM job {job} ended without a result (state FAILED)" in out, out[-4000:]
     assert "has not produced any output" in out

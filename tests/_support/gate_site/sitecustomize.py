@@ -4,6 +4,7 @@
 - LANDSCAPE_SWEEP_TEST_NOW: the clock of `landscape_sweep.pipeline.config` (default run/sweep dir names) stands
   still at that ISO time."""
 
+import hashlib
 import importlib.abc
 import importlib.machinery
 import json
@@ -22,11 +23,12 @@ def _gate(module):
         original(self, trainer, pl_module)
         if trainer.current_epoch + 1 != gate["epoch"] or not fnmatch(str(self.dirpath), gate["match"]):
             return
+        marker = os.path.join(gate["dir"], "stopped-" + hashlib.sha1(str(self.dirpath).encode()).hexdigest()[:16])
         try:
-            fd = os.open(os.path.join(gate["dir"], "stopped"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:  # the gate stops one run once: a resumed or requeued run goes on
+            fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:  # the gate stops a training once: a resumed or requeued run goes on
             return
-        os.write(fd, str(os.getpid()).encode())
+        os.write(fd, json.dumps({"pid": os.getpid(), "dir": str(self.dirpath)}).encode())
         os.close(fd)
         os.kill(os.getpid(), signal.SIGSTOP)
 
