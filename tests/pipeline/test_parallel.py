@@ -118,7 +118,8 @@ def test_vmap_stop_at_and_resume(compose_cfg, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("mode", [pytest.param("processes", marks=pytest.mark.slow), "vmap"])
-def test_divergence_and_failure_are_reported_as_in_none(compose_cfg, tmp_path, monkeypatch, mode):
+def test_divergence_and_failure_are_reported_as_in_none(compose_cfg, tmp_path, monkeypatch, one_thread, mode):
+    # one_thread: processes starts one worker (the cell's share of the cores), which trains both endpoints
     def status(overrides, mode, job):
         r = cell.run_cell(compose_cfg([*TINY, *overrides, f"endpoints.parallel={mode}"]), tmp_path / job)
         return r.status, r.error
