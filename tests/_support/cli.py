@@ -84,11 +84,12 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2)
 
 @contextmanager
 def process_state(env: dict[str, str], cwd: Path, argv: list[str]) -> Iterator[None]:
-    """Give this process what a CLI process has of its own (environment, cwd, argv) and restore afterwards what a
-    run changes for the process: logging (Hydra configures the root logger per job), warning filters, torch's
-    threads (`trainer.threads`), the RNGs, signal handlers, the CLI's status list; W&B is torn down, as at a
-    process's exit (its service writes a run's files out after `finish()` returns). In a thread (a sweep the test
-    acts on while it runs) the environment, cwd and output are the whole process's meanwhile."""
+    """Give this process what a CLI process has of its own (environment, cwd, argv, the CLI's lists of its cells'
+    statuses and refused cells) and restore afterwards what a run changes for the process: logging (Hydra
+    configures the root logger per job), warning filters, torch's threads (`trainer.threads`), the RNGs, signal
+    handlers; W&B is torn down, as at a process's exit (its service writes a run's files out after `finish()`
+    returns). In a thread (a sweep the test acts on while it runs) the environment, cwd and output are the whole
+    process's meanwhile."""
     import numpy as np
     import torch
 
@@ -105,7 +106,8 @@ def process_state(env: dict[str, str], cwd: Path, argv: list[str]) -> Iterator[N
     os.environ.update(env)
     os.chdir(cwd)
     sys.argv = argv
-    app._last_status.clear()
+    app._last_status.clear()  # the process-wide state of one CLI run: its cells' statuses, the cells it refused
+    app._refused.clear()
     try:
         with warnings.catch_warnings():
             yield

@@ -89,7 +89,7 @@ def test_batchnorm_cell_with_a_one_sample_last_batch_completes(run_main, tmp_pat
     assert check_completed(job)["cell"]["train_size"] == 257
 
 
-def test_cells_that_map_to_one_job_dir_are_refused_before_anything_runs(run_cli, tmp_path):
+def test_cells_that_map_to_one_job_dir_are_refused_before_anything_runs(run_main, tmp_path):
     """`hydra.sweep.subdir` that does not tell the cells apart would make them overwrite each other."""
     sweep = tmp_path / "sweep"
     args = ["-m", f"hydra.sweep.dir={sweep}", "hydra.sweep.subdir=w${model.width}", "model.depth=1,2",
@@ -99,6 +99,6 @@ def test_cells_that_map_to_one_job_dir_are_refused_before_anything_runs(run_cli,
     msg = str(err.value)
     assert "\n" not in msg and f"job dir {sweep / 'w8'} " in msg, msg
     assert "#0 (model.depth=1 model.width=8)" in msg and "#2 (model.depth=2 model.width=8)" in msg, msg
-    proc = run_cli(args, check=False)
+    proc = run_main(args, check=False)
     assert proc.returncode == 2 and not sweep.exists(), proc.stderr
     assert only(ln for ln in proc.stderr.splitlines() if ln.strip()).startswith("landscape_sweep: config error: ")

@@ -364,13 +364,13 @@ def test_a_cell_locked_by_another_config_is_refused_and_by_the_same_skipped(comp
 
 
 @pytest.mark.slow
-def test_hydra_flags_do_not_bypass_the_guard(run_cli, tmp_path):
+def test_hydra_flags_do_not_bypass_the_guard(run_main, tmp_path):
     """`--config-name` (any flag but -m) skips the pre-check; the cell still refuses, the command fails naming it."""
     sweep = tmp_path / "sweep"
     base = ["-m", f"hydra.sweep.dir={sweep}", *TINY]
-    run_cli([*base, "model.width=16"])
+    run_main([*base, "model.width=16"])
     before = (sweep / "0" / "results.json").read_bytes()
-    proc = run_cli(["--config-name", "config", *base, "model.width=24"], check=False)
+    proc = run_main(["--config-name", "config", *base, "model.width=24"], check=False)
     assert proc.returncode != 0, proc.stdout + proc.stderr
     text = proc.stdout + proc.stderr
     assert f"job dir {sweep / '0'} " in text and "model.width: 16 -> 24" in text, text[-3000:]
@@ -378,17 +378,22 @@ def test_hydra_flags_do_not_bypass_the_guard(run_cli, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_sweeps_of_different_configs_into_one_dir_never_mix(tmp_path, data_dir):
-    """Started together into one sweep dir: one sweep runs every cell, the other is refused at its first cell and
-    runs none (exit != 0, naming the dir and the differing key); no cell holds the other config's results."""
+def test_two_sweeps_of_different_configs_into_one_dir_never_mix(run_main, tmp_path, data_dir):
+    """Two sweeps of different configs into one sweep dir at once: the one holding the first cell runs every cell,
+    the other is refused at its first cell and runs none (exit != 0, naming the dir and the differing key); no cell
+    holds the other config's results. Made certain: the first sweep (a process) stops itself in the middle of cell
+    0, holding its lock, while the second runs in this process."""
     sweep = tmp_path / "sweep"
     quick = [a for a in QUICK if not a.startswith("model.width=")]
-    runs = {w: ["-m", "model.depth=1,2", f"model.width={w}", f"hydra.sweep.dir={sweep}", *quick,
-                f"paths.data_dir={data_dir}"] for w in (16, 24)}  # fmt: skip
-    logs = {w: tmp_path / f"w{w}.log" for w in runs}
-    procs = {w: _cli(args, tmp_path, cli_env(tmp_path), logs[w]) for w, args in runs.items()}
-    codes = {w: p.wait(timeout=900) for w, p in procs.items()}
-    texts = {w: logs[w].read_text() for w in runs}
+    runs = {w: ["-m", "model.depth=1,2", f"model.width={w}", f"hydra.sweep.dir={sweep}", *quick] for w in (16, 24)}
+    log = tmp_path / "w16.log"
+    env = gate.env(cli_env(tmp_path), tmp_path / "gate", f"{sweep / '0' / 'checkpoints' / 'seed0'}", 1)
+    with gate.reaped(_cli([*runs[16], f"paths.data_dir={data_dir}"], tmp_path, env, log)) as first:
+        pid = gate.wait_stopped(tmp_path / "gate", alive=lambda: first.poll() is None)
+        second = run_main(runs[24], check=False)
+        os.kill(pid, signal.SIGCONT)
+        codes = {16: first.wait(timeout=900), 24: second.returncode}
+    texts = {16: log.read_text(), 24: second.stdout + second.stderr}
     assert sorted(c == 0 for c in codes.values()) == [False, True], (codes, texts)
     winner = next(w for w, c in codes.items() if c == 0)
     loser = next(w for w in runs if w != winner)
