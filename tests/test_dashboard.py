@@ -17,7 +17,7 @@ import pytest
 from landscape_sweep import dashboard
 from landscape_sweep.dashboard import Run, Sweep, build_report, metric_sections, x_axes
 from landscape_sweep.wandb_runs import read_run as package_read_run
-from tests._support.cli import FAST, cli_env
+from tests._support.cli import FAST, run_in_process
 from tests._support.wandb_offline import offline_runs, read_run
 
 requires_workspaces = pytest.mark.skipif(
@@ -42,21 +42,17 @@ SCALARS = BARRIERS | {"sharpness/hessian_top_eig", "sharpness/hessian_trace", "t
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory, data_dir) -> Path:
-    """A real sweep through the CLI: 4 cells logged offline to W&B, and the report run (~40-60 s on 2 cores)."""
+    """A real sweep through the CLI: 4 cells logged offline to W&B, and the report run."""
     root = tmp_path_factory.mktemp("dash")
     args = [*SWEEP, f"hydra.sweep.dir={root / 'sweep'}", f"paths.data_dir={data_dir}"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "landscape_sweep", *args], cwd=root, env=cli_env(root), capture_output=True, text=True
-    )
+    proc = run_in_process(args, root)  # the CLI's main, in this process
     assert proc.returncode == 0, proc.stderr[-4000:]
     return root / "sweep"
 
 
 def cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "landscape_sweep.dashboard", *args], cwd=cwd, env=cli_env(cwd), capture_output=True,
-        text=True,
-    )  # fmt: skip
+    """`python -m landscape_sweep.dashboard args` from `cwd` (its main, in this process)."""
+    return run_in_process(args, cwd, module="landscape_sweep.dashboard")
 
 
 def grids(spec: dict) -> list[dict]:

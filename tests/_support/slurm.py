@@ -49,6 +49,14 @@ def job_field(job: str, key: str) -> str:
     return fields.get(key, "")
 
 
+def scancel_arrays(root: Path) -> None:
+    """Cancel every array a sweep under `root` submitted (its `.submitit/<array>_<task>` dirs): a failed test
+    leaves nothing queued or running."""
+    arrays = {d.name.split("_")[0] for d in root.rglob(".submitit/*") if d.is_dir()}
+    if arrays:
+        sh("scancel", *sorted(arrays))
+
+
 def requeue(job: str, timeout: float = 60) -> None:
     """`scontrol requeue` a running job and start it again at once (SLURM holds a requeued job ~2 min)."""
     assert sh("scontrol", "requeue", job).returncode == 0

@@ -3,19 +3,22 @@
 The value check, the chunking, the job side (cells in order, a failing cell, saved returns skipped after a
 requeue) and the submitting side (one `JobReturn` per cell, in order; a dead job's finished cells kept) over stand-ins;
 then real sweeps on submitit's local executor: a tiny app whose cells fail, requeue and die inside packed jobs, and
-the CLI on four fast cells in two jobs; and on the localhost SLURM cluster, four cells in two array tasks, one of
-them requeued in the middle of its second cell.
+the CLI (its main, in this process) on four quick cells in two jobs; and on the localhost SLURM cluster, four cells
+in two array tasks, one of them requeued in the middle of its second cell (which stops itself there first:
+tests/_support/gate.py).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 import time
 import types
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -37,8 +40,8 @@ from hydra_plugins.landscape_sweep_launchers import (
     cells_per_job,
     collect_packed,
 )
-from tests._support import slurm
-from tests._support.cli import FAST, REPO, check_completed, cli_env
+from tests._support import gate, slurm
+from tests._support.cli import QUICK, REPO, check_completed, run_in_process
 
 # --- cells_per_job: the value ---
 
@@ -356,7 +359,8 @@ def task(cfg):
     if cfg.x == 4 and not (sweep / "requeued").exists():
         (sweep / "requeued").write_text("")
         os.kill(os.getpid(), signal.SIGUSR2)  # as a preemption: submitit checkpoints and requeues the job
-        time.sleep(60)
+        while True:  # until the requeue ends this process
+            time.sleep(1)
     if cfg.x == 5:
         os.kill(os.getpid(), signal.SIGKILL)  # no exception, no result: as the OOM killer would
     Path("done").write_text(str(cfg.x))
@@ -420,10 +424,11 @@ def test_packed_local_cells_fail_requeue_and_die_without_taking_their_job_down(t
 
 @pytest.mark.slow
 def test_cli_packs_four_cells_into_two_local_jobs(tmp_path, data_dir):
-    argv = [sys.executable, "-m", "landscape_sweep", "-m", "hydra/launcher=local", "hydra.launcher.cells_per_job=2"]
-    argv += [*FAST, "landscape=fast", "model.depth=1,2", "optimizer=sgd,adam", f"paths.data_dir={data_dir}"]
+    # the CLI's main submits from this process; the two packed jobs are processes of submitit's local executor
+    argv = ["-m", "hydra/launcher=local", "hydra.launcher.cells_per_job=2"]
+    argv += [*QUICK, "model.depth=1,2", "optimizer=sgd,adam", f"paths.data_dir={data_dir}"]
     start = time.monotonic()
-    proc = subprocess.run(argv, cwd=tmp_path, env=cli_env(tmp_path), capture_output=True, text=True, timeout=600)
+    proc = run_in_process(argv, tmp_path)
     took = time.monotonic() - start
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
@@ -448,24 +453,11 @@ def test_cli_packs_four_cells_into_two_local_jobs(tmp_path, data_dir):
 
 # --- a real SLURM cluster: a packed array task requeued in the middle of its second cell ---
 
-
-@pytest.fixture(scope="session")
-def slurm_cluster():
-    """A running localhost cluster (started here when none answers; stopped again if started here)."""
-    started, why_not = slurm.start()
-    if why_not is not None:
-        pytest.skip(why_not)
-    yield
-    if started:
-        slurm.stop()
-
-
 # one CPU and 1 GB per job, so the two jobs run side by side on a 2-core node; last.ckpt after every epoch
 SLURM = ["hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1"]
 SLURM += ["hydra.launcher.timeout_min=20", "trainer.checkpoint_every_s=0"]
-# ~0.15 s per epoch (125 steps) on one core: slow enough to requeue a cell between its checkpoints
-LONG = ["data.train_size=2000", "data.batch_size=16", "trainer.max_epochs=30", "model.width=16", "logger=none"]
-LONG += ["trainer.enable_progress_bar=false", "landscape=fast"]
+# 3 short epochs; cell 1 stops itself after its first (the gate), while its job's cell 0 is done
+CELLS = [*QUICK, "trainer.max_epochs=3"]
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "epochs")
 
 
@@ -475,25 +467,26 @@ def test_a_requeued_packed_slurm_job_skips_its_finished_cell_and_resumes_the_int
 ):
     # 4 cells, 2 per array task; cells 0 and 1 (task 0) differ only in a run-only key: cell 0 is the reference
     overrides = ["model.depth=1,2", "trainer.enable_model_summary=false,true", f"paths.data_dir={data_dir}"]
-    argv = [sys.executable, "-m", "landscape_sweep", "-m", *SLURM, "hydra.launcher.cells_per_job=2", *LONG, *overrides]
+    argv = ["-m", *SLURM, "hydra.launcher.cells_per_job=2", *CELLS, *overrides]
+    env = gate.env(slurm.env(tmp_path), tmp_path / "gate", "*/multiruns/*/1/checkpoints/seed0", 1)
     start = time.monotonic()
-    proc = subprocess.Popen(
-        argv, cwd=tmp_path, env=slurm.env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    try:
-        ckpt = _wait_for(tmp_path, "logs/landscape_sweep/multiruns/*/1/checkpoints/seed0/last.ckpt", proc)
-        sweep = ckpt.parents[3]
-        assert (sweep / "0" / "results.json").is_file()  # the job ran cell 0 to its end before cell 1
-        first_done = (sweep / "0" / "results.json").stat().st_mtime_ns
-        job = _wait_for(sweep, ".submitit/*_0", proc).name
-        slurm.requeue(job)
-        out, _ = proc.communicate(timeout=600)
-    finally:
-        proc.kill()
-        arrays = {d.name.split("_")[0] for d in tmp_path.glob("logs/*/multiruns/*/.submitit/*") if d.is_dir()}
-        if arrays:
-            slurm.sh("scancel", *sorted(arrays))
-    out = out.decode()
+    with ThreadPoolExecutor(1) as pool:  # the CLI's main submits and waits in this process, the test acts meanwhile
+        run = pool.submit(run_in_process, argv, tmp_path, env=env)
+        try:
+            pid = gate.wait_stopped(tmp_path / "gate", alive=lambda: not run.done())
+            sweep = next((tmp_path / "logs" / "landscape_sweep" / "multiruns").iterdir())
+            ckpt = sweep / "1" / "checkpoints" / "seed0" / "last.ckpt"
+            assert (sweep / "0" / "results.json").is_file()  # the job ran cell 0 to its end before cell 1
+            first_done = (sweep / "0" / "results.json").stat().st_mtime_ns
+            job = next(sweep.glob(".submitit/*_0")).name
+            # the requeue's SIGTERM, pending in the stopped cell before SLURM continues it (SIGCONT comes first)
+            os.kill(pid, signal.SIGTERM)
+            slurm.requeue(job)
+            proc = run.result(timeout=600)
+        finally:
+            if not run.done():
+                slurm.scancel_arrays(tmp_path)
+    out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     assert slurm.job_field(job, "Restarts") == "1"
     sbatch = next((sweep / ".submitit").glob(".submission_file_*.sh")).read_text()
@@ -513,15 +506,3 @@ def test_a_requeued_packed_slurm_job_skips_its_finished_cell_and_resumes_the_int
     assert sorted(table["job"]) == [0, 1, 2, 3] and set(table["status"]) == {"completed"}
     assert (sweep / "report.md").is_file()
     print(f"4 cells in 2 SLURM jobs, one requeued: {time.monotonic() - start:.1f} s")
-
-
-def _wait_for(root: Path, pattern: str, proc: subprocess.Popen, timeout: float = 300) -> Path:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        hits = sorted(root.glob(pattern))
-        if hits:
-            return hits[0]
-        if proc.poll() is not None:
-            raise AssertionError(f"sweep ended before {pattern} appeared:\n{proc.stdout.read().decode()[-4000:]}")
-        time.sleep(0.1)
-    raise AssertionError(f"{pattern} did not appear within {timeout} s")

@@ -1,13 +1,14 @@
 """Every bad input fails before anything runs: exit 2, one line on stderr naming the key, the value and what is
 allowed, nothing written under the output root.
 
-Most kinds go through `main(argv)` in-process (the CLI's entry, exit code and stderr included; about a second each); a
-handful also run `python -m landscape_sweep` in a subprocess.
+Every kind goes through `main(argv)` in-process (the CLI's entry, exit code and stderr included; about a second
+each); one also runs `python -m landscape_sweep` in a subprocess.
 """
 
 from __future__ import annotations
 
 import os
+import runpy
 import sys
 from pathlib import Path
 
@@ -151,8 +152,21 @@ def test_bad_input_fails_in_one_line_and_writes_nothing(kind, args, expected, tm
     _nothing_written(tmp_path)
 
 
-CLI_KINDS = ["bad cell inside a grid", "several devices", "removed ddp preset", "unknown precision"]
-CLI_KINDS += ["gpu without a gpu", "output dir under a file"]
+# through a real process too (every kind above already runs through `main(argv)`): a grid, whose first (valid) cell
+# is fully checked before the bad one, devices included, so a fresh interpreter's imports and accelerator probing
+# happen before the one line
+CLI_KINDS = ["bad cell inside a grid"]
+
+
+def test_the_module_entry_point_is_the_cli(tmp_path, monkeypatch, capsys, data_dir):
+    """What `python -m landscape_sweep` executes (landscape_sweep/__main__.py), run in this process."""
+    monkeypatch.setenv("LANDSCAPE_SWEEP_ROOT", str(tmp_path))
+    monkeypatch.setattr(sys, "argv", ["landscape_sweep", *_args(["model.depth=0"], tmp_path, data_dir)])
+    with pytest.raises(SystemExit) as e:
+        runpy.run_module("landscape_sweep", run_name="__main__")
+    assert e.value.code == 2
+    _one_line(capsys.readouterr().err, ["model.depth=0", ">= 1"])
+    _nothing_written(tmp_path)
 
 
 @pytest.mark.slow

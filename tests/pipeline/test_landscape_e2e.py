@@ -1,4 +1,5 @@
-"""Issue 6 end to end: a landscape=fast multirun through the CLI, W&B read-back, report, re-analysis."""
+"""Issue 6 end to end: a landscape=fast multirun through the CLI (its `main` in this process), W&B read-back, report,
+re-analysis."""
 
 from __future__ import annotations
 
@@ -31,9 +32,9 @@ def finite(v) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v)
 
 
-def test_fast_landscape_sweep_end_to_end(run_cli, tmp_path):
+def test_fast_landscape_sweep_end_to_end(run_main, tmp_path):
     sweep = tmp_path / "sweep"
-    run_cli(
+    run_main(
         [
             "-m",
             "data.train_size=512,99999",
@@ -104,7 +105,7 @@ def test_fast_landscape_sweep_end_to_end(run_cli, tmp_path):
     assert (sweep / "sweep_results.csv").is_file()
 
     before = json.loads((job / "results.json").read_text())
-    out = run_cli(
+    out = run_main(
         [
             str(sweep),
             "landscape=fast",

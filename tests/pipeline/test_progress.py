@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from landscape_sweep.pipeline import progress
 from landscape_sweep.training.module import LitClassifier
 from landscape_sweep.training.progress import EpochLines, progress_callbacks
-from tests._support.cli import FAST
+from tests._support.cli import QUICK
 from tests._support.sweep import completed
 
 EPOCH_LINE = re.compile(r"^seed (\d) epoch (\d+)/(\d+) loss \S+ acc \S+ \d+\.\d s$")
@@ -118,11 +118,11 @@ def test_mini_study_keeps_progress_on(compose_cfg):
     assert compose_cfg(["experiment=mini_study"]).trainer.enable_progress_bar is True
 
 
-@pytest.mark.slow  # 1-3 min: a real 2-cell multirun
-def test_multirun_prints_a_line_per_cell_and_per_epoch(run_cli, tmp_path):
+@pytest.mark.slow  # a real 2-cell multirun through the CLI's main, in this process
+def test_multirun_prints_a_line_per_cell_and_per_epoch(run_main, tmp_path):
     sweep = tmp_path / "sweep"
-    fast = [o for o in FAST if not o.startswith("trainer.enable_progress_bar")]  # progress on (the default)
-    proc = run_cli(["-m", "model.depth=1,2", "landscape=fast", f"hydra.sweep.dir={sweep}", *fast])
+    fast = [o for o in QUICK if not o.startswith("trainer.enable_progress_bar")]  # progress on (the default)
+    proc = run_main(["-m", "model.depth=1,2", f"hydra.sweep.dir={sweep}", *fast])
     cells = [CELL_LINE.match(line) for line in proc.stdout.splitlines() if re.match(r"\[\d+/", line)]
     assert len(cells) == 2 and all(cells), proc.stdout
     assert [(m.group(1), m.group(2), m.group(3)) for m in cells] == [("1", "2", "completed"), ("2", "2", "completed")]

@@ -1,4 +1,5 @@
-"""A reduced `experiment=reproduce_mnist1d` through the CLI: the tool's measurements reproduce known results.
+"""A reduced `experiment=reproduce_mnist1d` through the CLI (its `main`, in this process): the tool's measurements
+reproduce known results.
 
 Reduced: width 128 only, 2 endpoints (one pair), 40 epochs, a 1000-sample probe subset, fewer probes. What it
 asserts is what the literature reports (see conf/experiment/reproduce_mnist1d.yaml):
@@ -17,9 +18,9 @@ from landscape_sweep.results import cell_stats, read_results
 pytestmark = pytest.mark.slow
 
 
-def test_reproduce_mnist1d_reduced(run_cli, tmp_path):
+def test_reproduce_mnist1d_reduced(run_main, tmp_path):
     sweep = tmp_path / "sweep"
-    run_cli(
+    run_main(
         [
             "-m",
             "experiment=reproduce_mnist1d",
@@ -33,8 +34,7 @@ def test_reproduce_mnist1d_reduced(run_cli, tmp_path):
             "landscape.connectivity.sharpness_points=[]",
             "logger=none",
             f"hydra.sweep.dir={sweep}",
-        ],
-        timeout=900,
+        ]
     )
     stats = {}
     for job in (sweep / "0", sweep / "1"):

@@ -1,13 +1,15 @@
 """Nothing lost, ever: concurrent runs of one cell, an unreadable final.pt, file modes, nothing written elsewhere.
 
-The CLI tests run `python -m landscape_sweep` in subprocesses (two at once for the concurrency test); the lock and
-file-mode helpers are also checked in-process, where it takes milliseconds.
+The CLI tests run `python -m landscape_sweep`: in subprocesses where processes are the point (two at once for the
+concurrency test; the W&B run whose every file write is audited), else in this process (`run_main`); the lock and
+file-mode helpers are also checked directly, where it takes milliseconds.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import stat
 import subprocess
@@ -21,22 +23,11 @@ import torch
 from landscape_sweep.files import atomic_write_text, new_file_mode
 from landscape_sweep.pipeline.artifacts import LOCK_NAME, STALE_ENV, CellLock, lock_stale_after
 from landscape_sweep.report.table import ResultsCache
-from tests._support.cli import FAST, check_completed, cli_env
+from tests._support import gate
+from tests._support.cli import QUICK as CLI_QUICK
+from tests._support.cli import check_completed, cli_env
 
-# FAST with the analysis cut to a few seconds: one linear path, tiny sharpness budgets
-QUICK = [
-    *FAST,
-    "landscape=fast",
-    "landscape.connectivity.methods=[linear]",
-    "landscape.connectivity.sharpness_points=[]",
-    "trainer.checkpoint_every_s=0",  # last.ckpt after every epoch, as some tests expect
-    "landscape.connectivity.num_points=5",
-    "landscape.analysis_size=128",
-    "landscape.sharpness.kinds=[average]",
-    "landscape.sharpness.num_samples=2",
-    "landscape.sharpness.trace_probes=2",
-    "landscape.sharpness.max_iter=5",
-]
+QUICK = [*CLI_QUICK, "trainer.checkpoint_every_s=0"]  # last.ckpt after every epoch, as some tests expect
 
 
 def _dead_pid() -> int:
@@ -112,9 +103,10 @@ def test_lock_of_another_host_is_stale_after_its_heartbeat_stops(tmp_path):
     lock.release()
     beating = CellLock(tmp_path, stale_after=0.2)
     assert beating.acquire()
-    taken = path.stat().st_mtime_ns
-    time.sleep(0.5)
-    assert path.stat().st_mtime_ns > taken  # refreshed while held
+    taken, end = path.stat().st_mtime_ns, time.monotonic() + 60
+    while path.stat().st_mtime_ns == taken:  # refreshed while held (every 0.05 s; waited for, however busy)
+        assert time.monotonic() < end, "the lock's heartbeat never refreshed it"
+        time.sleep(0.05)
     beating.release()
 
 
@@ -153,12 +145,17 @@ def test_atomic_writes_get_the_mode_of_a_new_file(tmp_path, umask):
 
 # --- through the CLI -------------------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_two_identical_sweeps_at_once_run_every_cell_once(tmp_path, data_dir):
+def test_two_identical_sweeps_at_once_run_every_cell_once(run_main, tmp_path, data_dir):
     sweep = tmp_path / "sweep"
-    args = ["-m", "model.depth=1,2", f"hydra.sweep.dir={sweep}", *QUICK, f"paths.data_dir={data_dir}"]
-    logs = [tmp_path / f"sweep{i}.log" for i in range(2)]
-    procs = [_cli(args, tmp_path, cli_env(tmp_path), log) for log in logs]
-    text = "".join(_finish(p, log) for p, log in zip(procs, logs))
+    args = ["-m", "model.depth=1,2", f"hydra.sweep.dir={sweep}", *QUICK]
+    # the first sweep (a process) stops itself in the middle of cell 0, holding its lock, after seed 0's first epoch
+    log = tmp_path / "first.log"
+    env = gate.env(cli_env(tmp_path), tmp_path / "gate", f"{sweep / '0' / 'checkpoints' / 'seed0'}", 1)
+    with gate.reaped(_cli([*args, f"paths.data_dir={data_dir}"], tmp_path, env, log)) as first:
+        pid = gate.wait_stopped(tmp_path / "gate", alive=lambda: first.poll() is None)
+        second = run_main(args)  # meanwhile the same sweep in this process: cell 0 is locked by a live process
+        os.kill(pid, signal.SIGCONT)
+        text = _finish(first, log) + second.stdout + second.stderr
     for job in (sweep / "0", sweep / "1"):
         results = check_completed(job)
         for seed in (0, 1):  # each endpoint trained by exactly one process, never resumed from the other's files
@@ -168,19 +165,20 @@ def test_two_identical_sweeps_at_once_run_every_cell_once(tmp_path, data_dir):
     assert "resuming from" not in text and "cell failed" not in text
     # each process visits both cells and runs one: the other it finds locked, or completed once the lock is free
     assert text.count("is being run by ") + text.count("cell already completed") == 2, text
+    assert f"cell {sweep / '0'} is being run by pid {pid} " in second.stdout + second.stderr  # the stopped one
     hidden = [p for p in sweep.rglob(".*") if p.is_file() and p.parent.name != ".hydra"]
     assert hidden == [sweep / ResultsCache.NAME]  # the report's results cache; no temp files left
 
 
 @pytest.mark.slow
-def test_unreadable_final_pt_and_stale_lock_of_a_killed_run_are_recovered(run_cli, tmp_path):
+def test_unreadable_final_pt_and_stale_lock_of_a_killed_run_are_recovered(run_main, tmp_path):
     job = tmp_path / "job"
-    run_cli([*QUICK, f"hydra.run.dir={job}"])
+    run_main([*QUICK, f"hydra.run.dir={job}"])
     final = job / "checkpoints" / "seed1" / "final.pt"
     before = torch.load(final, weights_only=True)
     final.write_bytes(final.read_bytes()[: final.stat().st_size // 2])  # a kill or a full disk mid-write
     _write_lock(job, pid=_dead_pid())
-    out = run_cli([*QUICK, f"hydra.run.dir={job}", "landscape.connectivity.num_points=7"])  # not skipped: re-analysed
+    out = run_main([*QUICK, f"hydra.run.dir={job}", "landscape.connectivity.num_points=7"])  # not skipped: re-analysed
     text = out.stdout + out.stderr
     assert f"ignoring unreadable endpoint {final} (" in text, text
     assert f"breaking the stale lock {job / LOCK_NAME}" in text
@@ -194,11 +192,13 @@ def test_unreadable_final_pt_and_stale_lock_of_a_killed_run_are_recovered(run_cl
 
 
 @pytest.mark.slow
-def test_every_output_file_has_the_mode_the_umask_gives(tmp_path, data_dir):
+def test_every_output_file_has_the_mode_the_umask_gives(run_main, tmp_path):
     sweep = tmp_path / "sweep"
-    log = tmp_path / "out.log"
-    args = ["-m", f"hydra.sweep.dir={sweep}", *QUICK, f"paths.data_dir={data_dir}"]
-    _finish(_cli(args, tmp_path, cli_env(tmp_path), log, umask=0o022), log)
+    old = os.umask(0o022)
+    try:
+        run_main(["-m", f"hydra.sweep.dir={sweep}", *QUICK])
+    finally:
+        os.umask(old)
     job, ck = sweep / "0", sweep / "0" / "checkpoints" / "seed0"
     named = [job / "results.json", job / "curves.csv", job / "connectivity.png", ck / "final.pt", ck / "last.ckpt"]
     named += [ck / "final.json", sweep / "report.md", sweep / "sweep_results.csv"]
@@ -364,13 +364,13 @@ def test_a_cell_locked_by_another_config_is_refused_and_by_the_same_skipped(comp
 
 
 @pytest.mark.slow
-def test_hydra_flags_do_not_bypass_the_guard(run_cli, tmp_path):
+def test_hydra_flags_do_not_bypass_the_guard(run_main, tmp_path):
     """`--config-name` (any flag but -m) skips the pre-check; the cell still refuses, the command fails naming it."""
     sweep = tmp_path / "sweep"
     base = ["-m", f"hydra.sweep.dir={sweep}", *TINY]
-    run_cli([*base, "model.width=16"])
+    run_main([*base, "model.width=16"])
     before = (sweep / "0" / "results.json").read_bytes()
-    proc = run_cli(["--config-name", "config", *base, "model.width=24"], check=False)
+    proc = run_main(["--config-name", "config", *base, "model.width=24"], check=False)
     assert proc.returncode != 0, proc.stdout + proc.stderr
     text = proc.stdout + proc.stderr
     assert f"job dir {sweep / '0'} " in text and "model.width: 16 -> 24" in text, text[-3000:]
@@ -378,17 +378,22 @@ def test_hydra_flags_do_not_bypass_the_guard(run_cli, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_sweeps_of_different_configs_into_one_dir_never_mix(tmp_path, data_dir):
-    """Started together into one sweep dir: one sweep runs every cell, the other is refused at its first cell and
-    runs none (exit != 0, naming the dir and the differing key); no cell holds the other config's results."""
+def test_two_sweeps_of_different_configs_into_one_dir_never_mix(run_main, tmp_path, data_dir):
+    """Two sweeps of different configs into one sweep dir at once: the one holding the first cell runs every cell,
+    the other is refused at its first cell and runs none (exit != 0, naming the dir and the differing key); no cell
+    holds the other config's results. Made certain: the first sweep (a process) stops itself in the middle of cell
+    0, holding its lock, while the second runs in this process."""
     sweep = tmp_path / "sweep"
     quick = [a for a in QUICK if not a.startswith("model.width=")]
-    runs = {w: ["-m", "model.depth=1,2", f"model.width={w}", f"hydra.sweep.dir={sweep}", *quick,
-                f"paths.data_dir={data_dir}"] for w in (16, 24)}  # fmt: skip
-    logs = {w: tmp_path / f"w{w}.log" for w in runs}
-    procs = {w: _cli(args, tmp_path, cli_env(tmp_path), logs[w]) for w, args in runs.items()}
-    codes = {w: p.wait(timeout=900) for w, p in procs.items()}
-    texts = {w: logs[w].read_text() for w in runs}
+    runs = {w: ["-m", "model.depth=1,2", f"model.width={w}", f"hydra.sweep.dir={sweep}", *quick] for w in (16, 24)}
+    log = tmp_path / "w16.log"
+    env = gate.env(cli_env(tmp_path), tmp_path / "gate", f"{sweep / '0' / 'checkpoints' / 'seed0'}", 1)
+    with gate.reaped(_cli([*runs[16], f"paths.data_dir={data_dir}"], tmp_path, env, log)) as first:
+        pid = gate.wait_stopped(tmp_path / "gate", alive=lambda: first.poll() is None)
+        second = run_main(runs[24], check=False)
+        os.kill(pid, signal.SIGCONT)
+        codes = {16: first.wait(timeout=900), 24: second.returncode}
+    texts = {16: log.read_text(), 24: second.stdout + second.stderr}
     assert sorted(c == 0 for c in codes.values()) == [False, True], (codes, texts)
     winner = next(w for w, c in codes.items() if c == 0)
     loser = next(w for w in runs if w != winner)

@@ -17,6 +17,7 @@ from landscape_sweep.pipeline.tracking import Tracker, wandb_name
 from landscape_sweep.results import CellResult, cell_stats, validate_results
 
 TINY = [
+    "landscape=fast",  # trajectory and endpoint budgets: the tests compare states and records, not the measures
     "trainer.max_epochs=4",
     "data.train_size=256",
     "model.width=8",
@@ -144,7 +145,7 @@ def test_instability_summaries_and_wandb_names():
 
 @pytest.mark.slow
 def test_spawn_cell_records_instability_and_resumes_only_the_interrupted_child(compose_cfg, tmp_path, caplog):
-    extra = ["landscape=fast", "landscape.connectivity.methods=[linear]", "landscape.checkpoint_epochs=[3]"]
+    extra = ["landscape.connectivity.methods=[linear]", "landscape.checkpoint_epochs=[3]"]
     cfg = compose_cfg([*SPAWN, *extra, "trainer.checkpoint_every_s=0", "endpoints.seeds=[0,1,2]"])
     job = tmp_path / "job"
     done = cell.run_cell(cfg, job)

@@ -49,7 +49,9 @@ def test_train_losses_that_differ_materially_are_said_in_one_line():
     table = pd.DataFrame(rows, columns=["job", "depth", "width", "optimizer", "train_loss_mean"])
     table["status"] = ["completed"] * 3 + ["failed"]  # a failed cell's loss is not compared
     line = train_loss_spread(table)
-    assert line.startswith("The compared cells end at very different train losses: mean endpoint train loss from "
-                           "0.007 in `1` (depth 2, width 64, sam) to 1.35 in `0` (depth 1, width 16, sgd) (193x)")
+    assert line.startswith(
+        "The compared cells end at very different train losses: mean endpoint train loss from "
+        "0.007 in `1` (depth 2, width 64, sam) to 1.35 in `0` (depth 1, width 16, sgd) (193x)"
+    )
     close = table.assign(train_loss_mean=[0.1, 0.15, 0.19, 5.0])
     assert train_loss_spread(close) is None  # within 2x

@@ -1,3 +1,5 @@
+from types import SimpleNamespace
+
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -56,10 +58,16 @@ class Requeue(pl.Callback):
 
 
 def test_in_memory_copies_are_rate_limited(tmp_path, monkeypatch):
-    copies = []
+    copies, now = [], [1000.0]
+
+    def monotonic() -> float:  # the callbacks' clock: 0.1 s a reading, whatever the machine's speed
+        now[0] += 0.1
+        return now[0]
+
+    monkeypatch.setattr(callbacks, "time", SimpleNamespace(monotonic=monotonic))
     monkeypatch.setattr(callbacks, "apply_to_collection", lambda state, *a: copies.append(state["epoch"]) or state)
     _fit(_module(), path=tmp_path)  # six epochs within a second: one copy, after the first
-    assert copies == [0]
+    assert copies == [0] and now[0] < 1000.0 + callbacks.SNAPSHOT_S
 
 
 def _weights(module):
