@@ -92,3 +92,24 @@ def test_a_package_whose_fill_fails_is_imported_as_usual(tmp_path, monkeypatch):
     finally:
         for name in ("deferred_pkg_b", "deferred_pkg_b.sub"):
             sys.modules.pop(name, None)
+
+
+def test_the_collector_pauses_for_the_imports_and_then_skips_what_they_built(monkeypatch):
+    import gc
+
+    from landscape_sweep.pipeline import process
+
+    monkeypatch.setattr(process, "_frozen", {"done": False})
+    try:
+        process.pause_gc()
+        assert not gc.isenabled()
+        process.freeze_heap()  # the imports are done
+        frozen = gc.get_freeze_count()
+        assert gc.isenabled() and frozen > 0
+        [object() for _ in range(10)]
+        process.pause_gc()  # a later cell: its garbage stays collectable
+        process.freeze_heap()
+        assert gc.isenabled() and gc.get_freeze_count() == frozen
+    finally:
+        gc.enable()
+        gc.unfreeze()
