@@ -9,6 +9,9 @@
     modules a cell's imports load, 0.76 s of their 3.9 s (medians of 5 fresh interpreters on 2 busy CPU cores).
     Installed on `import landscape_sweep.pipeline`, which imports nothing for it: it acts when Lightning imports
     torchmetrics.
+  - `defer_wandb_launch()` (tracking.py, before a run starts): `wandb.init` imports `wandb.sdk.launch` for one
+    class that applies W&B Launch inputs (none in a sweep), and its `__init__` imports the launch agent and W&B's
+    public API models: ~0.45 s.
 - `pause_gc()` / `freeze_heap()`: the imports build ~0.4 M objects (modules, classes, functions) that never become
   garbage, and while they are built the collector runs full collections over all of them, ever longer: 8 in the
   CLI's start, 1.0 s in all (`gc.callbacks`). The CLI pauses the collector until its imports are done, then
@@ -128,6 +131,11 @@ def _torchmetrics_for_lightning(module: ModuleType) -> None:
 def defer_torchmetrics() -> bool:
     """torchmetrics' next import brings only what Lightning imports from it, the rest on first use."""
     return DeferInit("torchmetrics", _torchmetrics_for_lightning).install()
+
+
+def defer_wandb_launch() -> bool:
+    """`wandb.sdk.launch`'s next import skips its `__init__` (the launch agent, W&B's public API models)."""
+    return DeferInit("wandb.sdk.launch").install()
 
 
 def pause_gc() -> None:

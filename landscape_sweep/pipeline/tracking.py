@@ -16,6 +16,7 @@ from typing import Any
 
 from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 
+from landscape_sweep.pipeline import process
 from landscape_sweep.pipeline.artifacts import CURVE_COLUMNS, curve_rows
 from landscape_sweep.results import CellResult, cell_stats
 
@@ -73,10 +74,31 @@ def wandb_dirs(job_dir: Path) -> dict[str, str]:
     return {k: str(job_dir / "wandb" / sub) for k, sub in dirs.items() if not os.environ.get(k)}
 
 
+def wandb_settings(w: dict[str, Any]) -> dict[str, Any]:
+    """`wandb.Settings` of a cell's run: what the run records (config, metrics, summaries, tables, images in the
+    offline `run-<id>.wandb` file) and none of W&B's probes and scans, which a sweep of many short runs pays per run
+    and does not need (results.json keeps the package versions and the config)."""
+    return {
+        "silent": True,
+        "console": "off",  # no console capture: the cell's log is Hydra's job log
+        "x_disable_stats": True,  # no system-metrics sampling
+        "x_disable_meta": True,  # no system metadata probe (OS, CPU/GPU/disk inventory, program, ...)
+        "x_disable_machine_info": True,  # no machine/git info collected before the run starts
+        "disable_git": True,  # no git probing (GitPython, git subprocesses, diff patches)
+        "disable_code": True,  # no code capture
+        "save_code": False,
+        "disable_job_creation": True,  # no W&B Launch job artifact
+        "label_disable": True,  # no probing of the main module's docstring for labels
+        "sagemaker_disable": True,  # no SageMaker environment probe
+        "x_save_requirements": bool(w.get("save_requirements", False)),  # a scan of every installed package
+    }
+
+
 def start_wandb_run(cfg: dict[str, Any], job_dir: Path, *, group: str, job_type: str, name: str) -> Any:
     """The cell's W&B run; the W&B service it starts writes its log (`core-debug-*.log`) into the job dir too."""
     import wandb
 
+    process.defer_wandb_launch()  # wandb.init imports it for W&B Launch inputs: none here (process.py)
     w = cfg["logger"]["wandb"]
     service_env = ScopedEnv({"XDG_CACHE_HOME": str(job_dir / "wandb" / "cache")})  # read when the service starts
     try:
@@ -84,11 +106,7 @@ def start_wandb_run(cfg: dict[str, Any], job_dir: Path, *, group: str, job_type:
             project=w.get("project"), entity=w.get("entity"), group=w.get("group") or group,
             job_type=w.get("job_type") or job_type, tags=[str(t) for t in (w.get("tags") or [])], name=name,
             config=cfg, dir=str(job_dir), mode=os.environ.get("WANDB_MODE") or w.get("mode") or "offline",
-            reinit="create_new",
-            settings=wandb.Settings(
-                silent=True, console="off", x_disable_stats=True,
-                x_save_requirements=bool(w.get("save_requirements", False)),  # a scan of every installed package
-            ),
+            reinit="create_new", settings=wandb.Settings(**wandb_settings(w)),
         )  # fmt: skip
     finally:
         service_env.restore()
