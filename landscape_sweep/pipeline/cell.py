@@ -431,6 +431,8 @@ def run_locked(config: dict[str, Any], job_dir: Path, group: str) -> CellResult:
         if result.status is not None:  # an interrupt (SIGTERM/Ctrl-C) leaves no results: the cell resumes later
             first = timing.first_step_at()
             result.timing_s.update(startup=startup, first_step=None if first is None else startup + first - t0)
+            if tracker is not None:  # the W&B run starts in the background: what the cell waited for it
+                result.timing_s["wandb"] += tracker.wait_s
             result.timing_s["total"] = time.perf_counter() - t0
             record(result, job_dir, tracker)
         if tracker is not None:

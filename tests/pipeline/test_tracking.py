@@ -1,14 +1,18 @@
-"""The cell's W&B run: started without W&B's probes and scans."""
+"""The cell's W&B run: started in the background without W&B's probes and scans, waited for where it is used."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 
-from tests._support.cli import REPO, cli_env
+from landscape_sweep.pipeline import tracking
+from landscape_sweep.pipeline.cell import run_cell
+from landscape_sweep.pipeline.tracking import Tracker
+from tests._support.cli import FAST, REPO, cli_env
 from tests._support.wandb_offline import offline_runs, read_run
 
 START = """
@@ -46,3 +50,38 @@ def test_the_wandb_run_starts_without_the_probes_a_sweep_does_not_need(tmp_path)
     assert run["exit_code"] == 0
     files = {p.name for p in (run_dir / "files").rglob("*")}
     assert not files & {"wandb-metadata.json", "requirements.txt", "diff.patch"}  # no probes, no scans
+
+
+def test_a_failed_wandb_start_fails_the_cell(compose_cfg, tmp_path, monkeypatch):
+    def no_service(*args, **kwargs):
+        raise RuntimeError("no W&B service")
+
+    monkeypatch.setattr(tracking, "start_wandb_run", no_service)
+    cfg = compose_cfg([*(o for o in FAST if o != "logger=none"), "logger=wandb", "trainer.max_epochs=1"])
+    result = run_cell(cfg, tmp_path / "job")
+    assert result.status == "failed" and result.error == "RuntimeError: no W&B service"
+    assert json.loads((tmp_path / "job" / "results.json").read_text())["status"] == "failed"
+
+
+class FakeRun:
+    def __init__(self) -> None:
+        self.finished: int | None = None
+
+    def finish(self, exit_code: int = 0) -> None:
+        self.finished = exit_code
+
+
+def test_close_waits_for_a_run_still_starting(tmp_path, monkeypatch):
+    run = FakeRun()
+
+    def slow_start(*args, **kwargs):
+        time.sleep(0.3)
+        return run
+
+    monkeypatch.setattr(tracking, "start_wandb_run", slow_start)
+    cfg = {"logger": {"name": "wandb", "wandb": {}}}
+    t0 = time.perf_counter()
+    tracker = Tracker(cfg, tmp_path, group="g", job_type="t", name="n")
+    assert time.perf_counter() - t0 < 0.2  # the cell goes on while the run starts
+    tracker.close(exit_code=1)  # e.g. the cell failed before it used the run
+    assert run.finished == 1 and tracker.wait_s >= 0.1
