@@ -7,7 +7,8 @@
    imports alone (a fresh interpreter importing what a W&B cell imports: the CLI, the cell, wandb), the W&B run's
    start (what the cell waits for), data, first training step (from process start), training, analysis, W&B's
    finish (the cell's payload, finishing the run, stopping W&B's service), the exit (cell end to process end:
-   Hydra, atexit, interpreter teardown) and the process's wall time.
+   Hydra, atexit, interpreter teardown), the process's wall time, and what of it is not compute (the wall time
+   less training and analysis).
 2. Four small cells (depth {1,2} x {sgd, adam}, 2 epochs, 512 samples, landscape=fast, W&B offline) as one sweep
    with the basic launcher (in-process) and with `hydra/launcher=joblib hydra.launcher.n_jobs=2`: wall times,
    their ratio, and the first cell's start in each process.
@@ -108,6 +109,7 @@ ROWS = (
     ("wandb_finish", "W&B finish"),
     ("exit", "exit (cell end -> process end)"),
     ("wall", "total (process wall)"),
+    ("overhead", "not compute (total - train - analysis)"),
 )
 SMALL = ["trainer.max_epochs=2", "data.train_size=512", "endpoints.seeds=[0,1]", "landscape=fast",
          "trainer.enable_progress_bar=false", "model.width=16", "model.depth=1,2", "optimizer=sgd,adam"]  # fmt: skip
@@ -142,7 +144,7 @@ def one_cell(repo: Path, work: Path, data_dir: Path, epochs: int, more: list[str
         "startup": ev["cell_at"], "wandb_start": spans.get("wandb_start", 0.0) + spans.get("wandb_wait", 0.0),
         "data": t["data"], "first_step": t["first_step"], "train": t["train"], "analysis": t["analysis"],
         "wandb_finish": spans.get("wandb_log", 0.0) + spans.get("wandb_close", 0.0),
-        "exit": wall - ev["cell_end"], "wall": wall,
+        "exit": wall - ev["cell_end"], "wall": wall, "overhead": wall - t["train"] - t["analysis"],
     }  # fmt: skip
 
 
@@ -176,10 +178,10 @@ def median_rows(samples: list[dict[str, float]]) -> dict[str, float]:
 def show(title: str, rows: list[tuple[str, str]], results: dict[str, dict[str, float]]) -> None:
     trees = list(results)
     print(title)
-    print(f"{'':<34}" + "".join(f"{t:>10}" for t in trees) + ("    after/before" if len(trees) == 2 else ""))
+    print(f"{'':<40}" + "".join(f"{t:>10}" for t in trees) + ("    after/before" if len(trees) == 2 else ""))
     for key, label in rows:
         vals = [results[t].get(key) for t in trees]
-        line = f"{label:<34}" + "".join(f"{v:>10.2f}" for v in vals)
+        line = f"{label:<40}" + "".join(f"{v:>10.2f}" for v in vals)
         if len(trees) == 2 and vals[0]:
             line += f"{vals[1] / vals[0]:>12.2f}x"
         print(line)
