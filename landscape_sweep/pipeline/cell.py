@@ -475,7 +475,9 @@ def train_and_analyse(config: dict[str, Any], job_dir: Path, tracker: Tracker, r
     t0 = time.perf_counter()
     data = cell_data(config)
     ad = measures.analysis_data(config, data)
-    result.timing_s["data"], t0 = time.perf_counter() - t0, time.perf_counter()
+    result.timing_s["data"] = time.perf_counter() - t0
+    tracker.wait()  # the W&B run, started in the background meanwhile (timing_s.wandb: what this waits)
+    t0 = time.perf_counter()
     from landscape_sweep.pipeline.parallel import train_endpoints  # endpoints.parallel: none | processes | vmap
 
     spawned = None

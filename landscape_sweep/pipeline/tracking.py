@@ -144,9 +144,9 @@ class Tracker:
     """Owns the cell's W&B run (if any) and hands Lightning a logger for each endpoint.
 
     The W&B run starts in a background thread (importing wandb, starting W&B's service, initialising the run: ~1 s
-    on 2 busy cores, of which 0.2 s is waiting for the service), while the cell loads its data and builds its first
-    model; its first use (`run`, an endpoint's Lightning logger, a log call) waits for it (`wait_s` adds up the
-    waiting) and raises an error of the start, which fails the cell as before.
+    on 2 busy cores, of which 0.2 s is waiting for the service) while the cell loads its data; `wait()` (the cell
+    calls it before training; `run`, the Lightning loggers and the log calls too) waits for it, adding up the
+    waiting in `wait_s`, and raises an error of the start, which fails the cell as before.
     """
 
     def __init__(self, cfg: dict[str, Any], job_dir: Path, *, group: str, job_type: str, name: str):
