@@ -23,6 +23,7 @@ from hydra.errors import CompactHydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, read_write
 
+from landscape_sweep.pipeline import process
 from landscape_sweep.pipeline.config import (
     CONF_DIR,
     ConfigError,
@@ -167,6 +168,8 @@ def precheck(argv: list[str]) -> None:
                 _probe_writable(cfg, multirun)
                 _check_launcher(cfg)
             config = validate(cfg)
+            if num == 0:
+                process.freeze_heap()  # the imports are done (validation imports Lightning): see process.py
             if _runs_here(cfg):
                 check_devices_available(config["trainer"])
             _check_job_dir(cfg, config, directory, multirun)
@@ -187,6 +190,7 @@ def hydra_main(cfg: DictConfig) -> None:
     from landscape_sweep.pipeline.cell import run_cell
     from landscape_sweep.results import CellResult
 
+    process.freeze_heap()  # the first cell of the process: what the imports built is never garbage
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     job_dir = Path(hc.runtime.output_dir)
@@ -217,6 +221,7 @@ def main(argv: list[str] | None = None) -> None:
     from omegaconf.errors import OmegaConfBaseException
 
     argv = sys.argv[1:] if argv is None else argv
+    process.pause_gc()  # until the imports are done (process.py)
     try:
         precheck(argv)
     except ConfigError as e:
@@ -225,6 +230,8 @@ def main(argv: list[str] | None = None) -> None:
     except (HydraException, OmegaConfBaseException) as e:
         print(f"landscape_sweep: config error: {_squash(e)}", file=sys.stderr)
         sys.exit(2)
+    process.freeze_heap()  # (done by the precheck unless it stopped early, e.g. `--cfg job`)
     hydra_main()
+    process.before_exit()
     if len(_last_status) == 1 and _last_status[0] != "completed" and "-m" not in argv and "--multirun" not in argv:
         sys.exit(1)

@@ -20,6 +20,7 @@ another such config, and a config error is recorded in results.json only when th
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import platform
@@ -105,6 +106,35 @@ def load_cell_data(cfg: dict[str, Any]) -> DataBundle:
         d["name"], d["root"], train_size=d["train_size"], label_noise=d["label_noise"], val_size=d["val_size"],
         seed=d["seed"], download=d["download"], augment=d["augment"], ood=d.get("ood"), **(d.get("options") or {}),
     )  # fmt: skip
+
+
+# the data of the last cell this process loaded, under its `data_key`: a later cell of the same process (the basic
+# launcher's in-process sweep, a packed job's cells) with the same data settings reuses it (`cell_data`)
+_loaded: dict[str, DataBundle] = {}
+
+
+def data_key(cfg: dict[str, Any], device: torch.device) -> str:
+    """What a cell's data is a function of: `load_cell_data`'s arguments (the root as an absolute path) and the
+    device the tensors live on."""
+    d = cfg["data"]
+    args = {k: d.get(k) for k in ("name", "train_size", "label_noise", "val_size", "seed", "download", "augment")}
+    args.update(root=os.path.abspath(str(d["root"])), ood=d.get("ood"), options=d.get("options") or {})
+    return json.dumps([args, str(device)], sort_keys=True, default=str)
+
+
+def cell_data(cfg: dict[str, Any]) -> DataBundle:
+    """The cell's data on its training device: the previous cell's bundle when it was loaded with the same
+    `data_key`, else loaded (the previous one is let go first: one bundle in memory at a time). Nothing writes into
+    a bundle's tensors after `load_data` (tests/pipeline/test_data_reuse.py checks a cell leaves them equal)."""
+    device = training_device(cfg)
+    key = data_key(cfg, device)
+    if key in _loaded:
+        log.info("reusing the data of the previous cell (same data settings)")
+        return _loaded[key]
+    _loaded.clear()
+    data = load_cell_data(cfg).to(device)
+    _loaded[key] = data
+    return data
 
 
 def new_model(cfg: dict[str, Any], data: DataBundle) -> torch.nn.Module:
@@ -514,6 +544,8 @@ def run_locked(config: dict[str, Any], job_dir: Path, group: str) -> CellResult:
         if result.status is not None:  # an interrupt (SIGTERM/Ctrl-C) leaves no results: the cell resumes later
             first = timing.first_step_at()
             result.timing_s.update(startup=startup, first_step=None if first is None else startup + first - t0)
+            if tracker is not None:  # the W&B run starts in the background: what the cell waited for it
+                result.timing_s["wandb"] += tracker.wait_s
             result.timing_s["total"] = time.perf_counter() - t0
             record(result, job_dir, tracker)
         if tracker is not None:
@@ -524,9 +556,11 @@ def run_locked(config: dict[str, Any], job_dir: Path, group: str) -> CellResult:
 def train_and_analyse(config: dict[str, Any], job_dir: Path, tracker: Tracker, result: CellResult) -> CellResult:
     """Load the data, train every endpoint (filling `result` in place, so a failure keeps them), then analyse."""
     t0 = time.perf_counter()
-    data = load_cell_data(config).to(training_device(config))
+    data = cell_data(config)
     ad = measures.analysis_data(config, data)
-    result.timing_s["data"], t0 = time.perf_counter() - t0, time.perf_counter()
+    result.timing_s["data"] = time.perf_counter() - t0
+    tracker.wait()  # the W&B run, started in the background meanwhile (timing_s.wandb: what this waits)
+    t0 = time.perf_counter()
     from landscape_sweep.pipeline.parallel import train_endpoints  # endpoints.parallel: none | processes | vmap
 
     spawned = None

@@ -4,8 +4,9 @@
   process only, 0 for the cells after it (an in-process sweep or a packed job pays it once);
 - `data`: loading the data and the analysis subsets;
 - `first_step`: process start (first cell) or cell start (later cells) to the first training step;
-- `wandb`: starting the cell's W&B run (0 without W&B; logging the cell's payload and finishing the run come
-  after results.json is written: `benchmarks/cell_startup.py` measures the whole W&B cost by difference).
+- `wandb`: what the cell waited for its W&B run's start, which runs in a background thread while the cell loads its
+  data (`tracking.Tracker`; 0 without W&B). Logging the cell's payload and finishing the run come after
+  results.json is written: `benchmarks/cell_startup.py` times them from outside.
 """
 
 from __future__ import annotations

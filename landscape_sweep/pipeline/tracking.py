@@ -10,14 +10,21 @@ each summary has `<name>_std` and `<name>_n` beside it (over endpoints, or endpo
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pytorch_lightning.loggers import CSVLogger, Logger, WandbLogger
 
+from landscape_sweep.pipeline import process
 from landscape_sweep.pipeline.artifacts import CURVE_COLUMNS, curve_rows
 from landscape_sweep.results import CellResult, cell_stats
+
+log = logging.getLogger(__name__)
 
 ENDPOINT_NAMES = {
     "train_loss": "train/loss",
@@ -73,10 +80,31 @@ def wandb_dirs(job_dir: Path) -> dict[str, str]:
     return {k: str(job_dir / "wandb" / sub) for k, sub in dirs.items() if not os.environ.get(k)}
 
 
+def wandb_settings(w: dict[str, Any]) -> dict[str, Any]:
+    """`wandb.Settings` of a cell's run: what the run records (config, metrics, summaries, tables, images in the
+    offline `run-<id>.wandb` file) and none of W&B's probes and scans, which a sweep of many short runs pays per run
+    and does not need (results.json keeps the package versions and the config)."""
+    return {
+        "silent": True,
+        "console": "off",  # no console capture: the cell's log is Hydra's job log
+        "x_disable_stats": True,  # no system-metrics sampling
+        "x_disable_meta": True,  # no system metadata probe (OS, CPU/GPU/disk inventory, program, ...)
+        "x_disable_machine_info": True,  # no machine/git info collected before the run starts
+        "disable_git": True,  # no git probing (GitPython, git subprocesses, diff patches)
+        "disable_code": True,  # no code capture
+        "save_code": False,
+        "disable_job_creation": True,  # no W&B Launch job artifact
+        "label_disable": True,  # no probing of the main module's docstring for labels
+        "sagemaker_disable": True,  # no SageMaker environment probe
+        "x_save_requirements": bool(w.get("save_requirements", False)),  # a scan of every installed package
+    }
+
+
 def start_wandb_run(cfg: dict[str, Any], job_dir: Path, *, group: str, job_type: str, name: str) -> Any:
     """The cell's W&B run; the W&B service it starts writes its log (`core-debug-*.log`) into the job dir too."""
     import wandb
 
+    process.defer_wandb_launch()  # wandb.init imports it for W&B Launch inputs: none here (process.py)
     w = cfg["logger"]["wandb"]
     service_env = ScopedEnv({"XDG_CACHE_HOME": str(job_dir / "wandb" / "cache")})  # read when the service starts
     try:
@@ -84,31 +112,67 @@ def start_wandb_run(cfg: dict[str, Any], job_dir: Path, *, group: str, job_type:
             project=w.get("project"), entity=w.get("entity"), group=w.get("group") or group,
             job_type=w.get("job_type") or job_type, tags=[str(t) for t in (w.get("tags") or [])], name=name,
             config=cfg, dir=str(job_dir), mode=os.environ.get("WANDB_MODE") or w.get("mode") or "offline",
-            reinit="create_new",
-            settings=wandb.Settings(
-                silent=True, console="off", x_disable_stats=True,
-                x_save_requirements=bool(w.get("save_requirements", False)),  # a scan of every installed package
-            ),
+            reinit="create_new", settings=wandb.Settings(**wandb_settings(w)),
         )  # fmt: skip
     finally:
         service_env.restore()
 
 
+class Starting:
+    """A call running in a background thread (a W&B run's start); `result()` waits for it and re-raises its error."""
+
+    def __init__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._call, args=(fn, args, kwargs), name="wandb-start", daemon=True)
+        self.thread.start()
+
+    def _call(self, fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> None:
+        try:
+            self.value = fn(*args, **kwargs)
+        except BaseException as e:  # handed to the thread that waits
+            self.error = e
+
+    def result(self) -> Any:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
 class Tracker:
-    """Owns the cell's W&B run (if any) and hands Lightning a logger for each endpoint."""
+    """Owns the cell's W&B run (if any) and hands Lightning a logger for each endpoint.
+
+    The W&B run starts in a background thread (importing wandb, starting W&B's service, initialising the run: ~1 s
+    on 2 busy cores, of which 0.2 s is waiting for the service) while the cell loads its data; `wait()` (the cell
+    calls it before training; `run`, the Lightning loggers and the log calls too) waits for it, adding up the
+    waiting in `wait_s`, and raises an error of the start, which fails the cell as before.
+    """
 
     def __init__(self, cfg: dict[str, Any], job_dir: Path, *, group: str, job_type: str, name: str):
         self.kind = cfg["logger"]["name"]
         self.job_dir = job_dir
-        self.run = None
+        self.wait_s = 0.0
+        self._run: Any = None
+        self._starting: Starting | None = None
         self.env: ScopedEnv | None = None
         if self.kind == "wandb":
             self.env = ScopedEnv(wandb_dirs(job_dir))
+            self._starting = Starting(start_wandb_run, cfg, job_dir, group=group, job_type=job_type, name=name)
+
+    def wait(self) -> Any:
+        """The cell's W&B run (None without W&B), once started."""
+        if self._starting is not None:
+            t0, starting, self._starting = time.perf_counter(), self._starting, None
             try:
-                self.run = start_wandb_run(cfg, job_dir, group=group, job_type=job_type, name=name)
-            except BaseException:
-                self.close()
-                raise
+                self._run = starting.result()
+            finally:
+                self.wait_s += time.perf_counter() - t0
+        return self._run
+
+    @property
+    def run(self) -> Any:
+        return self.wait()
 
     def lightning_logger(self, seed: int | str) -> Logger | bool:
         """The Lightning logger of one endpoint (False: none); `seed`: its seed or its run's name (a str)."""
@@ -145,13 +209,18 @@ class Tracker:
             self.run.log(payload)
 
     def close(self, exit_code: int = 0) -> None:
-        """Finish the run and stop the W&B service (the next cell starts its own, logging into its own dir)."""
+        """Finish the run and stop the W&B service (the next cell starts its own, logging into its own dir); a
+        run still starting is waited for first, and an error of its start that nothing raised yet is logged."""
         try:
-            if self.run is not None:
+            try:
+                self.wait()
+            except Exception as e:
+                log.warning("W&B run did not start: %s", " ".join(str(e).split()) or type(e).__name__)
+            if self._run is not None:
                 import wandb
 
-                self.run.finish(exit_code=exit_code)
-                self.run = None
+                self._run.finish(exit_code=exit_code)
+                self._run = None
                 wandb.teardown()
         finally:
             if self.env is not None:
