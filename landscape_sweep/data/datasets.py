@@ -7,10 +7,10 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from ..checks import check_choice, check_int, fail
+from ..checks import check_choice, check_int, check_mapping, check_seed, fail
 from .core import DataBundle, build_bundle
 from .ood import check_ood, shifted_test_sets
-from .tabular import raw_digits, raw_mnist1d, raw_synthetic
+from .tabular import check_mnist1d_options, check_synthetic_options, raw_digits, raw_mnist1d, raw_synthetic
 from .vision import VISION, raw_vision
 
 DATASETS: tuple[str, ...] = ("mnist1d", "digits", "synthetic", *VISION)
@@ -22,6 +22,42 @@ _OPTIONS: dict[str, tuple[str, ...]] = {
     "synthetic": tuple(p for p in inspect.signature(raw_synthetic).parameters if p != "seed"),
     **{name: () for name in VISION},
 }
+
+
+# the input shape of each dataset's samples (synthetic: (data.options.dim,)); checked against the loaded data by a test
+SHAPES: dict[str, tuple[int, ...]] = {
+    "mnist1d": (1, 40),
+    "digits": (1, 8, 8),
+    "cifar10": (3, 32, 32),
+    "cifar100": (3, 32, 32),
+    "mnist": (1, 28, 28),
+    "fashion_mnist": (1, 28, 28),
+    "svhn": (3, 32, 32),
+}
+
+
+def data_shape(name: str, options: dict[str, Any] | None = None) -> tuple[tuple[int, ...], int]:
+    """(input shape, number of classes) of dataset `name` with `options`, known without loading it."""
+    options = options or {}
+    if name == "synthetic":
+        return (int(options.get("dim", 20)),), int(options.get("num_classes", 4))
+    return SHAPES[name], VISION[name][1] if name in VISION else 10
+
+
+def check_options(name: str, options: Any) -> None:
+    """`data.options` of dataset `name`: a mapping of its own keys with valid values (one-line ValueError; nothing
+    is loaded or generated, so the pre-check catches what loading would fail on)."""
+    check_choice("data.name", name, DATASETS)
+    check_mapping("data.options", options, _OPTIONS[name], nullable=True)
+    options = options or {}
+    unknown = sorted(set(options) - set(_OPTIONS[name]))
+    if unknown:
+        allowed = ", ".join(_OPTIONS[name])
+        fail("data.options", unknown, f"{name} takes only {allowed}" if allowed else f"{name} takes no options")
+    if name == "mnist1d":
+        check_mnist1d_options(**options)
+    elif name == "synthetic":
+        check_synthetic_options(**options)
 
 
 def load_data(
@@ -47,12 +83,8 @@ def load_data(
     dataset-specific (mnist1d: num_train, num_test, shuffle_seq, gen_seed; synthetic:
     kind, num_train, num_test, dim, num_classes, hidden, spread).
     """
-    check_choice("data.name", name, DATASETS)
-    unknown = sorted(set(options) - set(_OPTIONS[name]))
-    if unknown:
-        allowed = ", ".join(_OPTIONS[name])
-        fail("data.options", unknown, f"{name} takes only {allowed}" if allowed else f"{name} takes no options")
-    seed = check_int("data.seed", seed, 0)
+    check_options(name, options)
+    seed = check_seed("data.seed", check_int("data.seed", seed, 0))
     kind = VISION[name][2] if name in VISION else None
     if augment and kind is None:
         fail("data.augment", augment, f"must be false: {name} has no standard augmentation")

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..checks import check_choice, check_int, check_positive, fail
+from ..checks import check_choice, check_int, check_positive, check_seed, fail
 from ..files import atomic_open
 from .core import Raw, generator
 
@@ -25,16 +25,26 @@ def _atomic_save(obj: object, path: Path) -> None:
         torch.save(obj, f)
 
 
-def mnist1d_args(num_train: int = 4000, num_test: int = 1000, shuffle_seq: bool = False, gen_seed: int = 42) -> dict:
-    """The `mnist1d` generator arguments for a train/test size (defaults: the standard 4000/1000 set)."""
-    from mnist1d.data import get_dataset_args
-
+def check_mnist1d_options(
+    num_train: int = 4000, num_test: int = 1000, shuffle_seq: bool = False, gen_seed: int = 42
+) -> None:
+    """`data.options` of mnist1d (one-line ValueError), checked without generating anything."""
     check_int("data.options.num_train", num_train, 1)
     check_int("data.options.num_test", num_test, 1)
     total = num_train + num_test
     if total % 10:
         fail("data.options.num_train+num_test", total, "must be a multiple of 10 (balanced classes)")
-    check_int("data.options.gen_seed", gen_seed, 0)
+    if not isinstance(shuffle_seq, bool):
+        fail("data.options.shuffle_seq", shuffle_seq, "must be true or false")
+    check_seed("data.options.gen_seed", gen_seed)
+
+
+def mnist1d_args(num_train: int = 4000, num_test: int = 1000, shuffle_seq: bool = False, gen_seed: int = 42) -> dict:
+    """The `mnist1d` generator arguments for a train/test size (defaults: the standard 4000/1000 set)."""
+    from mnist1d.data import get_dataset_args
+
+    check_mnist1d_options(num_train, num_test, shuffle_seq, gen_seed)
+    total = num_train + num_test
     args = get_dataset_args(as_dict=True)
     args.update(num_samples=total, train_split=num_train / total, shuffle_seq=bool(shuffle_seq))
     args["seed"] = gen_seed
@@ -98,6 +108,28 @@ def raw_digits(root: str | Path | None = None) -> Raw:
 SYNTHETIC_KINDS = ("teacher", "gmm")
 
 
+def check_synthetic_options(
+    kind: str = "teacher",
+    num_train: int = 2000,
+    num_test: int = 1000,
+    dim: int = 20,
+    num_classes: int = 4,
+    hidden: int = 64,
+    spread: float = 1.0,
+) -> None:
+    """`data.options` of the synthetic dataset (one-line ValueError), checked without drawing anything."""
+    check_choice("data.options.kind", kind, SYNTHETIC_KINDS)
+    for key, value, low in [
+        ("num_train", num_train, 1),
+        ("num_test", num_test, 1),
+        ("dim", dim, 1),
+        ("num_classes", num_classes, 2),
+        ("hidden", hidden, 1),
+    ]:
+        check_int(f"data.options.{key}", value, low)
+    check_positive("data.options.spread", spread)
+
+
 def raw_synthetic(
     seed: int = 0,
     kind: str = "teacher",
@@ -113,16 +145,7 @@ def raw_synthetic(
     teacher: x ~ N(0, I), labelled by argmax of a random tanh MLP (dim -> hidden -> num_classes).
     gmm: y uniform, x ~ N(mu_y, I) with class means mu ~ N(0, spread^2 I).
     """
-    check_choice("data.options.kind", kind, SYNTHETIC_KINDS)
-    for key, value, low in [
-        ("num_train", num_train, 1),
-        ("num_test", num_test, 1),
-        ("dim", dim, 1),
-        ("num_classes", num_classes, 2),
-        ("hidden", hidden, 1),
-    ]:
-        check_int(f"data.options.{key}", value, low)
-    check_positive("data.options.spread", spread)
+    check_synthetic_options(kind, num_train, num_test, dim, num_classes, hidden, spread)
     gen = generator(seed, "synthetic")
     total = num_train + num_test
     if kind == "teacher":

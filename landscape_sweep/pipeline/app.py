@@ -23,7 +23,7 @@ from hydra.errors import CompactHydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, read_write
 
-from landscape_sweep.pipeline import process
+from landscape_sweep.pipeline import prechecks, process
 from landscape_sweep.pipeline.config import (
     CONF_DIR,
     ConfigError,
@@ -79,7 +79,9 @@ def _probe_writable(cfg: DictConfig, multirun: bool) -> None:
 
 
 def _check_launcher(cfg: DictConfig) -> None:
-    """The launcher keys of our submitit launchers (`hydra.launcher.cells_per_job`), checked by the launcher itself."""
+    """The launcher keys of our submitit launchers (`hydra.launcher.cells_per_job`), checked by the launcher itself;
+    keys the launcher does not take at all (`prechecks.check_launcher_keys`)."""
+    prechecks.check_launcher_keys(cfg)
     node = OmegaConf.select(cfg, "hydra.launcher")
     if node is None or "cells_per_job" not in node:
         return
@@ -158,13 +160,16 @@ def precheck(argv: list[str]) -> None:
         return
     multirun, jobs = expanded
     seen: dict[Path, tuple[int, str]] = {}
+    configs: list[dict[str, Any]] = []
     shared = set.intersection(*(set(job) for job in jobs)) if len(jobs) > 1 else set()
     with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="landscape_sweep"):
         for num, job in enumerate(jobs):
             cfg = compose("config", overrides=job, return_hydra_config=True)
             directory = as_job(cfg, multirun, num)
             _check_distinct(seen, cfg, directory, num, " ".join(o for o in job if o not in shared))
+            prechecks.check_path(_output_key(multirun), directory)
             if num == 0:
+                prechecks.check_environment()
                 _probe_writable(cfg, multirun)
                 _check_launcher(cfg)
             config = validate(cfg)
@@ -172,7 +177,13 @@ def precheck(argv: list[str]) -> None:
                 process.freeze_heap()  # the imports are done (validation imports Lightning): see process.py
             if _runs_here(cfg):
                 check_devices_available(config["trainer"])
+                with config_errors():
+                    prechecks.check_threads_here(config["trainer"])
+            prechecks.check_memory(cfg, config, local=_runs_here(cfg))
             _check_job_dir(cfg, config, directory, multirun)
+            configs.append(config)
+    with config_errors():
+        prechecks.check_report_keys(configs)
 
 
 class CellRefused(CompactHydraException):

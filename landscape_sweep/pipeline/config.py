@@ -24,11 +24,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from landscape_sweep import CONF_DIR  # noqa: F401 (re-exported: the CLI and tests import it from here)
 from landscape_sweep.checks import (
+    SEED_LIMIT,
     check_choice,
+    check_distinct,
     check_fraction,
     check_int,
+    check_lr,
+    check_mapping,
     check_number,
     check_positive,
+    check_seed,
     check_subset,
     fail,
     is_int,
@@ -75,6 +80,9 @@ VMAP_TRAINER_DEFAULTS = {"min_epochs": 0, "check_val_every_n_epoch": 1}
 WHOLE_EPOCHS = {"max_steps": -1, "limit_train_batches": 1.0, "val_check_interval": 1.0, "accumulate_grad_batches": 1,
                 "overfit_batches": 0.0}  # fmt: skip
 WHOLE_EPOCHS_WHY = ": a cell trains whole epochs (trainer.max_epochs, or trainer.stop_at to stop early)"
+# trainer.threads: at most this many torch threads (libgomp aborts the process when it cannot create them, e.g.
+# 100000; no node has this many cores). The pre-check also bounds it by this machine's cores for local launchers.
+MAX_THREADS = 1024
 
 # keys that only change the post-hoc analysis: a trained endpoint stays valid when only these change
 ANALYSIS_ONLY = ("landscape", "data.ood")
@@ -122,6 +130,7 @@ def _check_keys(node: Mapping, allowed: Iterable[str], prefix: str) -> None:
 
 def _validate_data(data: Mapping) -> None:
     from landscape_sweep.data import DATASETS
+    from landscape_sweep.data.datasets import check_options
     from landscape_sweep.data.ood import check_ood
 
     _check_keys(data, DATA_KEYS, "data")
@@ -135,6 +144,9 @@ def _validate_data(data: Mapping) -> None:
     val = data.get("val_size", 0)
     if isinstance(val, bool) or not isinstance(val, (int, float)) or val < 0 or (isinstance(val, float) and val >= 1):
         fail("data.val_size", val, "must be a count >= 0 or a fraction in [0, 1)")
+    if "seed" in data:
+        check_seed("data.seed", data["seed"])
+    check_options(data["name"], data.get("options") or {})
     check_ood(data["name"], data.get("ood"), data.get("options") or {})
 
 
@@ -148,9 +160,12 @@ def _validate_trainer(trainer: Mapping) -> None:
     threads = trainer.get("threads", "auto")
     if threads != "auto" and not (is_int(threads) and threads >= 1):
         fail("trainer.threads", threads, "must be auto (this process's share of the cores) or an integer >= 1")
+    if threads != "auto" and threads > MAX_THREADS:
+        fail("trainer.threads", threads, f"must be at most {MAX_THREADS}, or auto: more threads than any node has "
+             "cores, and OpenMP aborts the process when it cannot start them")  # fmt: skip
     check_int("trainer.max_epochs", trainer.get("max_epochs"))
     stop = trainer.get("stop_at") or {}
-    _check_keys(stop, {"train_loss", "train_acc"}, "trainer.stop_at")
+    _check_keys(stop, STOP_AT_KEYS, "trainer.stop_at")
     if stop.get("train_loss") is not None:
         check_positive("trainer.stop_at.train_loss", stop["train_loss"])
     if stop.get("train_acc") is not None:
@@ -241,6 +256,8 @@ SHARPNESS_SETTINGS = {
 CONNECTIVITY_KEYS = {"methods", "num_points", "sharpness_points", "curve"}
 CURVE_KEYS = {"num_bends", "max_epochs", "tol", "window", "patience", "min_epochs", "floor", "lr", "batch_size"}
 SURFACE_KEYS = {"enabled", "num_points", "span"}
+# a method listed twice would measure the same paths twice and count them as independent pairs (n doubled, std 0)
+DUPLICATE_PATHS = ": each method's paths are measured once (a repeat would count the same pairs twice)"
 
 
 def _validate_landscape(land: Mapping, *, max_epochs: int) -> None:
@@ -251,6 +268,7 @@ def _validate_landscape(land: Mapping, *, max_epochs: int) -> None:
     if not isinstance(epochs, (list, tuple)) or not all(is_int(e) and 1 <= e <= max_epochs for e in epochs):
         allowed = f"must be a list of epochs in 1..{max_epochs} (trainer.max_epochs)"
         fail("landscape.checkpoint_epochs", epochs, allowed)
+    check_distinct("landscape.checkpoint_epochs", epochs, ": each epoch is measured once")
     if land.get("analysis_size") is not None:
         check_int("landscape.analysis_size", land["analysis_size"])
     sharp, conn, surf = land.get("sharpness", {}), land.get("connectivity", {}), land.get("surface", {})
@@ -262,14 +280,17 @@ def _validate_landscape(land: Mapping, *, max_epochs: int) -> None:
     for key in ("tol", "rho", "adaptive_rho", "average_sigma", "adaptive_average_sigma"):
         check_positive(f"landscape.sharpness.{key}", sharp.get(key))
     check_subset("landscape.sharpness.kinds", sharp.get("kinds"), SHARPNESS_KINDS)
+    check_distinct("landscape.sharpness.kinds", sharp["kinds"], ": each kind is measured once")
     if not isinstance(sharp.get("per_block", False), bool):
         fail("landscape.sharpness.per_block", sharp["per_block"], "must be true or false")
     _check_keys(conn, CONNECTIVITY_KEYS, "landscape.connectivity")
     check_subset("landscape.connectivity.methods", conn.get("methods"), PATH_METHODS)
+    check_distinct("landscape.connectivity.methods", conn["methods"], DUPLICATE_PATHS)
     check_int("landscape.connectivity.num_points", conn.get("num_points"), low=2)
     pts = conn.get("sharpness_points")
     if not isinstance(pts, (list, tuple)) or not all(isinstance(t, (int, float)) and 0 <= t <= 1 for t in pts):
         fail("landscape.connectivity.sharpness_points", pts, "must be a list of t values in [0, 1]")
+    check_distinct("landscape.connectivity.sharpness_points", pts, ": each t is measured once")
     curve = conn.get("curve", {})
     _check_keys(curve, CURVE_KEYS, "landscape.connectivity.curve")
     for key in ("num_bends", "max_epochs", "window", "batch_size"):
@@ -279,19 +300,29 @@ def _validate_landscape(land: Mapping, *, max_epochs: int) -> None:
         fail("landscape.connectivity.curve.patience", patience, "must be a fraction of the epochs run, in (0, 1]")
     check_int("landscape.connectivity.curve.min_epochs", curve.get("min_epochs"), low=0)
     check_number("landscape.connectivity.curve.floor", curve.get("floor"), 0)
-    for key in ("lr", "tol"):
-        check_positive(f"landscape.connectivity.curve.{key}", curve.get(key))
+    check_lr("landscape.connectivity.curve.lr", curve.get("lr"))
+    check_positive("landscape.connectivity.curve.tol", curve.get("tol"))
     _check_keys(surf, SURFACE_KEYS, "landscape.surface")
     check_int("landscape.surface.num_points", surf.get("num_points"), low=2)
     check_positive("landscape.surface.span", surf.get("span"))
 
 
 ENDPOINT_KEYS = {"seeds", "data_seeds", "mode", "spawn_epochs", "parent_seed", "parallel"}
+REPORT_KEYS = {"wandb", "facet", "select", "unreached"}
+STOP_AT_KEYS = {"train_loss", "train_acc"}
 ENDPOINT_MODES = ("independent", "spawn")
 # `endpoints` keys added after schema 2 with the value that means "as before": left out of a cell's identity at that
 # value (and the spawn-only ones in independent mode), so completed cells of older configs keep their hash
 ENDPOINT_DEFAULTS = {"mode": "independent", "data_seeds": None, "spawn_epochs": [], "parent_seed": 0}
 SPAWN_ONLY = ("spawn_epochs", "parent_seed")
+
+
+SEED_WHY = " (the seed range of numpy and Lightning's seed_everything)"
+
+
+def is_seed(value: Any) -> bool:
+    """An integer in [0, 2^32)."""
+    return is_int(value) and 0 <= value < SEED_LIMIT
 
 
 def data_seeds(endpoints: Mapping[str, Any]) -> list[int]:
@@ -302,11 +333,13 @@ def data_seeds(endpoints: Mapping[str, Any]) -> list[int]:
 def _validate_endpoints(endpoints: Mapping, *, max_epochs: int) -> None:
     _check_keys(endpoints, ENDPOINT_KEYS, "endpoints")
     seeds = endpoints.get("seeds")
-    if not isinstance(seeds, (list, tuple)) or not seeds or not all(is_int(s) for s in seeds):
-        fail("endpoints.seeds", seeds, "must be a non-empty list of integers, e.g. [0, 1]")
+    if not isinstance(seeds, (list, tuple)) or not seeds or not all(is_seed(s) for s in seeds):
+        fail("endpoints.seeds", seeds, f"must be a non-empty list of integers in [0, 2^32), e.g. [0, 1]{SEED_WHY}")
     ds = endpoints.get("data_seeds")
-    if ds is not None and (not isinstance(ds, (list, tuple)) or len(ds) != len(seeds) or not all(map(is_int, ds))):
-        fail("endpoints.data_seeds", ds, f"must be null (= endpoints.seeds) or {len(seeds)} integers, one per seed")
+    if ds is not None and (not isinstance(ds, (list, tuple)) or len(ds) != len(seeds) or not all(map(is_seed, ds))):
+        fail("endpoints.data_seeds", ds, f"must be null (= endpoints.seeds) or {len(seeds)} integers in [0, 2^32), "
+             f"one per seed{SEED_WHY}")  # fmt: skip
+    check_seed("endpoints.parent_seed", endpoints.get("parent_seed", 0))
     mode = check_choice("endpoints.mode", endpoints.get("mode", "independent"), ENDPOINT_MODES)
     check_choice("endpoints.parallel", endpoints.get("parallel", "none"), PARALLEL_MODES)
     spawn = endpoints.get("spawn_epochs") or []
@@ -329,8 +362,6 @@ def _validate_endpoints(endpoints: Mapping, *, max_epochs: int) -> None:
              "(< trainer.max_epochs; 0 = the parent's initialisation)")  # fmt: skip
     if len(set(spawn)) != len(spawn):
         fail("endpoints.spawn_epochs", list(spawn), "must not contain duplicates")
-    if not is_int(endpoints.get("parent_seed", 0)):
-        fail("endpoints.parent_seed", endpoints.get("parent_seed"), "must be an integer")
     parallel = endpoints.get("parallel", "none")
     if parallel != "none":
         fail("endpoints.parallel", parallel, "must be none with endpoints.mode=spawn (children train one by one)")
@@ -381,8 +412,8 @@ def _validate(c: dict[str, Any]) -> None:
     from landscape_sweep.training.optim import validate_optimizer_cfg
 
     _check_keys(c, TOP_KEYS, "")
-    if not is_int(c.get("seed")):
-        fail("seed", c.get("seed"), "must be an integer")
+    _check_mappings(c)
+    check_seed("seed", c.get("seed"))
     check_int("trainer.max_epochs", c["trainer"].get("max_epochs"))
     _validate_endpoints(c.get("endpoints") or {}, max_epochs=c["trainer"]["max_epochs"])
     _check_keys(c["model"], MODEL_KEYS, "model")
@@ -397,20 +428,66 @@ def _validate(c: dict[str, Any]) -> None:
     _validate_landscape(c["landscape"], max_epochs=c["trainer"]["max_epochs"])
     if c["logger"].get("name") not in LOGGERS:
         fail("logger.name", c["logger"].get("name"), f"allowed: {', '.join(LOGGERS)}")
+    if c["logger"]["name"] == "wandb":
+        check_mapping("logger.wandb", c["logger"].get("wandb"), ("project", "entity", "mode", "group", "tags"))
+    if not isinstance(c.get("tags", []), (list, tuple)):
+        fail("tags", c["tags"], "must be a list of W&B tags, e.g. [baseline]")
     _validate_report(c.get("report") or {})
+
+
+# nodes that must be mappings: dotted key -> (its keys, for the message; whether null means "none/off"). A scalar
+# there would otherwise crash the checks (`TypeError: 'int' object is not iterable`) instead of failing in one line.
+MAPPING_NODES: dict[str, tuple[tuple[str, ...], bool]] = {
+    "data": (tuple(DATA_KEYS), False),
+    "model": (tuple(MODEL_KEYS), False),
+    "optimizer": ((), False),
+    "trainer": ((), False),
+    "landscape": (tuple(LANDSCAPE_KEYS), False),
+    "logger": (("name", "wandb"), False),
+    "endpoints": (tuple(ENDPOINT_KEYS), False),
+    "report": (tuple(REPORT_KEYS), True),
+    "trainer.stop_at": (tuple(STOP_AT_KEYS), True),
+    "landscape.sharpness": (tuple(SHARPNESS_SETTINGS), False),
+    "landscape.connectivity": (tuple(CONNECTIVITY_KEYS), False),
+    "landscape.connectivity.curve": (tuple(CURVE_KEYS), False),
+    "landscape.surface": (tuple(SURFACE_KEYS), False),
+    "report.select": ((), True),
+}
+REQUIRED_NODES = ("data", "model", "optimizer", "trainer", "landscape", "logger")
+
+
+def _check_mappings(c: Mapping[str, Any]) -> None:
+    """Every `MAPPING_NODES` node present (and every `REQUIRED_NODES` one) is a mapping (or null where allowed)."""
+    for dotted, (keys, nullable) in MAPPING_NODES.items():
+        *parents, leaf = dotted.split(".")
+        node: Any = c
+        for part in parents:
+            node = node.get(part) or {}  # checked before its children (dict order); a null one has none
+        if leaf in node or dotted in REQUIRED_NODES:
+            check_mapping(dotted, node.get(leaf), keys, nullable)
 
 
 def _validate_report(r: Mapping[str, Any]) -> None:
     """The report options' shapes (which keys exist is only known when the report reads the sweep's cells; the
     report package is not imported here: it pulls in pandas and matplotlib)."""
-    _check_keys(r, {"wandb", "facet", "select", "unreached"}, "report")
+    _check_keys(r, REPORT_KEYS, "report")
     facet = r.get("facet") or []
     if not isinstance(facet, (list, tuple, str)) or not all(isinstance(k, str) for k in facet):
         fail("report.facet", facet, "must be a list of config keys or cell fields, e.g. [optimizer.lr]")
-    if not isinstance(r.get("select") or {}, Mapping):
+    select = r.get("select") or {}
+    if not isinstance(select, Mapping):
         fail("report.select", r.get("select"), "must be a mapping {key: value or [values]}, e.g. {optimizer.lr: 0.1}")
+    for key, value in select.items():
+        if isinstance(value, Mapping) or (isinstance(value, (list, tuple)) and not all(map(_scalar, value))):
+            fail(f"report.select.{key}", value, "must be a value or a list of values (for a dotted key, write "
+                 f"'+report.select={{{key}.<name>: <value>}}': report.select.{key}.<name>=... nests it)")  # fmt: skip
+    check_distinct("report.facet", [facet] if isinstance(facet, str) else facet, ": each key splits the figures once")
     if r.get("unreached", "exclude") not in ("exclude", "include"):
         fail("report.unreached", r.get("unreached"), "must be one of exclude, include")
+
+
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))
 
 
 def _validate_batchnorm_batches(c: Mapping[str, Any]) -> None:

@@ -17,7 +17,16 @@ from omegaconf import OmegaConf
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 from landscape_sweep import CONF_DIR
-from landscape_sweep.checks import check_choice, check_int, check_number, check_positive, fail, is_int, is_number
+from landscape_sweep.checks import (
+    check_choice,
+    check_int,
+    check_lr,
+    check_number,
+    check_positive,
+    fail,
+    is_int,
+    is_number,
+)
 
 BASES = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
@@ -98,7 +107,7 @@ def _check_base(cfg: Mapping[str, Any]) -> None:
     if not (isinstance(cfg["name"], str) and cfg["name"]):
         fail("optimizer.name", cfg["name"], "must be a non-empty string (the preset's name)")
     check_choice("optimizer.base", cfg["base"], BASES)
-    check_positive("optimizer.lr", cfg["lr"])
+    check_lr("optimizer.lr", cfg["lr"])
     if not (is_number(cfg["momentum"]) and 0 <= cfg["momentum"] < 1):
         fail("optimizer.momentum", cfg["momentum"], "must be a number in [0, 1)")
     _flag("optimizer.nesterov", cfg["nesterov"])
@@ -145,7 +154,7 @@ def _check_swa(w: Mapping[str, Any], *, max_epochs: int) -> None:
             fail("optimizer.swa.start", start, f"must be an epoch in [0, {max_epochs - 1}] (max_epochs={max_epochs})")
     elif not (is_number(start) and 0 <= start < 1):
         fail("optimizer.swa.start", start, "must be an epoch (int) < max_epochs or a fraction of max_epochs in [0, 1)")
-    check_positive("optimizer.swa.lr", w["lr"])
+    check_lr("optimizer.swa.lr", w["lr"])
     check_int("optimizer.swa.anneal_epochs", w["anneal_epochs"], 0)
     check_choice("optimizer.swa.anneal_strategy", w["anneal_strategy"], ANNEAL_STRATEGIES)
 

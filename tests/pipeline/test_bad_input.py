@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from landscape_sweep.pipeline.app import main
+from landscape_sweep.pipeline.prechecks import THREADS_PER_CORE, available_memory, usable_cpus
 
 NO_GPU = not (torch.cuda.is_available() or torch.backends.mps.is_available())
 ROOT_ON_LINUX = sys.platform.startswith("linux") and os.geteuid() == 0
@@ -103,7 +104,11 @@ KINDS = [
     ("one trace probe", ["landscape.sharpness.trace_probes=1"], ["trace_probes=1", ">= 2"]),
     ("unknown logger", ["logger.name=tensorboard"], ["logger.name='tensorboard'", "wandb, csv, none"]),
     ("report facet not a list", ["report.facet=3"], ["report.facet=3", "list of config keys"]),
-    ("unknown report option", ["+report.colour=red"], ["report.colour", "unknown key", "facet, select, unreached, wandb"]),
+    (
+        "unknown report option",
+        ["+report.colour=red"],
+        ["report.colour", "unknown key", "facet, select, unreached, wandb"],
+    ),
     ("unknown optimizer preset", ["optimizer=nope"], ["optimizer/nope", "sgd"]),
     ("bad cell inside a grid", ["-m", "model.depth=2,0"], ["model.depth=0", ">= 1"]),
     ("output dir under a file", ["hydra.run.dir={file}/runs"], ["hydra.run.dir=", "output dir cannot be written"]),
@@ -115,6 +120,129 @@ KINDS = [
         NEEDS_ROOT,
     ),
 ]
+LONG = "x" * 300  # a directory name over NAME_MAX (255 bytes on Linux file systems)
+MANY_THREADS = THREADS_PER_CORE * usable_cpus() + 1
+TOO_MANY_THREADS_HERE = pytest.mark.skipif(MANY_THREADS > 1024, reason="this machine allows every valid count")
+FREE = available_memory()
+DEPTH_1E6_FITS = pytest.mark.skipif(FREE is not None and FREE[0] > 140 * 2**30, reason="138 GiB fit here")
+# ranges, not just types (issue 25, point 9): each of these passed the pre-check before and failed in every cell
+KINDS += [
+    ("negative endpoint seed", ["endpoints.seeds=[-1,0]"], ["endpoints.seeds=[-1, 0]", "[0, 2^32)"]),
+    ("endpoint seed 2^32", ["endpoints.seeds=[0,4294967296]"], ["endpoints.seeds=[0, 4294967296]", "[0, 2^32)"]),
+    ("negative cell seed", ["seed=-3"], ["seed=-3", "integer in [0, 2^32)"]),
+    (
+        "negative parent seed",
+        ["endpoints.mode=spawn", "endpoints.spawn_epochs=[0,1]", "endpoints.parent_seed=-7"],
+        ["endpoints.parent_seed=-7", "[0, 2^32)"],
+    ),
+    ("negative data seeds", ["endpoints.data_seeds=[-1,5,7]"], ["endpoints.data_seeds=[-1, 5, 7]", "[0, 2^32)"]),
+    ("data seed 2^32", ["data.seed=4294967296"], ["data.seed=4294967296", "[0, 2^32)"]),
+    ("negative generator seed", ["data.options.gen_seed=-1"], ["data.options.gen_seed=-1", "[0, 2^32)"]),
+    ("lr beyond float32", ["optimizer.lr=1e308"], ["optimizer.lr=1e+308", "learning rate in (0, 10000]"]),
+    ("absurd lr", ["optimizer.lr=1e5"], ["optimizer.lr=100000.0", "(0, 10000]", "practical use"]),
+    ("absurd SWA lr", ["optimizer.swa.lr=1e6"], ["optimizer.swa.lr=1000000.0", "(0, 10000]"]),
+    ("absurd curve lr", ["landscape.connectivity.curve.lr=1e6"], ["curve.lr=1000000.0", "(0, 10000]"]),
+    ("weight decay beyond float32", ["optimizer.weight_decay=1e300"], ["weight_decay=1e+300", "float32"]),
+    ("SAM rho beyond float32", ["optimizer=sam", "optimizer.rho=1e39"], ["optimizer.rho=1e+39", "> 0"]),
+    ("data options a scalar", ["data.options=5"], ["data.options=5", "must be a mapping"]),
+    ("unknown data option", ["+data.options.foo=1"], ["data.options=['foo']", "mnist1d takes only"]),
+    ("data option out of range", ["data.options.num_train=0"], ["data.options.num_train=0", ">= 1"]),
+    ("synthetic option out of range", ["data=synthetic", "data.options.num_classes=1"], ["num_classes=1", ">= 2"]),
+    ("threads beyond any node", ["trainer.threads=100000"], ["trainer.threads=100000", "at most 1024", "OpenMP"]),
+    (
+        "threads beyond this machine",
+        [f"trainer.threads={MANY_THREADS}"],
+        [f"trainer.threads={MANY_THREADS}", f"at most {MANY_THREADS - 1} threads"],
+        TOO_MANY_THREADS_HERE,
+    ),
+    ("stop_at a scalar", ["trainer.stop_at=5"], ["trainer.stop_at=5", "mapping", "train_acc, train_loss"]),
+    ("surface settings a scalar", ["landscape.surface=5"], ["landscape.surface=5", "mapping", "num_points"]),
+    ("report a scalar", ["report=5"], ["report=5", "mapping", "facet"]),
+    ("endpoints a scalar", ["endpoints=5"], ["endpoints=5", "mapping", "seeds"]),
+    ("sharpness settings null", ["landscape.sharpness=null"], ["landscape.sharpness=None", "mapping", "top_k"]),
+    ("trainer group removed", ["~trainer"], ["trainer=None", "must be a mapping"]),
+    ("wandb settings a scalar", ["logger.wandb=3"], ["logger.wandb=3", "mapping"]),
+    ("tags a scalar", ["tags=3"], ["tags=3", "list"]),
+    (
+        "duplicate path methods",
+        ["landscape.connectivity.methods=[linear,linear]"],
+        ["methods=['linear', 'linear']", "duplicates", "same pairs twice"],
+    ),
+    ("duplicate sharpness kinds", ["landscape.sharpness.kinds=[worst,worst]"], ["kinds=['worst', 'worst']", "twice"]),
+    ("duplicate checkpoint epochs", ["landscape.checkpoint_epochs=[1,1]"], ["checkpoint_epochs=[1, 1]", "twice"]),
+    (
+        "duplicate sharpness points",
+        ["landscape.connectivity.sharpness_points=[0.5,0.5]"],
+        ["sharpness_points=[0.5, 0.5]", "duplicates"],
+    ),
+    ("duplicate report facet", ["report.facet=[depth,depth]"], ["report.facet=['depth', 'depth']", "duplicates"]),
+    ("unknown report facet", ["report.facet=[nope]"], ["report.facet='nope'", "not a cell field", "optimizer.lr"]),
+    (
+        "report facet on an analysis setting",
+        ["report.facet=[landscape.sharpness.rho]"],
+        ["report.facet='landscape.sharpness.rho'", "landscape.*", "did you mean optimizer.rho"],
+    ),
+    (
+        "unknown report select key",
+        ["+report.select={optimizer.lrr:1}"],
+        ["report.select='optimizer.lrr'", "config key"],
+    ),
+    (
+        "report select nested by a dotted override",
+        ["+report.select.optimizer.lr=1"],
+        ["report.select.optimizer={'lr': 1}", "+report.select={optimizer.<name>: <value>}"],
+    ),
+    (
+        "unknown report facet in a grid",
+        ["-m", "model.depth=1,2", "report.facet=[lr]"],
+        ["report.facet='lr'", "optimizer.lr"],
+    ),
+    (
+        "stale-lock seconds not a number",
+        ["env:LANDSCAPE_SWEEP_LOCK_STALE_S=abc"],
+        ["LANDSCAPE_SWEEP_LOCK_STALE_S='abc'", "> 0", "heartbeat"],
+    ),
+    ("run dir name too long", [f"hydra.run.dir={{root}}/{LONG}"], ["hydra.run.dir", "300 bytes", "NAME_MAX"]),
+    (
+        "job dir name too long",
+        ["-m", "hydra.sweep.dir={root}/s", f"hydra.sweep.subdir={LONG}"],
+        ["hydra.sweep.dir", "300 bytes", "NAME_MAX"],
+    ),
+    (
+        "detach on the basic launcher",
+        ["-m", "+hydra.launcher.detach=true"],
+        ["hydra.launcher.detach=True", "BasicLauncher", "slurm or slurm_gpu only"],
+    ),
+    (
+        "detach on joblib",
+        ["-m", "hydra/launcher=joblib", "+hydra.launcher.detach=true"],
+        ["hydra.launcher.detach=True", "JoblibLauncher", "n_jobs"],
+    ),
+    (
+        "detach on the local launcher",
+        ["-m", "hydra/launcher=local", "+hydra.launcher.detach=true"],
+        ["hydra.launcher.detach=True", "LocalLauncher", "cells_per_job", "slurm or slurm_gpu only"],
+    ),
+    (
+        "model too deep for memory",
+        ["model.depth=1000000"],
+        ["model.depth=1000000, model.width=64", "needs at least", "GiB available"],
+        DEPTH_1E6_FITS,
+    ),
+    ("model far too deep", ["model.depth=100000000"], ["model.depth=100000000", "4.16e+11 parameters", "available"]),
+    ("model too wide for memory", ["model.width=1000000"], ["model.width=1000000", "1e+12 parameters", "available"]),
+    ("model too wide for any tensor", ["model.width=100000000000"], ["model.width=100000000000", "too large to exist"]),
+    (
+        "input too wide for memory",
+        ["data=synthetic", "data.options.dim=1000000000"],
+        ["this mlp on synthetic", "6.4e+10"],
+    ),
+    (
+        "model too large for the SLURM memory",
+        ["-m", "hydra/launcher=slurm", "model.depth=100000"],
+        ["model.depth=100000", "needs at least 13.8 GiB", "hydra.launcher.mem_gb=8"],
+    ),
+]
 BY_KIND = {k[0]: k for k in KINDS}
 
 
@@ -124,7 +252,13 @@ def _params(kinds) -> list:
 
 def _args(args: list[str], root: Path, data_dir: Path) -> list[str]:
     (root / "file").write_text("")
-    return [a.replace("{file}", str(root / "file")) for a in args] + [f"paths.data_dir={data_dir}"]
+    args = [a.replace("{file}", str(root / "file")).replace("{root}", str(root)) for a in args]
+    return [a for a in args if not a.startswith("env:")] + [f"paths.data_dir={data_dir}"]
+
+
+def _env(args: list[str]) -> dict[str, str]:
+    """The environment variables a kind sets (`env:NAME=value` items)."""
+    return dict(a.removeprefix("env:").split("=", 1) for a in args if a.startswith("env:"))
 
 
 def _one_line(stderr: str, expected: list[str]) -> None:
@@ -138,13 +272,15 @@ def _nothing_written(root: Path) -> None:
     assert sorted(p.name for p in root.iterdir()) == ["file"], list(root.iterdir())  # no logs/, no probe left
 
 
-def test_at_least_25_kinds():
-    assert len(BY_KIND) == len(KINDS) >= 25
+def test_at_least_70_kinds():
+    assert len(BY_KIND) == len(KINDS) >= 70
 
 
 @pytest.mark.parametrize("kind,args,expected", _params(KINDS))
 def test_bad_input_fails_in_one_line_and_writes_nothing(kind, args, expected, tmp_path, monkeypatch, capsys, data_dir):
     monkeypatch.setenv("LANDSCAPE_SWEEP_ROOT", str(tmp_path))
+    for name, value in _env(args).items():
+        monkeypatch.setenv(name, value)
     with pytest.raises(SystemExit) as e:
         main(_args(args, tmp_path, data_dir))
     assert e.value.code == 2, kind
@@ -176,3 +312,4 @@ def test_bad_input_through_the_real_cli(kind, args, expected, run_cli, tmp_path,
     assert proc.returncode == 2, proc.stderr
     _one_line(proc.stderr, expected)
     _nothing_written(tmp_path)
+
