@@ -109,15 +109,18 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
 
+    from landscape_sweep.files import dir_problem
     from landscape_sweep.pipeline.config import ConfigError
 
     path = Path(args.path)
-    cells = cell_dirs(path) if path.is_dir() else []
+    problem = dir_problem(path)
+    cells = cell_dirs(path) if problem is None else []
     if not cells:
-        print(f"landscape_sweep.analyze: path={str(path)!r}: no results.json found there", file=sys.stderr)
+        why = "no results.json found there" if problem is None else f"not a readable directory ({problem})"
+        print(f"landscape_sweep.analyze: path={str(path)!r}: {why}", file=sys.stderr)
         return 2
     try:
-        landscape = landscape_config(args.overrides)
+        landscape = checked_landscape(args.overrides, cells)
     except ConfigError as e:
         print(f"landscape_sweep.analyze: config error: {e}", file=sys.stderr)
         return 2
@@ -134,6 +137,36 @@ def main(argv: list[str] | None = None) -> int:
 
         build_report(str(path))
     return 1 if failures else 0
+
+
+def checked_landscape(overrides: list[str], cells: list[Path]) -> dict[str, Any]:
+    """The composed `landscape` node, checked before any cell is touched: Hydra's composition errors (an unknown
+    `landscape=<option>` or key), the environment the cell locks read, and the new settings against every completed
+    cell's config (e.g. checkpoint epochs beyond its trainer.max_epochs); ConfigError in one line."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from landscape_sweep.pipeline.app import _squash
+    from landscape_sweep.pipeline.config import ConfigError, validate
+    from landscape_sweep.pipeline.prechecks import check_environment
+    from landscape_sweep.results import read_results
+
+    check_environment()
+    try:
+        landscape = landscape_config(overrides)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError(_squash(e)) from None
+    for job in cells:
+        try:
+            prev = read_results(job)
+        except Exception:  # reported for that cell when it is re-analysed
+            continue
+        if prev is not None and prev.status == "completed":
+            try:
+                validate({**prev.config, "landscape": landscape})
+            except ConfigError as e:
+                raise ConfigError(f"{e} (cell {job})") from None
+    return landscape
 
 
 if __name__ == "__main__":

@@ -81,3 +81,14 @@ def read_regular_text(path: str | Path) -> str:
         if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
             raise OSError(errno.EINVAL, "not a regular file", str(path))
         return f.read().decode("utf-8")
+
+
+def dir_problem(path: str | Path) -> str | None:
+    """Why `path` is not a directory one can read (`not a directory`, `File name too long`, ...), None when it is
+    one. Unlike `Path.is_dir`, never raises (ENAMETOOLONG, EACCES)."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        return e.strerror or str(e)
+    return None if stat.S_ISDIR(st.st_mode) else "not a directory"
+

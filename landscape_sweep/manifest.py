@@ -40,19 +40,84 @@ def manifest_path(sweep_dir: str | Path) -> Path:
 
 
 def read_manifest(sweep_dir: str | Path) -> dict[str, Any] | None:
-    """The sweep's manifest, or None when it has none (or an unreadable one: the callers fall back to job dirs)."""
+    """The sweep's manifest, or None when it has none (or an unreadable or malformed one: the callers fall back to
+    job dirs; `manifest_error` says what is wrong with it)."""
     try:
         return as_manifest(json.loads(read_regular_text(manifest_path(sweep_dir))))
     except (OSError, ValueError):
         return None
 
 
+def manifest_error(sweep_dir: str | Path) -> str | None:
+    """Why the sweep's sweep.json cannot be used (not readable, not JSON, an entry of the wrong shape), in one line;
+    None when it is fine or absent."""
+    try:
+        data = json.loads(read_regular_text(manifest_path(sweep_dir)))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        return f"not a readable JSON file ({type(e).__name__}: {' '.join(str(e).split())[:120]})"
+    return shape_error(data)
+
+
 def as_manifest(data: Any) -> dict[str, Any] | None:
-    """Parsed JSON as a manifest (None unless it has the manifest's shape), `submissions` defaulted."""
-    if not isinstance(data, dict) or not isinstance(data.get("cells"), dict):
+    """Parsed JSON as a manifest (None unless it has the manifest's shape: `shape_error`), `submissions`
+    defaulted."""
+    if shape_error(data) is not None:
         return None
     data.setdefault("submissions", [])
     return data
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _cell_numbers(value: Any) -> bool:
+    return isinstance(value, list) and all(type(n) is int for n in value)
+
+
+# what each field of a cell entry and of a submission must be (null allowed where it is optional)
+JOB_ID = (str, "a string (a SLURM job id)")
+_CELL_FIELDS = {"overrides": (_strings, "a list of strings"), "job_dir": (str, "a string"), "job_id": JOB_ID,
+                "submitted": (str, "a time string")}  # fmt: skip
+_SUBMISSION_FIELDS = {"time": (str, "a time string"), "array": JOB_ID, "report_job": JOB_ID,
+                      "cells": (_cell_numbers, "a list of cell numbers")}  # fmt: skip
+
+
+def _field_error(where: str, entry: Any, fields: dict[str, tuple[Any, str]]) -> str | None:
+    if not isinstance(entry, dict):
+        return f"{where}={entry!r}: must be an object"
+    for key, (kind, what) in fields.items():
+        value = entry.get(key)
+        ok = value is None or (isinstance(value, kind) if isinstance(kind, type) else kind(value))
+        if not ok:
+            return f"{where}.{key}={value!r}: must be {what}"
+    return None
+
+
+def shape_error(data: Any) -> str | None:
+    """The first entry of parsed sweep.json that is not what `start_sweep`/`record_submission` write, as
+    `key=value: what it must be`; None when every entry the readers use has its shape."""
+    if not isinstance(data, dict) or not isinstance(data.get("cells"), dict):
+        return "cells: missing or not an object {num: entry}" if isinstance(data, dict) else "must be a JSON object"
+    for num, entry in data["cells"].items():
+        if not str(num).isdigit():
+            return f"cells[{num!r}]: a cell number must be a non-negative integer"
+        error = _field_error(f"cells[{num!r}]", entry, _CELL_FIELDS)
+        if error:
+            return error
+    subs = data.get("submissions", [])
+    if not isinstance(subs, list):
+        return f"submissions={subs!r}: must be a list"
+    for i, sub in enumerate(subs):
+        error = _field_error(f"submissions[{i}]", sub, _SUBMISSION_FIELDS)
+        if error:
+            return error
+    command = data.get("command")
+    if command is not None and not isinstance(command, dict):
+        return f"command={command!r}: must be an object {{argv, cwd, python}}"
+    return None
 
 
 def write_manifest(sweep_dir: str | Path, data: dict[str, Any]) -> None:

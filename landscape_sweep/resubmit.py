@@ -98,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     sweep = Path(args.sweep_dir).absolute()
     data, untrusted = read_own_manifest(sweep)
+    malformed = manifest.manifest_error(sweep) if data is None else None
+    if malformed is not None:
+        print(f"landscape_sweep.resubmit: {manifest.manifest_path(sweep)}: {malformed}; fix it or re-run the sweep's "
+              f"command with hydra.sweep.dir={sweep}", file=sys.stderr)  # fmt: skip
+        return 2
     if data is None or not isinstance(data.get("command"), dict):
         print(
             f"landscape_sweep.resubmit: sweep_dir={str(sweep)!r}: no readable {manifest.MANIFEST_NAME}; re-run the "
@@ -115,6 +120,14 @@ def main(argv: list[str] | None = None) -> int:
             f"arguments could make the job run any program); review it and run it yourself: {_shown(data, sweep)}",
             file=sys.stderr,
         )
+        return 2
+    from landscape_sweep.pipeline.config import ConfigError
+    from landscape_sweep.pipeline.prechecks import check_environment
+
+    try:
+        check_environment()  # the cells' lock files are read with it
+    except ConfigError as e:
+        print(f"landscape_sweep.resubmit: {e}", file=sys.stderr)
         return 2
     cells, _, _ = sweep_status(sweep)
     todo = [c for c in cells if c.state in ("failed", "diverged", "missing", "invalid")]

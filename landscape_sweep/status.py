@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from landscape_sweep import manifest, scheduler
-from landscape_sweep.files import read_regular_text
+from landscape_sweep.files import dir_problem, read_regular_text
 from landscape_sweep.results import job_dirs, job_overrides, results_path, validate_results
 
 STATES = ("completed", "failed", "diverged", "running", "pending", "missing", "invalid")
@@ -203,9 +203,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("sweep_dir", help="a Hydra multirun directory")
     args = ap.parse_args(argv)
     sweep = Path(args.sweep_dir)
-    if not sweep.is_dir():
-        print(f"landscape_sweep.status: sweep_dir={str(sweep)!r}: not a directory", file=sys.stderr)
+    problem = dir_problem(sweep)
+    if problem is not None:
+        shown = problem if problem == "not a directory" else f"not a readable directory ({problem})"
+        print(f"landscape_sweep.status: sweep_dir={str(sweep)!r}: {shown}", file=sys.stderr)
         return 2
+    from landscape_sweep.pipeline.config import ConfigError
+    from landscape_sweep.pipeline.prechecks import check_environment
+
+    try:
+        check_environment()  # the cells' lock files are read with it
+    except ConfigError as e:
+        print(f"landscape_sweep.status: {e}", file=sys.stderr)
+        return 2
+    malformed = manifest.manifest_error(sweep)
+    if malformed is not None:  # the cells are still read from the job dirs
+        print(f"landscape_sweep.status: {manifest.manifest_path(sweep)} ignored: {malformed}", file=sys.stderr)
     cells, data, states = sweep_status(sweep)
     if not cells:
         print(

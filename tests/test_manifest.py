@@ -42,3 +42,29 @@ def test_an_unreadable_manifest_is_no_manifest(tmp_path):
     assert manifest.read_manifest(tmp_path) is None
     (tmp_path / "sweep.json").write_text('{"cells": []}')
     assert manifest.read_manifest(tmp_path) is None
+
+
+MALFORMED = [
+    ({"cells": {"0": 5}}, "cells['0']=5: must be an object"),
+    ({"cells": {"0": {"overrides": 5}}}, "cells['0'].overrides=5: must be a list of strings"),
+    ({"cells": {"0": {"overrides": [1, None]}}}, "cells['0'].overrides=[1, None]: must be a list of strings"),
+    ({"cells": {"0": {"job_id": 5}}}, "cells['0'].job_id=5: must be a string (a SLURM job id)"),
+    ({"cells": {"x": {}}}, "cells['x']: a cell number must be a non-negative integer"),
+    ({"cells": {}, "submissions": 5}, "submissions=5: must be a list"),
+    ({"cells": {}, "submissions": [5]}, "submissions[0]=5: must be an object"),
+    ({"cells": {}, "submissions": [{"report_job": 5}]}, "submissions[0].report_job=5: must be a string"),
+    ({"cells": {}, "submissions": [{"cells": ["0"]}]}, "submissions[0].cells=['0']: must be a list of cell numbers"),
+    ({"cells": {}, "command": 5}, "command=5: must be an object {argv, cwd, python}"),
+    ([1], "must be a JSON object"),
+]
+
+
+def test_a_malformed_manifest_is_named_in_one_line_and_read_as_none(tmp_path):
+    for data, error in MALFORMED:
+        (tmp_path / "sweep.json").write_text(json.dumps(data))
+        assert manifest.read_manifest(tmp_path) is None, data
+        assert manifest.manifest_error(tmp_path).startswith(error), (data, manifest.manifest_error(tmp_path))
+    (tmp_path / "sweep.json").write_text("{oops")
+    assert manifest.manifest_error(tmp_path).startswith("not a readable JSON file (JSONDecodeError: ")
+    (tmp_path / "sweep.json").unlink()
+    assert manifest.manifest_error(tmp_path) is None

@@ -144,3 +144,14 @@ def test_a_manifest_someone_else_could_have_written_is_shown_not_run(tmp_path, m
     assert resubmit.main([str(tmp_path)]) == 2
     err = _one_line(capsys)
     assert str(path) in err and how in err and "hydra.launcher.setup=" in err, err
+
+
+def test_a_malformed_manifest_is_refused_in_one_line(tmp_path, capsys):
+    data = sweep(tmp_path)
+    data["cells"]["1"]["overrides"] = "model.depth=2"  # a string, not a list
+    manifest.write_manifest(tmp_path, data)
+    assert resubmit.main([str(tmp_path), "--dry-run"]) == 2
+    assert capsys.readouterr().err == (
+        f"landscape_sweep.resubmit: {tmp_path / 'sweep.json'}: cells['1'].overrides='model.depth=2': must be a list "
+        f"of strings; fix it or re-run the sweep's command with hydra.sweep.dir={tmp_path}\n"
+    )

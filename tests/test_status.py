@@ -199,3 +199,14 @@ def test_fifos_planted_in_a_sweep_block_neither_status_nor_the_report(tmp_path, 
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
+
+
+def test_a_malformed_manifest_is_ignored_in_one_line_and_the_job_dirs_read(tmp_path, monkeypatch, capsys):
+    no_slurm(monkeypatch)
+    job(tmp_path, 0, ["model.depth=1"], {"status": "completed"}, seconds=40)
+    (tmp_path / "sweep.json").write_text(json.dumps({"cells": {"0": {"job_id": 5}}, "submissions": [5]}))
+    assert status.main([str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    assert err == f"landscape_sweep.status: {tmp_path / 'sweep.json'} ignored: cells['0'].job_id=5: must be a string " \
+        "(a SLURM job id)\n"  # fmt: skip
+    assert out.splitlines()[-1].startswith("1/1 completed")

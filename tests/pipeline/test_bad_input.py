@@ -7,6 +7,7 @@ each); one also runs `python -m landscape_sweep` in a subprocess.
 
 from __future__ import annotations
 
+import json
 import os
 import runpy
 import sys
@@ -313,3 +314,64 @@ def test_bad_input_through_the_real_cli(kind, args, expected, run_cli, tmp_path,
     _one_line(proc.stderr, expected)
     _nothing_written(tmp_path)
 
+
+# --- the other commands: one line instead of a traceback (issue 25, point 9) ------------------------------------
+def _completed_cell(job: Path, compose_cfg) -> Path:
+    """A job dir holding a completed results.json of the default config (no endpoints: nothing to re-analyse)."""
+    from landscape_sweep.pipeline.config import config_hash, validate
+
+    config = validate(compose_cfg(["logger=none"]))
+    record = {"schema": 2, "status": "completed", "error": None, "config_hash": config_hash(config), "config": config,
+              "cell": {}, "endpoints": [], "connectivity": []}  # fmt: skip
+    job.mkdir(parents=True)
+    (job / "results.json").write_text(json.dumps(record))
+    return job
+
+
+ANALYZE_KINDS = [
+    ("unknown landscape preset", ["landscape=fastt"], ["Could not find 'landscape/fastt'", "default fast thorough"]),
+    ("unknown landscape key", ["landscape.foo=1"], ["Could not override 'landscape.foo'"]),
+    ("duplicate methods", ["landscape.connectivity.methods=[linear,linear]"], ["duplicates", "(cell "]),
+    ("epoch beyond the cell's", ["landscape.checkpoint_epochs=[99]"], ["checkpoint_epochs=[99]", "1..30", "(cell "]),
+    ("stale-lock seconds", ["env:LANDSCAPE_SWEEP_LOCK_STALE_S=abc"], ["LANDSCAPE_SWEEP_LOCK_STALE_S='abc'"]),
+    ("not an analysis key", ["model.width=3"], ["model.width=3: analyze takes landscape overrides only"]),
+]
+
+
+@pytest.mark.parametrize("kind,args,expected", _params(ANALYZE_KINDS))
+def test_analyze_bad_input_fails_in_one_line(kind, args, expected, tmp_path, compose_cfg, monkeypatch, capsys):
+    from landscape_sweep.analyze import main as analyze
+
+    sweep = tmp_path / "sweep"
+    job = _completed_cell(sweep / "0", compose_cfg)
+    before = (job / "results.json").read_text()
+    for name, value in _env(args).items():
+        monkeypatch.setenv(name, value)
+    assert analyze([str(sweep), *(a for a in args if not a.startswith("env:"))]) == 2, kind
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and err[0].startswith("landscape_sweep.analyze: config error: "), err
+    assert all(e in err[0] for e in expected), (err[0], expected)
+    assert sorted(p.name for p in job.iterdir()) == ["results.json"] and (job / "results.json").read_text() == before
+
+
+@pytest.mark.parametrize("module", ["analyze", "status", "resubmit"])
+def test_a_dir_name_too_long_is_one_line_in_every_command(module, tmp_path, capsys):
+    import importlib
+
+    main_of = importlib.import_module(f"landscape_sweep.{module}" + (".__main__" if module == "report" else "")).main
+    assert main_of([str(tmp_path / LONG)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"landscape_sweep.{module}: "), err
+    assert "File name too long" in err or "no readable sweep.json" in err
+
+
+def test_status_with_a_bad_stale_lock_setting_is_one_line(tmp_path, compose_cfg, monkeypatch, capsys):
+    from landscape_sweep.status import main as status
+
+    _completed_cell(tmp_path / "0", compose_cfg)
+    monkeypatch.setenv("LANDSCAPE_SWEEP_LOCK_STALE_S", "-5")
+    assert status([str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        "landscape_sweep.status: LANDSCAPE_SWEEP_LOCK_STALE_S=-5.0: must be a finite number > 0 (seconds without a "
+        "heartbeat after which another host's cell lock is stale; unset: 600)\n"
+    )
