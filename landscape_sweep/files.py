@@ -92,3 +92,15 @@ def dir_problem(path: str | Path) -> str | None:
         return e.strerror or str(e)
     return None if stat.S_ISDIR(st.st_mode) else "not a directory"
 
+
+def write_problem(directory: str | Path) -> str | None:
+    """Why no file can be created in `directory` (creating it when absent), None when one can: a real probe (a temp
+    file created and removed), since permission bits say nothing for root or on a read-only mount."""
+    try:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".landscape_sweep-probe-")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        return e.strerror or str(e)
+    return None

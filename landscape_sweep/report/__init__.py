@@ -11,13 +11,16 @@ unless `report.unreached=include`.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import re
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,6 +125,7 @@ def with_trends(table: pd.DataFrame, tr: pd.DataFrame, excluded: Sequence[str] =
 
 
 _JOBS: list[tuple[str, Callable[[], Any]]] = []  # the jobs forked workers inherit
+_PARENT: list[int] = []  # the pid of the process that forked the workers
 
 
 def _run(i: int) -> tuple[Any, float]:
@@ -137,6 +141,54 @@ def default_workers() -> int:
     return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
+def _worker_init() -> None:
+    """A figure worker dies with the report: it leaves SIGINT to the report (which then terminates the pool), takes
+    SIGTERM's default action, and on Linux asks the kernel to SIGKILL it when the report's process dies in any
+    way (PR_SET_PDEATHSIG), killed with SIGKILL included."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        with suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    if _PARENT and os.getppid() != _PARENT[0]:  # the report died before the line above
+        os._exit(1)
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived while the workers ran."""
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """While the workers draw, SIGTERM raises in the main thread, so the pool is torn down (its workers killed)
+    before the process ends by SIGTERM as it would have (the previous handler, default: exit 143)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_terminated(signum: int, frame: Any) -> None:
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    except _Terminated:
+        signal.signal(signal.SIGTERM, previous)
+        signal.raise_signal(signal.SIGTERM)
+        raise SystemExit(128 + signal.SIGTERM) from None  # a previous handler that returned
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _in_workers(count: int, workers: int) -> list[tuple[Any, float]]:
+    """`_run` of every job in `workers` forked processes, which never outlive this call: an exception, Ctrl-C or
+    SIGTERM here terminates them (`multiprocessing.Pool.__exit__`), and they die with this process."""
+    _PARENT[:] = [os.getpid()]
+    pool = multiprocessing.get_context("fork").Pool(min(workers, count), initializer=_worker_init)
+    with _sigterm_raises(), pool:  # on SIGTERM the pool is terminated first, then the process ends
+        return pool.map(_run, range(count), chunksize=1)
+
+
 def run_jobs(
     jobs: dict[str, Callable[[], Any]], timings: dict[str, float] | None, workers: int | None = None
 ) -> dict[str, Any]:
@@ -147,9 +199,7 @@ def run_jobs(
     _JOBS = list(jobs.items())
     try:
         if workers > 1 and len(_JOBS) > 2:
-            ctx = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(min(workers, len(_JOBS)), mp_context=ctx) as ex:
-                done = list(ex.map(_run, range(len(_JOBS))))
+            done = _in_workers(len(_JOBS), workers)
         else:
             done = [_run(i) for i in range(len(_JOBS))]
     finally:
@@ -228,6 +278,8 @@ def write_csvs(root: Path, table: pd.DataFrame, a: Analyses) -> dict[str, Path]:
         if not frame.empty:
             paths[name] = root / file
             atomic_write_text(paths[name], frame.to_csv(index=False))
+        else:  # an earlier report's file would describe other cells
+            (root / file).unlink(missing_ok=True)
     return paths
 
 
@@ -257,30 +309,47 @@ def figure_jobs(
     return jobs
 
 
-def build_report(
-    sweep_dir: str | Path,
-    wandb: bool = False,
-    options: fc.Options | dict[str, Any] | None = None,
-    timings: dict[str, float] | None = None,
-    workers: int | None = None,
-) -> dict[str, str]:
-    """Write every report artefact of a sweep; returns {name: path} (plus `wandb_run` when logged). `options`:
-    `report.facet`/`report.select`/`report.unreached` (a `facets.Options` or the `report` config node); `timings`
-    is filled with the seconds each step took (figures: summed drawing time per kind); `workers`: processes
-    drawing the figures (default: `default_workers`)."""
-    root = Path(sweep_dir)
-    opts = options if isinstance(options, fc.Options) else fc.Options.from_config(options)
-    with _timed(timings, "read"):
-        results = load_results(root)
-    with _timed(timings, "table"):
-        table = sweep_table(results)
-        for key in [*opts.facet, *opts.select]:
-            fc.column(table, key, "report.facet" if key in opts.facet else "report.select")
-        methods = methods_of(results)
-    a = analyse(results, table, methods, opts, timings, workers)
-    paths = write_csvs(root, table, a)
+def requested_columns(table: pd.DataFrame, results: list[CellResult], keys: Sequence[str]) -> pd.DataFrame:
+    """The table with a `cfg:<key>` column for each `report.facet`/`report.select` key that is a config key of the
+    cells but no column yet (the same in every completed cell: the table holds only varied keys), so facetting or
+    selecting by it works (one panel; all or no cells) instead of failing; analysis settings and endpoint seeds
+    (`NOT_HYPERPARAMETERS`) are never columns."""
+    from landscape_sweep.report.table import NOT_HYPERPARAMETERS, _flat
 
-    figdir, notes, view = root / FIGURES_DIR, [], fc.View.of(table, opts)
+    flats = [_flat(r.config) for r in results]  # as the table builds its `cfg:` columns (lists as strings)
+    for key in keys:
+        excluded = any(key == x or key.startswith(f"{x}.") for x in NOT_HYPERPARAMETERS)
+        if excluded or key in table or f"cfg:{key}" in table:
+            continue
+        if any(key in f for f in flats):
+            table = table.assign(**{f"cfg:{key}": [f.get(key) for f in flats]})
+    return table
+
+
+FIGURE_FILE = re.compile(
+    r"^(heatmap_.+|barrier_vs_params|trend_(width|depth)_.+|flat_vs_path|blocks_.+|instability|curves|surfaces"
+    r"(_grid_.+)?)(_p\d+)?\.(png|md)$"
+)  # the files of `figures/` a report writes (`figure_jobs`, index pages): the ones a later report may remove
+
+
+def remove_stale_figures(figdir: Path, produced: set[Path]) -> list[Path]:
+    """Remove the report's own figure files (`FIGURE_FILE`) in `figdir` that this report did not write: an earlier
+    report with other facets, selections or cells would otherwise leave pages that no longer match report.md.
+    Other files are never touched."""
+    removed = []
+    for p in sorted(figdir.iterdir()) if figdir.is_dir() else []:
+        if FIGURE_FILE.match(p.name) and p not in produced and p.is_file() and not p.is_symlink():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def draw_figures(
+    results: list[CellResult], table: pd.DataFrame, a: Analyses, methods: list[str], opts: fc.Options,
+    figdir: Path, timings: dict[str, float] | None, workers: int | None,
+) -> tuple[dict[str, Drawn], list[str]]:  # fmt: skip
+    """Every figure ({name: Drawn}, the drawn ones) and the notes on those not drawn."""
+    view = fc.View.of(table, opts)
     compared = fc.View.of(a.compared, opts) if a.excluded else view
     t_figures = time.perf_counter()
     jobs = figure_jobs(results, view, compared, a, methods, figdir)
@@ -289,22 +358,65 @@ def build_report(
     figures = {name: drawn_all[name] for name in jobs if drawn_all[name] is not None}
     if timings is not None:
         timings["figures (wall)"] = time.perf_counter() - t_figures
+    notes = []
     if not methods:
         notes.append("No cell has connectivity results (fewer than 2 endpoints?): no barrier heatmaps or curves.")
     notes += [f"`{n}` skipped: no completed cell has a value for it." for n in jobs if n.startswith("heatmap_")
               and n not in figures]  # fmt: skip
+    return figures, notes
 
-    paths["report"] = root / REPORT_NAME
+
+def write_markdown(
+    out: Path, root: Path, results: list[CellResult], table: pd.DataFrame, a: Analyses, figures: dict[str, Drawn],
+    notes: list[str], opts: fc.Options,
+) -> set[Path]:  # fmt: skip
+    """`report.md` in `out` (of the sweep `root`) and the index pages of large figure sets; returns those pages."""
+    warnings = quality_warnings(results, unreached_included=opts.unreached == "include")
+    warnings += [line for line in [train_loss_spread(a.compared)] if line]
+    targets = {t: name for t, name in TARGETS.items() if t in a.taus}
+    text = render_report(out, table, a.tau, figures, notes, warnings, a.trends, a.flat_tau, opts, targets,
+                         a.paired, unreached_details(results), source=root)  # fmt: skip
+    atomic_write_text(out / REPORT_NAME, text)
+    pages = set()
+    for name, drawn in figures.items():
+        if len(drawn.paths) > INLINE_MAX:
+            pages.add(out / FIGURES_DIR / f"{name}.md")
+            atomic_write_text(out / FIGURES_DIR / f"{name}.md", figure_index(out, name, drawn))
+    return pages
+
+
+def build_report(
+    sweep_dir: str | Path,
+    wandb: bool = False,
+    options: fc.Options | dict[str, Any] | None = None,
+    timings: dict[str, float] | None = None,
+    workers: int | None = None,
+    out_dir: str | Path | None = None,
+) -> dict[str, str]:
+    """Write every report artefact of a sweep; returns {name: path} (plus `wandb_run` when logged). `options`:
+    `report.facet`/`report.select`/`report.unreached` (a `facets.Options` or the `report` config node); `timings`
+    is filled with the seconds each step took (figures: summed drawing time per kind); `workers`: processes
+    drawing the figures (default: `default_workers`); `out_dir`: where the report goes (default: the sweep dir,
+    which is then only read, apart from its results cache)."""
+    root = Path(sweep_dir)
+    out = root if out_dir is None else Path(out_dir)
+    opts = options if isinstance(options, fc.Options) else fc.Options.from_config(options)
+    with _timed(timings, "read"):
+        results = load_results(root)
+    with _timed(timings, "table"):
+        table = requested_columns(sweep_table(results), results, [*opts.facet, *opts.select])
+        for key in [*opts.facet, *opts.select]:
+            fc.column(table, key, "report.facet" if key in opts.facet else "report.select")
+        methods = methods_of(results)
+    a = analyse(results, table, methods, opts, timings, workers)
+    paths = write_csvs(out, table, a)
+    figdir = out / FIGURES_DIR
+    figures, notes = draw_figures(results, table, a, methods, opts, figdir, timings, workers)
+
+    paths["report"] = out / REPORT_NAME
     with _timed(timings, "markdown"):
-        warnings = quality_warnings(results, unreached_included=opts.unreached == "include")
-        warnings += [line for line in [train_loss_spread(a.compared)] if line]
-        targets = {t: name for t, name in TARGETS.items() if t in a.taus}
-        text = render_report(root, table, a.tau, figures, notes, warnings, a.trends, a.flat_tau, opts, targets,
-                             a.paired, unreached_details(results))  # fmt: skip
-        atomic_write_text(paths["report"], text)
-        for name, drawn in figures.items():
-            if len(drawn.paths) > INLINE_MAX:
-                atomic_write_text(figdir / f"{name}.md", figure_index(root, name, drawn))
+        pages = write_markdown(out, root, results, table, a, figures, notes, opts)
+    remove_stale_figures(figdir, pages | {p for drawn in figures.values() for p in drawn.paths})
     flat = {}
     for name, drawn in figures.items():
         if len(drawn.paths) == 1:
@@ -316,5 +428,5 @@ def build_report(
         from landscape_sweep.report.wandb_log import log_report
 
         with _timed(timings, "wandb"):
-            paths["wandb_run"] = log_report(root, results, table, a.tau, flat)
+            paths["wandb_run"] = log_report(root, results, table, a.tau, flat, out_dir=out)
     return {k: str(v) for k, v in paths.items()}

@@ -349,10 +349,13 @@ def render_report(
     targets: dict[str, str] | None = None,
     paired: pd.DataFrame | None = None,
     unreached: dict[str, str] | None = None,
+    source: str | Path | None = None,
 ) -> str:
-    """The whole report.md text; figure links are relative to the sweep directory. `paired`: the paired optimizer
-    table; `unreached`: {job: detail} of the cells that never reached `trainer.stop_at`."""
+    """The whole report.md text; figure links are relative to `sweep_dir`, where the report is written. `paired`:
+    the paired optimizer table; `unreached`: {job: detail} of the cells that never reached `trainer.stop_at`;
+    `source`: the sweep dir when the report is written elsewhere (`--out`)."""
     root = Path(sweep_dir)
+    swept = Path(source) if source is not None else root
     trends = pd.DataFrame() if trends is None else trends
     flat_tau = pd.DataFrame() if flat_tau is None else flat_tau
     targets = targets or {"gen_gap_mean": "generalization gap"}
@@ -366,8 +369,8 @@ def render_report(
             + [f"only cells with {k} in {{{', '.join(v)}}}" for k, v in options.select.items()]
         ) + " (report.facet / report.select); tables and CSV files: every cell."  # fmt: skip
     parts = [
-        f"# Sweep report: {root.resolve().name}",
-        f"Sweep directory: `{root.resolve()}` — {len(table)} job(s). Table: `{TABLE_FILE}`; "
+        f"# Sweep report: {swept.resolve().name}",
+        f"Sweep directory: `{swept.resolve()}` — {len(table)} job(s). Table: `{TABLE_FILE}`; "
         "correlations: `kendall_tau.csv`; trends: `trends.csv`"
         + ("; optimizers compared: `paired_optimizer.csv`." if paired is not None and len(paired) else ".")
         + chosen,

@@ -34,8 +34,9 @@ def log_report(
     table: pd.DataFrame,
     tau: pd.DataFrame,
     figures: dict[str, Path],
+    out_dir: str | Path | None = None,
 ) -> Path:
-    """Write one W&B run for the report; returns the run's directory."""
+    """Write one W&B run for the report (under `out_dir`, default the sweep dir); returns the run's directory."""
     import wandb
 
     root = Path(sweep_dir).resolve()
@@ -49,7 +50,7 @@ def log_report(
         name=f"report-{root.name}",
         tags=["report"],
         config={"sweep_dir": str(root), "num_jobs": len(table)},
-        dir=str(root),
+        dir=str(Path(out_dir).resolve() if out_dir is not None else root),
         mode=os.environ.get("WANDB_MODE") or "offline",
         reinit="create_new",
         settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),

@@ -354,7 +354,7 @@ def test_analyze_bad_input_fails_in_one_line(kind, args, expected, tmp_path, com
     assert sorted(p.name for p in job.iterdir()) == ["results.json"] and (job / "results.json").read_text() == before
 
 
-@pytest.mark.parametrize("module", ["analyze", "status", "resubmit"])
+@pytest.mark.parametrize("module", ["analyze", "status", "report", "resubmit"])
 def test_a_dir_name_too_long_is_one_line_in_every_command(module, tmp_path, capsys):
     import importlib
 
