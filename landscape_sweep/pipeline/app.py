@@ -197,7 +197,8 @@ _refused: list[str] = []  # cells this process refused: its later cells of the s
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
-def hydra_main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> str:
+    """Run one cell; returns its status (the progress line tells a `locked` cell, skipped, from a failed one)."""
     from landscape_sweep.pipeline.cell import run_cell
     from landscape_sweep.results import CellResult
 
@@ -217,6 +218,7 @@ def hydra_main(cfg: DictConfig) -> None:
     if result.status == "refused":
         _refused.append(str(job_dir))
         raise CellRefused(f"cell {job_dir} refused: {result.error}")
+    return result.status
 
 
 def _squash(e: Exception) -> str:

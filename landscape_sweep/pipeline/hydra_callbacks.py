@@ -51,10 +51,12 @@ class SweepProgress(Callback):
             return
         from landscape_sweep.pipeline import progress
 
-        failure = None
+        failure, status = None, None
+        value = getattr(job_return, "_return_value", None)  # the public `return_value` re-raises a failure
         if job_return.status == JobStatus.FAILED:  # the job raised (a refused cell): its results.json is not its own
-            err = getattr(job_return, "_return_value", None)  # the public `return_value` re-raises it
-            failure = (getattr(err, "status", "failed"), " ".join(str(err).split()))
+            failure = (getattr(value, "status", "failed"), " ".join(str(value).split()))
+        elif isinstance(value, str):  # the cell's status (`app.hydra_main`): `locked` cells were skipped
+            status = value
         try:
             line = progress.finished_line(
                 config.hydra.sweep.dir,
@@ -62,6 +64,7 @@ class SweepProgress(Callback):
                 time.time() - self._job_start,
                 list(job_return.overrides or []),
                 failure,
+                status,
             )
         except Exception as e:
             log.warning("sweep progress line failed: %s", e)

@@ -10,6 +10,7 @@ starts, and one empty file per finished cell whose name, claimed atomically (O_E
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import shutil
@@ -60,19 +61,40 @@ def _read_number(path: Path) -> float | None:
         return None
 
 
-def claim(sweep_dir: str | Path) -> tuple[int, int | None, float | None]:
-    """(k, N, elapsed seconds of the sweep) for a cell that just finished; N and elapsed None when unknown."""
+def claim(sweep_dir: str | Path, cell: str | None = None) -> tuple[int, int | None, float | None]:
+    """(k, N, elapsed seconds of the sweep) for a cell that just finished; N and elapsed None when unknown. `cell`
+    (its job dir relative to the sweep) counts each cell once: a cell that already finished since the sweep
+    started (a twin sweep's copy, a re-run) gets the current count again instead of a new k, so k never passes
+    the number of cells."""
     state = Path(sweep_dir) / PROGRESS_DIR
     state.mkdir(parents=True, exist_ok=True)
-    k = sum(1 for p in state.iterdir() if p.name.isdigit()) + 1
+    total, t0 = _read_number(state / "total"), _read_number(state / "start")
+    elapsed = None if t0 is None else time.time() - t0
+    total_n = None if total is None else int(total)
+    if cell is not None and not _first_finish(state, cell):
+        return _count(state), total_n, elapsed
+    k = _count(state) + 1
     while True:
         try:
             os.close(os.open(state / str(k), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
             break
         except FileExistsError:  # another cell finished at the same moment
             k += 1
-    total, t0 = _read_number(state / "total"), _read_number(state / "start")
-    return k, None if total is None else int(total), None if t0 is None else time.time() - t0
+    return k, total_n, elapsed
+
+
+def _count(state: Path) -> int:
+    return sum(1 for p in state.iterdir() if p.name.isdigit())
+
+
+def _first_finish(state: Path, cell: str) -> bool:
+    """Claim `cell`'s marker (O_EXCL); False when it already finished in this sweep's progress."""
+    marker = state / f"cell-{hashlib.sha1(cell.encode()).hexdigest()[:16]}"
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    except FileExistsError:
+        return False
+    return True
 
 
 def duration(seconds: float) -> str:
@@ -118,7 +140,7 @@ def cell_line(
 ) -> str:
     """`[k/N] status  cell  measures  (time; ETA …)`; the ETA extrapolates `elapsed` over the finished cells."""
     eta = ""
-    if total is not None and elapsed is not None:
+    if total is not None and elapsed is not None and k > 0:
         eta = f"; ETA {duration(elapsed / k * max(total - k, 0))}"
     return f"[{k}/{total if total is not None else '?'}] {status}  {cell}  {measures}  ({duration(seconds)}{eta})"
 
@@ -129,10 +151,18 @@ def finished_line(
     seconds: float,
     overrides: Sequence[str] = (),
     failure: tuple[str, str] | None = None,
+    status: str | None = None,
 ) -> str:
     """The line of a cell that just finished in `job_dir` after `seconds` (claims its k). `failure`: (status, one
-    line) of a job that raised (e.g. a refused cell, whose job dir holds another config's results)."""
-    k, total, elapsed = claim(sweep_dir)
+    line) of a job that raised (e.g. a refused cell, whose job dir holds another config's results); `status`: what
+    the job returned, when known (a `locked` cell was skipped: another process runs it, and it is not counted)."""
+    cell = _relative(sweep_dir, job_dir)
+    if status == "locked":
+        k, total, elapsed = claim_none(sweep_dir)
+        holder = _holder(job_dir)
+        return cell_line(k, total, "locked", " ".join(overrides) or "(no overrides)",
+                         f"skipped: another process runs this cell ({holder})", seconds, elapsed)  # fmt: skip
+    k, total, elapsed = claim(sweep_dir, cell)
     if failure is not None:
         return cell_line(k, total, failure[0], " ".join(overrides) or "(no overrides)", failure[1], seconds, elapsed)
     try:
@@ -141,7 +171,32 @@ def finished_line(
         result = CellResult(status="invalid", error="results.json cannot be read")
     if result is None:
         result = CellResult(status="failed", error="no results.json (the job raised before writing it)")
-    status = result.status or "?"
+    shown = result.status or "?"
     if result.status == "completed" and results_path(job_dir).stat().st_mtime < time.time() - seconds:
-        status = "completed (skipped: done before)"
-    return cell_line(k, total, status, cell_text(result, overrides), measures_text(result), seconds, elapsed)
+        shown = "completed (skipped: done before)"
+    return cell_line(k, total, shown, cell_text(result, overrides), measures_text(result), seconds, elapsed)
+
+
+def claim_none(sweep_dir: str | Path) -> tuple[int, int | None, float | None]:
+    """(cells finished so far, N, elapsed) without claiming a k: for a cell this process did not run."""
+    state = Path(sweep_dir) / PROGRESS_DIR
+    total, t0 = _read_number(state / "total"), _read_number(state / "start")
+    k = _count(state) if state.is_dir() else 0
+    return k, None if total is None else int(total), None if t0 is None else time.time() - t0
+
+
+def _relative(sweep_dir: str | Path, job_dir: str | Path) -> str:
+    try:
+        return str(Path(job_dir).absolute().relative_to(Path(sweep_dir).absolute()))
+    except ValueError:
+        return str(Path(job_dir).absolute())
+
+
+def _holder(job_dir: str | Path) -> str:
+    """Who holds the cell's lock, for the `locked` line."""
+    from landscape_sweep.pipeline.artifacts import lock_holder
+
+    try:
+        return f"lock held by {lock_holder(job_dir) or 'a process that has since finished'}"
+    except Exception:  # a lock or environment this line must not fail on
+        return "its lock is held"

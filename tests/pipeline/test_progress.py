@@ -130,3 +130,42 @@ def test_multirun_prints_a_line_per_cell_and_per_epoch(run_main, tmp_path):
     assert cells[1].group(4).startswith("mlp d=2 w=16 sgd  ") and cells[1].group(6) == "0 s"
     epochs = [EPOCH_LINE.match(line).groups() for line in proc.stderr.splitlines() if EPOCH_LINE.match(line)]
     assert epochs == [(s, e, "2") for _ in range(2) for s in "01" for e in "12"], proc.stderr  # 2 cells, 2 seeds
+
+
+def test_a_cell_finishing_twice_is_counted_once_and_a_locked_cell_is_no_failure(tmp_path, monkeypatch):
+    """Two identical sweeps into one dir (or a re-run of a cell): k never passes N; the process that found a cell
+    locked says so, and does not count it."""
+    sweep, now = tmp_path / "sweep", [1000.0]
+    monkeypatch.setattr(progress.time, "time", lambda: now[0])
+    progress.start(sweep, 2)
+    jobs = [_job(sweep, 0, completed(1, 16, "sgd")), _job(sweep, 1, None)]
+    now[0] = 1010.0
+    lines = [progress.finished_line(sweep, jobs[0], 5.0, ["model.depth=1"], status="completed")]
+    lines.append(progress.finished_line(sweep, jobs[1], 1.0, ["model.depth=2"], status="locked"))
+    lines.append(progress.finished_line(sweep, jobs[0], 5.0, ["model.depth=1"]))  # the twin sweep's copy
+    (jobs[1] / "results.json").write_text(json.dumps(completed(2, 16, "sgd")))
+    lines.append(progress.finished_line(sweep, jobs[1], 9.0, ["model.depth=2"]))
+    assert [line.split("  ")[0] for line in lines] == [
+        "[1/2] completed",
+        "[1/2] locked",
+        "[1/2] completed",
+        "[2/2] completed",
+    ]
+    assert "skipped: another process runs this cell (lock held by a process that has since finished)" in lines[1]
+
+
+def test_the_callback_passes_the_cell_status_to_the_line(tmp_path, capsys):
+    from hydra.core.utils import JobReturn, JobStatus
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from landscape_sweep.pipeline.hydra_callbacks import SweepProgress
+
+    sweep = tmp_path / "sweep"
+    progress.start(sweep, 1)
+    job = _job(sweep, 0, None)
+    config = OmegaConf.create({"hydra": {"mode": RunMode.MULTIRUN, "sweep": {"dir": str(sweep)},
+                                         "runtime": {"output_dir": str(job)}}})  # fmt: skip
+    ret = JobReturn(overrides=["model.depth=1"], status=JobStatus.COMPLETED, _return_value="locked")
+    SweepProgress().on_job_end(config, ret)
+    assert capsys.readouterr().out.startswith("[0/1] locked  model.depth=1  skipped: another process runs this cell")
