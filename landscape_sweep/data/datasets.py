@@ -44,6 +44,20 @@ def data_shape(name: str, options: dict[str, Any] | None = None) -> tuple[tuple[
     return SHAPES[name], VISION[name][1] if name in VISION else 10
 
 
+# the train pool of each dataset (before the validation split and `data.train_size`; mnist1d and synthetic:
+# `data.options.num_train`), so a batch larger than the data is sized as the whole train set it really is
+TRAIN_POOL: dict[str, int] = {"digits": 1437, "cifar10": 50000, "cifar100": 50000, "mnist": 60000,
+                              "fashion_mnist": 60000, "svhn": 73257}  # fmt: skip
+
+
+def train_pool(name: str, options: dict[str, Any] | None = None) -> int:
+    """Samples in dataset `name`'s train split with `options`, known without loading it."""
+    defaults = {"mnist1d": 4000, "synthetic": 2000}
+    if name in defaults:
+        return int((options or {}).get("num_train", defaults[name]))
+    return TRAIN_POOL[name]
+
+
 def check_options(name: str, options: Any) -> None:
     """`data.options` of dataset `name`: a mapping of its own keys with valid values (one-line ValueError; nothing
     is loaded or generated, so the pre-check catches what loading would fail on)."""

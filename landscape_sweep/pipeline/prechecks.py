@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -159,13 +160,14 @@ def memory_needed(config: Mapping[str, Any]) -> tuple[int, int, str]:
     """(bytes the cell's training needs at least, bytes of its weights, how that adds up): parameters × bytes ×
     (weights + `optimizer_copies`) plus the activations of one training batch, per endpoint trained at once; the
     analysis holds every endpoint and two more models. Data, workspace and Python objects come on top."""
-    from landscape_sweep.data.datasets import data_shape
+    from landscape_sweep.data.datasets import data_shape, train_pool
     from landscape_sweep.models.size import model_size
 
     m, data, trainer = config["model"], config["data"], config["trainer"]
     in_shape, classes = data_shape(data["name"], data.get("options"))
-    size = model_size(m["arch"], in_shape, classes, m["depth"], m["width"], m["norm"], m["activation"],
-                      batch=data["batch_size"])  # fmt: skip
+    samples = min(train_pool(data["name"], data.get("options")), data.get("train_size") or math.inf)
+    batch = int(min(data["batch_size"], samples))  # a batch larger than the train set is the whole set
+    size = model_size(m["arch"], in_shape, classes, m["depth"], m["width"], m["norm"], m["activation"], batch=batch)
     b = param_bytes(trainer.get("precision", "32-true"))
     endpoints = config.get("endpoints") or {}
     n = len(endpoints.get("seeds") or [0])
@@ -174,9 +176,9 @@ def memory_needed(config: Mapping[str, Any]) -> tuple[int, int, str]:
     weights, acts = size.params * b, size.activations * 4
     train = at_once * (copies * weights + acts)
     need = max(train, (n + 2) * weights)
-    batch = f"{acts / GIB:.3g} GiB of activations of a batch of {data['batch_size']}"
+    batch_text = f"{acts / GIB:.3g} GiB of activations of a batch of {batch}"
     how = (f"{size.params:.3g} parameters, {weights / GIB:.3g} GiB a copy; training: {at_once} x ({copies} copies "
-           f"+ {batch}); analysis: {n + 2} copies")  # fmt: skip
+           f"+ {batch_text}); analysis: {n + 2} copies")  # fmt: skip
     return need, weights, how
 
 
@@ -231,5 +233,5 @@ def check_memory(cfg: DictConfig, config: Mapping[str, Any], local: bool) -> Non
         if where is not None and needed > where[0]:
             raise ConfigError(
                 f"{which} needs at least {needed / GIB:.3g} GiB ({how}); {where[0] / GIB:.3g} GiB available "
-                f"({where[1]}): choose a smaller model.depth or model.width (or data.options)"
+                f"({where[1]}): choose a smaller model.depth, model.width or data.batch_size (or data.options)"
             )

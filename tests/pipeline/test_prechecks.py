@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from landscape_sweep.data import load_data
-from landscape_sweep.data.datasets import data_shape
+from landscape_sweep.data.datasets import data_shape, train_pool
 from landscape_sweep.pipeline import prechecks
 from landscape_sweep.pipeline.config import ConfigError, validate
 
@@ -19,6 +19,20 @@ GIB = 2**30
 def test_the_shapes_the_estimate_uses_are_those_of_the_loaded_data(name, options, data_dir):
     bundle = load_data(name, data_dir, **options)
     assert data_shape(name, options) == (tuple(bundle.in_shape), bundle.num_classes)
+    assert train_pool(name, options) == len(bundle.train[1])  # val_size 0: the whole train split
+
+
+def test_a_batch_larger_than_the_train_set_is_sized_as_the_whole_set(compose_cfg, monkeypatch):
+    """Full-batch training written as a huge data.batch_size is not refused for activations it never holds."""
+    monkeypatch.setattr(prechecks, "available_memory", lambda: (1 * GIB, "MemAvailable"))
+    monkeypatch.setattr(prechecks, "_gpu_memory", lambda: None)
+    full = prechecks.memory_needed(validate(compose_cfg(["data.batch_size=100000000"])))
+    assert full == prechecks.memory_needed(validate(compose_cfg(["data.batch_size=4000"])))  # mnist1d: 4000 train
+    assert "a batch of 4000" in full[2]
+    subset = prechecks.memory_needed(validate(compose_cfg(["data.batch_size=100000000", "data.train_size=500"])))
+    assert "a batch of 500" in subset[2]
+    cfg = compose_cfg(["data.batch_size=100000000", "trainer.accelerator=cpu"])
+    prechecks.check_memory(cfg, validate(cfg), local=True)  # fits in 1 GiB
 
 
 def test_a_model_too_large_for_this_machine_is_refused_naming_the_estimate(compose_cfg, monkeypatch):
