@@ -17,8 +17,9 @@ Measured on the mini-study's 54 curves (18 cells, 3 pairs each; `--curve` set to
 after 72-400 epochs (median 165); refitted 3x longer without early stop, their barrier changed by a median of +1 %
 (longer curves drift up as often as down) and fell by at most 18 % (4 curves by 15-18 %, all of width 64, whose
 curves improve slowest); 5 hit the cap and are reported as upper bounds. The 20-epoch fits of the old fast preset
-had recorded barriers 4-30x these converged ones (or more where the converged barrier is 0). Watching the epoch loss instead of the barrier, converged barriers fell
-by up to 70 % (9 of these pairs, offline; see landscape/curves.py).
+had recorded barriers 4-30x these converged ones (or more where the converged barrier is 0). Watching the epoch
+loss instead of the barrier, converged barriers fell by up to 70 % (9 of these pairs, offline; see
+landscape/curves.py).
 """
 
 from __future__ import annotations
