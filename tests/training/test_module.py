@@ -91,7 +91,8 @@ def test_nan_input_diverges_at_the_end_of_its_epoch():
 
 
 def test_huge_lr_diverges_and_stops():
-    module = _module(_model(dtype=torch.float32), {"lr": 1e10, "schedule": {"name": "constant"}}, max_epochs=20)
+    """The largest learning rate the config allows (1e4) diverges in float32 and stops at an epoch end."""
+    module = _module(_model(dtype=torch.float32), {"lr": 1e4, "schedule": {"name": "constant"}}, max_epochs=20)
     trainer = _trainer(max_epochs=20)
     trainer.fit(module, _data(dtype=torch.float32))
     assert module.diverged and trainer.global_step < 20 * STEPS and trainer.global_step % STEPS == 0
