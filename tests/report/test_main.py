@@ -1,4 +1,7 @@
-"""`python -m landscape_sweep.report`: exit codes, printed table, --wandb offline run holding the table."""
+"""`python -m landscape_sweep.report`: exit codes, printed table, --wandb offline run holding the table.
+
+The CLI's `main(argv)` runs in this process (`run_in_process`: the same argv, exit code and output, without a new
+interpreter's ~3 s of imports); one bad-dir case goes through a real `python -m` process, the entry point itself."""
 
 from __future__ import annotations
 
@@ -10,18 +13,25 @@ import sys
 import pandas as pd
 import pytest
 
+from tests._support.cli import run_in_process
 from tests._support.sweep import INVALID, add_invalid
 from tests._support.wandb_offline import offline_runs, read_run
 
 
 def run(args: list[str], cwd) -> subprocess.CompletedProcess:
+    """The report CLI's main(argv) in this process, from `cwd`, W&B offline."""
+    return run_in_process(args, cwd, module="landscape_sweep.report")
+
+
+def run_process(args: list[str], cwd) -> subprocess.CompletedProcess:
+    """`python -m landscape_sweep.report args` as a real process."""
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     return subprocess.run(
         [sys.executable, "-m", "landscape_sweep.report", *args], cwd=cwd, env=env, capture_output=True, text=True
     )
 
 
-@pytest.mark.slow  # ~6 s: a fresh interpreter renders every figure
+@pytest.mark.slow  # renders every figure
 def test_cli_prints_table(sweep):
     proc = run([str(sweep)], sweep.parent)
     assert proc.returncode == 0, proc.stderr
@@ -33,12 +43,13 @@ def test_cli_prints_table(sweep):
     assert (sweep / "sweep_results.csv").is_file() and not offline_runs(sweep)
 
 
-@pytest.mark.slow  # ~6 s, as above
-def test_cli_lists_invalid_results_and_builds_the_rest(sweep, run_cli):
+@pytest.mark.slow  # renders every figure
+def test_cli_lists_invalid_results_and_builds_the_rest(sweep):
     """A truncated results.json, one of schema 99 and one with `endpoints: "x"`: exit 0, each listed as invalid
     with its reason (table, printed lines, report.md), every other row as before."""
     add_invalid(sweep)
-    proc = run_cli([str(sweep)], module="landscape_sweep.report")
+    proc = run([str(sweep)], sweep.parent)
+    assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     for job, (_, reason) in INVALID.items():
         assert any(line.split()[:2] == [job, "invalid"] for line in lines)
@@ -58,7 +69,7 @@ def test_cli_bad_dir(tmp_path, make):
     target = tmp_path / "nope"
     if make:
         target.mkdir()  # exists but holds no job
-    proc = run([str(target)], tmp_path)
+    proc = (run if make else run_process)([str(target)], tmp_path)
     assert proc.returncode == 2 and proc.stdout == ""
     assert len(proc.stderr.strip().splitlines()) == 1 and "sweep_dir=" in proc.stderr
 
