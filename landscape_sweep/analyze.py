@@ -65,7 +65,7 @@ def reanalyze_cell(job_dir: Path, landscape: dict[str, Any]):
 
 
 def _reanalyze_locked(job_dir: Path, landscape: dict[str, Any]):
-    from landscape_sweep.pipeline import cell, measures, spawn
+    from landscape_sweep.pipeline import cell, endpoint, measures, spawn
     from landscape_sweep.pipeline.config import config_hash, validate
     from landscape_sweep.pipeline.tracking import Tracker
     from landscape_sweep.results import read_results
@@ -76,13 +76,13 @@ def _reanalyze_locked(job_dir: Path, landscape: dict[str, Any]):
         raise ValueError(f"{job_dir}: status is {status!r}; only completed cells can be re-analysed")
     config = validate({**prev.config, "landscape": landscape})
     result = dataclasses.replace(prev, config=config, config_hash=config_hash(config), timing_s=dict(prev.timing_s))
-    data = cell.load_cell_data(config).to(cell.training_device(config))
+    data = cell.load_cell_data(config).to(endpoint.training_device(config))
     try:
         paths = [job_dir / e.checkpoint for e in prev.endpoints]  # independent endpoints or the last k's children
-        models = [cell.load_endpoint(config, data, p) for p in paths]
+        models = [endpoint.load_endpoint(config, data, p) for p in paths]
         spawned = spawn.load_spawned(config, data, job_dir) if config["endpoints"].get("mode") == "spawn" else None
     except Exception as e:  # unreadable or missing weights: only retraining can restore them
-        raise RuntimeError(f"{job_dir}: trained endpoints unreadable ({cell.one_line(e)}); re-run the cell") from e
+        raise RuntimeError(f"{job_dir}: trained endpoints unreadable ({endpoint.one_line(e)}); re-run the cell") from e
     group = (config["logger"].get("wandb") or {}).get("group") or job_dir.parent.name
     tracker = Tracker(config, job_dir, group=group, job_type="analysis", name=f"{job_dir.name}-analysis")
     ok = False
@@ -96,7 +96,7 @@ def _reanalyze_locked(job_dir: Path, landscape: dict[str, Any]):
         log.info("%s: re-analysed in %.1fs", job_dir, time.perf_counter() - t0)
         ok = True
     except Exception as e:
-        raise RuntimeError(f"{job_dir}: analysis failed: {cell.one_line(e)}") from e
+        raise RuntimeError(f"{job_dir}: analysis failed: {endpoint.one_line(e)}") from e
     finally:
         tracker.close(exit_code=0 if ok else 1)
     return result
