@@ -146,7 +146,7 @@ def checked_landscape(overrides: list[str], cells: list[Path]) -> dict[str, Any]
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from landscape_sweep.pipeline.app import _squash
+    from landscape_sweep.pipeline.app import squash
     from landscape_sweep.pipeline.config import ConfigError, validate
     from landscape_sweep.pipeline.prechecks import check_environment
     from landscape_sweep.results import read_results
@@ -155,7 +155,7 @@ def checked_landscape(overrides: list[str], cells: list[Path]) -> dict[str, Any]
     try:
         landscape = landscape_config(overrides)
     except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError(_squash(e)) from None
+        raise ConfigError(squash(e)) from None
     for job in cells:
         try:
             prev = read_results(job)

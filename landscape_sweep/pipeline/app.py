@@ -23,6 +23,7 @@ from hydra.errors import CompactHydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, read_write
 
+from landscape_sweep.checks import check_cells_per_job
 from landscape_sweep.pipeline import prechecks, process
 from landscape_sweep.pipeline.config import (
     CONF_DIR,
@@ -85,10 +86,8 @@ def _check_launcher(cfg: DictConfig) -> None:
     node = OmegaConf.select(cfg, "hydra.launcher")
     if node is None or "cells_per_job" not in node:
         return
-    from hydra_plugins.landscape_sweep_launchers import cells_per_job
-
     with config_errors():
-        cells_per_job(node)
+        check_cells_per_job(node)
 
 
 def _runs_here(cfg: DictConfig) -> bool:
@@ -221,7 +220,7 @@ def hydra_main(cfg: DictConfig) -> str:
     return result.status
 
 
-def _squash(e: Exception) -> str:
+def squash(e: Exception) -> str:
     """Hydra's multi-line composition errors on one line (e.g. unknown group options with the allowed ones)."""
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and "Config search path" not in ln]
     lines = [ln for ln in lines if not ln.startswith(("provider=", "full_key:", "object_type="))]
@@ -241,7 +240,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"landscape_sweep: config error: {e}", file=sys.stderr)
         sys.exit(2)
     except (HydraException, OmegaConfBaseException) as e:
-        print(f"landscape_sweep: config error: {_squash(e)}", file=sys.stderr)
+        print(f"landscape_sweep: config error: {squash(e)}", file=sys.stderr)
         sys.exit(2)
     process.freeze_heap()  # (done by the precheck unless it stopped early, e.g. `--cfg job`)
     hydra_main()
