@@ -16,6 +16,7 @@ import shutil
 import signal
 import time
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -235,7 +236,13 @@ def make_trainer(
 
 
 def build_run(
-    cfg: dict[str, Any], data: DataBundle, run: Run, ad: measures.AnalysisData, *, stop: bool = True, keep=()
+    cfg: dict[str, Any],
+    data: DataBundle,
+    run: Run,
+    ad: measures.AnalysisData,
+    *,
+    stop: bool = True,
+    keep: Iterable[int] = (),
 ) -> tuple[LitClassifier, TensorLoader, TensorLoader | None, list[pl.Callback]]:
     """Model, LightningModule, loaders and callbacks of one training run: the model from `run.init_seed`, the
     data order, augmentation and any later randomness from `run.data_seed`. `stop`: with `trainer.stop_at`;
