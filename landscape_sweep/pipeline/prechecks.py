@@ -85,7 +85,7 @@ def check_launcher_keys(cfg: DictConfig) -> None:
     if dataclasses.is_dataclass(schema):
         taken = [f.name for f in dataclasses.fields(schema)]
     else:
-        from hydra.utils import get_class  # deferred: Hydra's instantiation utils, for a non-dataclass launcher only
+        from hydra.utils import get_class  # deferred: Hydra; status and resubmit import prechecks
 
         try:
             params = inspect.signature(get_class(target).__init__).parameters
