@@ -34,7 +34,8 @@ from pathlib import Path
 import torch
 
 from landscape_sweep.landscape import evaluate_path, fit_curve
-from landscape_sweep.pipeline.cell import load_cell_data, load_endpoint
+from landscape_sweep.pipeline.cell import load_cell_data
+from landscape_sweep.pipeline.endpoint import load_endpoint
 from landscape_sweep.pipeline.measures import analysis_data
 from landscape_sweep.results import CURVE_METHODS, job_dirs, read_results
 

@@ -21,7 +21,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 
-from landscape_sweep.pipeline import cell, measures
+from landscape_sweep.pipeline import cell, endpoint, measures
 from landscape_sweep.pipeline.config import CONF_DIR, validate
 from landscape_sweep.pipeline.parallel import train_endpoints
 from landscape_sweep.pipeline.tracking import Tracker
@@ -43,7 +43,7 @@ def config(depth: int, width: int, epochs: int, mode: str, data_dir: str) -> dic
 
 def time_training(cfg: dict, root: Path) -> float:
     """Seconds to train every endpoint of the cell from scratch (data loaded before the clock starts)."""
-    data = cell.load_cell_data(cfg).to(cell.training_device(cfg))
+    data = cell.load_cell_data(cfg).to(endpoint.training_device(cfg))
     ad = measures.analysis_data(cfg, data)
     job = Path(tempfile.mkdtemp(dir=root))
     tracker = Tracker(cfg, job, group="bench", job_type="bench", name=job.name)
@@ -59,7 +59,7 @@ def main() -> None:
     ap.add_argument("--depths", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--widths", type=int, nargs="+", default=[16, 64, 256])
     args = ap.parse_args()
-    cell.quiet_lightning()
+    endpoint.quiet_lightning()
     root = Path(tempfile.mkdtemp(prefix="bench_parallel_"))
     print(f"torch threads {torch.get_num_threads()}, {args.epochs} epochs, 3 endpoints, median of {args.repeats}")
     print(f"{'depth':>5} {'width':>5} " + " ".join(f"{m:>10}" for m in MODES) + "   processes/none  vmap/none")

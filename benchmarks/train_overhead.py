@@ -32,7 +32,7 @@ from omegaconf import OmegaConf
 
 from landscape_sweep import CONF_DIR
 from landscape_sweep.data import TensorLoader
-from landscape_sweep.pipeline import cell
+from landscape_sweep.pipeline import cell, endpoint
 from landscape_sweep.training.optim import build_optimizer, build_scheduler
 
 
@@ -64,7 +64,7 @@ def hand_run(cfg: dict) -> tuple[float, float, int]:
     loop, steps, epochs = 0.0, 0, cfg["trainer"]["max_epochs"]
     for seed in cfg["endpoints"]["seeds"]:
         torch.manual_seed(seed)
-        model = cell.new_model(cfg, data)
+        model = endpoint.new_model(cfg, data)
         loader = TensorLoader(*data.train, batch_size=cfg["data"]["batch_size"], shuffle=True, seed=seed)
         opt = build_optimizer(model.parameters(), cfg["optimizer"])
         sched = build_scheduler(opt, cfg["optimizer"], max_epochs=epochs, steps_per_epoch=len(loader))

@@ -18,11 +18,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from landscape_sweep.files import dir_problem
+from landscape_sweep.results import job_dirs, read_results, results_path
+
 log = logging.getLogger("landscape_sweep.analyze")
 
 
 def landscape_config(overrides: list[str]) -> dict[str, Any]:
     """The `landscape` node composed from the config tree with `overrides` (all must be landscape keys)."""
+    # deferred: Hydra and the pipeline package load only past the argument checks (a bad path answers at once)
     from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
@@ -43,8 +47,6 @@ def landscape_config(overrides: list[str]) -> dict[str, Any]:
 
 def cell_dirs(path: str | Path) -> list[Path]:
     """`path` itself when it is a job dir, else every job dir below it holding results.json (in job order)."""
-    from landscape_sweep.results import job_dirs, results_path
-
     return [d for d in job_dirs(path) if results_path(d).is_file()]
 
 
@@ -53,7 +55,7 @@ def reanalyze_cell(job_dir: Path, landscape: dict[str, Any]):
 
     Holds the cell's lock meanwhile, so a training run and a re-analysis never write one job dir at once.
     """
-    from landscape_sweep.pipeline.artifacts import CellLock, lock_stale_after
+    from landscape_sweep.pipeline.artifacts import CellLock, lock_stale_after  # deferred: the pipeline package
 
     lock = CellLock(job_dir, stale_after=lock_stale_after())
     if not lock.acquire():
@@ -65,10 +67,10 @@ def reanalyze_cell(job_dir: Path, landscape: dict[str, Any]):
 
 
 def _reanalyze_locked(job_dir: Path, landscape: dict[str, Any]):
-    from landscape_sweep.pipeline import cell, measures, spawn
+    # deferred: torch and Lightning, only when a cell is re-analysed
+    from landscape_sweep.pipeline import cell, endpoint, measures, spawn
     from landscape_sweep.pipeline.config import config_hash, validate
     from landscape_sweep.pipeline.tracking import Tracker
-    from landscape_sweep.results import read_results
 
     prev = read_results(job_dir)
     if prev is None or prev.status != "completed":
@@ -76,13 +78,13 @@ def _reanalyze_locked(job_dir: Path, landscape: dict[str, Any]):
         raise ValueError(f"{job_dir}: status is {status!r}; only completed cells can be re-analysed")
     config = validate({**prev.config, "landscape": landscape})
     result = dataclasses.replace(prev, config=config, config_hash=config_hash(config), timing_s=dict(prev.timing_s))
-    data = cell.load_cell_data(config).to(cell.training_device(config))
+    data = cell.load_cell_data(config).to(endpoint.training_device(config))
     try:
         paths = [job_dir / e.checkpoint for e in prev.endpoints]  # independent endpoints or the last k's children
-        models = [cell.load_endpoint(config, data, p) for p in paths]
+        models = [endpoint.load_endpoint(config, data, p) for p in paths]
         spawned = spawn.load_spawned(config, data, job_dir) if config["endpoints"].get("mode") == "spawn" else None
     except Exception as e:  # unreadable or missing weights: only retraining can restore them
-        raise RuntimeError(f"{job_dir}: trained endpoints unreadable ({cell.one_line(e)}); re-run the cell") from e
+        raise RuntimeError(f"{job_dir}: trained endpoints unreadable ({endpoint.one_line(e)}); re-run the cell") from e
     group = (config["logger"].get("wandb") or {}).get("group") or job_dir.parent.name
     tracker = Tracker(config, job_dir, group=group, job_type="analysis", name=f"{job_dir.name}-analysis")
     ok = False
@@ -96,7 +98,7 @@ def _reanalyze_locked(job_dir: Path, landscape: dict[str, Any]):
         log.info("%s: re-analysed in %.1fs", job_dir, time.perf_counter() - t0)
         ok = True
     except Exception as e:
-        raise RuntimeError(f"{job_dir}: analysis failed: {cell.one_line(e)}") from e
+        raise RuntimeError(f"{job_dir}: analysis failed: {endpoint.one_line(e)}") from e
     finally:
         tracker.close(exit_code=0 if ok else 1)
     return result
@@ -109,8 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
 
-    from landscape_sweep.files import dir_problem
-    from landscape_sweep.pipeline.config import ConfigError
+    from landscape_sweep.pipeline.config import ConfigError  # deferred: the pipeline package, past the arguments
 
     path = Path(args.path)
     problem = dir_problem(path)
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             failures += 1
             print(f"{job}: {' '.join(str(e).split())}", file=sys.stderr)
     if len(cells) > 1 or cells[0] != path:
-        from landscape_sweep.report import build_report
+        from landscape_sweep.report import build_report  # deferred: pandas and matplotlib, for a sweep only
 
         build_report(str(path))
     return 1 if failures else 0
@@ -143,19 +144,19 @@ def checked_landscape(overrides: list[str], cells: list[Path]) -> dict[str, Any]
     """The composed `landscape` node, checked before any cell is touched: Hydra's composition errors (an unknown
     `landscape=<option>` or key), the environment the cell locks read, and the new settings against every completed
     cell's config (e.g. checkpoint epochs beyond its trainer.max_epochs); ConfigError in one line."""
+    # deferred: Hydra and the pipeline package load only past the argument checks (a bad path answers at once)
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from landscape_sweep.pipeline.app import _squash
+    from landscape_sweep.pipeline.app import squash
     from landscape_sweep.pipeline.config import ConfigError, validate
     from landscape_sweep.pipeline.prechecks import check_environment
-    from landscape_sweep.results import read_results
 
     check_environment()
     try:
         landscape = landscape_config(overrides)
     except (HydraException, OmegaConfBaseException) as e:
-        raise ConfigError(_squash(e)) from None
+        raise ConfigError(squash(e)) from None
     for job in cells:
         try:
             prev = read_results(job)

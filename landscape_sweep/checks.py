@@ -67,6 +67,18 @@ def check_int(key: str, value: Any, low: int | None = 1, high: int | None = None
     return int(value)
 
 
+CELLS_PER_JOB_KEY = "hydra.launcher.cells_per_job"
+
+
+def check_cells_per_job(params: Mapping[str, Any]) -> int:
+    """Our submitit launchers' `cells_per_job` (1 when absent): an integer >= 1, else ValueError in one line. Here, so
+    that the CLI's pre-check (pipeline/app.py) and the launchers (hydra_plugins/, above the pipeline) share it."""
+    try:
+        return check_int(CELLS_PER_JOB_KEY, params.get("cells_per_job", 1))
+    except ValueError as e:
+        raise ValueError(f"{e} (the number of cells each submitted job runs; 1: one cell per job)") from None
+
+
 def check_number(
     key: str, value: Any, low: float | None = None, high: float | None = None, *, open_low: bool = False
 ) -> float:

@@ -159,7 +159,7 @@ def _sync_pattern(root: Path, run_file: Path) -> str:
 
 def _cells_from_results(results: list[CellResult]) -> list[Run]:
     """Runs as the cells' results say they were logged (`tracking.summary_metrics`): run ids unknown."""
-    from landscape_sweep.pipeline.tracking import summary_metrics
+    from landscape_sweep.pipeline.tracking import summary_metrics  # deferred: tracking imports Lightning (torch)
 
     return [
         Run("", "", _optimizer(r.config, "", r.cell.get("optimizer")), r.config, summary_metrics(r)) for r in results

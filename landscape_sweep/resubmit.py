@@ -121,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    # deferred: the pipeline package (omegaconf, its import hook) loads only past the argument checks
     from landscape_sweep.pipeline.config import ConfigError
     from landscape_sweep.pipeline.prechecks import check_environment
 

@@ -527,7 +527,7 @@ def job_overrides(job_dir: str | Path) -> list[str]:
     """The job's Hydra overrides (`.hydra/overrides.yaml`; [] when absent or unreadable): what defines the cell on
     the command line."""
     try:
-        import yaml
+        import yaml  # deferred: only job_overrides reads YAML; results.py stays on the standard library
 
         text = read_regular_text(Path(job_dir) / ".hydra" / "overrides.yaml")
         items = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml: ~20x faster

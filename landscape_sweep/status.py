@@ -99,7 +99,7 @@ def _wall_time(job_dir: Path, res: dict[str, Any]) -> float | None:
 
 def cell_status(sweep: Path, num: int, entry: dict[str, Any], js: scheduler.JobState | None) -> CellStatus:
     """The state of one cell (see the module docstring for the order in which the sources are read)."""
-    from landscape_sweep.pipeline.artifacts import lock_holder
+    from landscape_sweep.pipeline.artifacts import lock_holder  # deferred: the pipeline package, as in main
 
     job_dir, job_id = Path(entry["job_dir"]), entry.get("job_id")
     cell = CellStatus(num, list(entry.get("overrides") or []), "missing", job_id, js)
@@ -208,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         shown = problem if problem == "not a directory" else f"not a readable directory ({problem})"
         print(f"landscape_sweep.status: sweep_dir={str(sweep)!r}: {shown}", file=sys.stderr)
         return 2
+    # deferred: the pipeline package (omegaconf, its import hook) loads only past the argument checks
     from landscape_sweep.pipeline.config import ConfigError
     from landscape_sweep.pipeline.prechecks import check_environment
 

@@ -110,7 +110,7 @@ def _open_sweep_dir(config: DictConfig) -> Path:
 def _record(config: DictConfig, jobs: Sequence[Any], nums: Sequence[int], overrides: Sequence[Any], size: int) -> None:
     """Each cell's job id in the sweep's manifest (`sweep.json`), for `python -m landscape_sweep.status`."""
     try:
-        ids = _detach._job_ids(jobs, nums, size)
+        ids = _detach.job_ids(jobs, nums, size)
         array = jobs[0].job_id.split("_")[0] if jobs else None
         manifest.record_submission(
             str(config.hydra.sweep.dir), ids, dict(zip(nums, map(list, overrides))), array=array, report_job=None

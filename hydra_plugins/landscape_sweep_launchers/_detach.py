@@ -26,6 +26,8 @@ from omegaconf import DictConfig, OmegaConf, read_write
 
 from hydra_plugins.landscape_sweep_launchers import _pack
 from landscape_sweep import manifest, scheduler
+from landscape_sweep.pipeline.config import config_hash, validate
+from landscape_sweep.results import read_json
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +38,6 @@ class ReportJobError(RuntimeError):
 
 def _cell_config_hash(launcher: Any, config: DictConfig, overrides: Sequence[str], num: int) -> str | None:
     """The config hash cell `num` would record (composed as its job will be); None when it cannot be composed."""
-    from landscape_sweep.pipeline.config import config_hash, validate
-
     saved = HydraConfig.instance().cfg
     try:
         cfg = launcher._hydra_context.config_loader.load_sweep_config(config, list(overrides))
@@ -56,8 +56,6 @@ def _cell_config_hash(launcher: Any, config: DictConfig, overrides: Sequence[str
 
 def completed_cells(launcher: Any, config: DictConfig, sweep: Path, nums: Sequence[int], overrides: Sequence[Any]):
     """The cells whose results.json is completed for the config they would run with now."""
-    from landscape_sweep.results import read_json
-
     done = set()
     for num, ov in zip(nums, overrides):
         prev = read_json(sweep / str(num) / "results.json")
@@ -124,7 +122,7 @@ def submit_report_job(params: dict[str, Any], config: DictConfig, sweep: Path, a
         ) from None
 
 
-def _job_ids(jobs: Sequence[Any], nums: Sequence[int], size: int) -> dict[int, str]:
+def job_ids(jobs: Sequence[Any], nums: Sequence[int], size: int) -> dict[int, str]:
     """num -> the submitted job (array task) that runs it."""
     if size == 1:
         return {num: job.job_id for num, job in zip(nums, jobs)}
@@ -142,7 +140,7 @@ def launch(
     done = completed_cells(launcher, config, sweep, nums, job_overrides)
     todo = [(n, ov) for n, ov in zip(nums, job_overrides) if n not in done and n not in queued]
     jobs = launcher._submit(executor, [n for n, _ in todo], [ov for _, ov in todo], size) if todo else []
-    submitted = _job_ids(jobs, [n for n, _ in todo], size)
+    submitted = job_ids(jobs, [n for n, _ in todo], size)
     array = jobs[0].job_id.split("_")[0] if jobs else None
     report_job = None
     if array is not None:

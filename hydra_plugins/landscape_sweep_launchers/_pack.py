@@ -28,9 +28,8 @@ from typing import Any, TypeVar
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import CompactHydraException
 
-from landscape_sweep.checks import check_int
+from landscape_sweep.checks import check_cells_per_job
 
-KEY = "hydra.launcher.cells_per_job"
 T = TypeVar("T")
 
 
@@ -41,9 +40,9 @@ class LauncherConfigError(CompactHydraException, ValueError):
 def cells_per_job(params: Mapping[str, Any]) -> int:
     """The launcher's `cells_per_job` (1 when absent): an integer >= 1, else `LauncherConfigError` in one line."""
     try:
-        return check_int(KEY, params.get("cells_per_job", 1))
+        return check_cells_per_job(params)
     except ValueError as e:
-        raise LauncherConfigError(f"{e} (the number of cells each submitted job runs; 1: one cell per job)") from None
+        raise LauncherConfigError(str(e)) from None
 
 
 def chunks(items: Sequence[T], size: int) -> list[list[T]]:

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn
 from omegaconf import DictConfig
 
@@ -62,8 +63,6 @@ def version_mismatches() -> list[str]:
 
 def hydra_state() -> Any:
     """Hydra's global state (config store, job runtime, resolvers) for the job process to restore."""
-    from hydra.core.singleton import Singleton
-
     return Singleton.get_state()
 
 
@@ -78,6 +77,7 @@ def make_executor(launcher: Any) -> Any:
     `max_num_timeout` is a constructor argument; the keys of `BaseQueueConf` are shared by every executor, all
     others take the executor's prefix (`slurm_partition`, ...); our own keys (`OWN_KEYS`) are left out.
     """
+    # deferred: submitit and its Hydra plugin's config, when a sweep is submitted only (not at the plugin scan)
     import submitit
     from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
     from omegaconf import OmegaConf

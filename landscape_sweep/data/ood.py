@@ -38,7 +38,7 @@ import torch
 from ..checks import check_choice, check_int, check_number, fail, is_int
 from .core import Split
 from .corruptions import CORRUPTIONS, corrupt
-from .tabular import _atomic_save, mnist1d_args, mnist1d_cache_path
+from .tabular import atomic_save, mnist1d_args, mnist1d_cache_path
 from .vision import VISION
 
 MNIST1D_KNOBS = ("iid_noise_scale", "corr_noise_scale", "scale_coeff", "max_translation", "shear_scale", "padding")
@@ -160,7 +160,7 @@ def _cached(path: Path, make) -> dict[str, torch.Tensor]:
     if path.exists():
         return torch.load(path, weights_only=True)
     tensors = make()
-    _atomic_save(tensors, path)
+    atomic_save(tensors, path)
     return tensors
 
 

@@ -19,7 +19,7 @@ from ..files import atomic_open
 from .core import Raw, generator
 
 
-def _atomic_save(obj: object, path: Path) -> None:
+def atomic_save(obj: object, path: Path) -> None:
     """torch.save atomically (`files.atomic_open`): readers never see a partial file."""
     with atomic_open(path, "wb") as f:
         torch.save(obj, f)
@@ -65,7 +65,7 @@ def raw_mnist1d(root: str | Path, **options) -> Raw:
         tensors = torch.load(path, weights_only=True)
     else:
         tensors = _generate_mnist1d(args)
-        _atomic_save(tensors, path)
+        atomic_save(tensors, path)
     return (tensors["x"], tensors["y"]), (tensors["x_test"], tensors["y_test"]), 10
 
 

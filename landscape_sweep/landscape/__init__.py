@@ -4,7 +4,7 @@
 the caller's model unchanged (parameters, buffers, grads, train/eval mode).
 """
 
-from ._core import evaluate, exclude_norm_and_bias
+from ._core import evaluate, exclude_norm_and_bias, num_samples, preserved
 from .alignment import align, apply_permutation
 from .blocks import block_curvature, block_hessian
 from .curves import Curve, fit_curve
@@ -16,7 +16,7 @@ from .repair import RepairedPath
 from .sharpness import sharpness
 from .surface import loss_surface, plane_surface
 
-__all__ = ["evaluate", "exclude_norm_and_bias"]
+__all__ = ["evaluate", "exclude_norm_and_bias", "num_samples", "preserved"]
 __all__ += ["hessian_eigenvalues", "hessian_trace", "hessian_spectrum", "spectral_density", "sharpness"]
 __all__ += ["HessianOperator", "hvp", "block_curvature", "block_hessian"]
 __all__ += ["align", "apply_permutation", "Curve", "fit_curve", "interpolate", "recompute_bn"]

@@ -18,11 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import CompactHydraException
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import CompactHydraException, HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, read_write
+from omegaconf.errors import OmegaConfBaseException
 
+from landscape_sweep.checks import check_cells_per_job
 from landscape_sweep.pipeline import prechecks, process
 from landscape_sweep.pipeline.config import (
     CONF_DIR,
@@ -34,6 +38,7 @@ from landscape_sweep.pipeline.config import (
     job_dir_taken,
     validate,
 )
+from landscape_sweep.results import CellResult, read_results
 
 log = logging.getLogger("landscape_sweep")
 _last_status: list[str] = []
@@ -85,10 +90,8 @@ def _check_launcher(cfg: DictConfig) -> None:
     node = OmegaConf.select(cfg, "hydra.launcher")
     if node is None or "cells_per_job" not in node:
         return
-    from hydra_plugins.landscape_sweep_launchers import cells_per_job
-
     with config_errors():
-        cells_per_job(node)
+        check_cells_per_job(node)
 
 
 def _runs_here(cfg: DictConfig) -> bool:
@@ -100,8 +103,6 @@ def _runs_here(cfg: DictConfig) -> bool:
 def _check_job_dir(cfg: DictConfig, config: dict[str, Any], directory: Path, multirun: bool) -> None:
     """Refuse a job dir holding completed results of another config, unless only `landscape.*` changed (the cell
     checks the same again under its lock, `cell.run_locked`: this fails fast, before anything runs)."""
-    from landscape_sweep.results import read_results
-
     key = _output_key(multirun)
     where = f"{key}={str(OmegaConf.select(cfg, key))!r}"
     try:
@@ -130,10 +131,6 @@ def _check_distinct(seen: dict[Path, tuple[int, str]], cfg: DictConfig, director
 
 def cell_overrides(argv: list[str]) -> tuple[bool, list[list[str]]] | None:
     """Expand the command line into each cell's overrides (None: flags Hydra handles itself, e.g. --cfg)."""
-    from hydra import compose, initialize_config_dir
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     flags = [a for a in argv if a.startswith("-")]
     if any(f not in ("-m", "--multirun") for f in flags):
         return None
@@ -141,6 +138,8 @@ def cell_overrides(argv: list[str]) -> tuple[bool, list[list[str]]] | None:
     overrides = [a for a in argv if not a.startswith("-")]
     if not multirun:
         return False, [overrides]
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # deferred: Hydra's sweeper, for -m only
+
     parser = OverridesParser.create()
     parsed = parser.parse_overrides(overrides)
     with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name="landscape_sweep"):
@@ -153,8 +152,6 @@ def cell_overrides(argv: list[str]) -> tuple[bool, list[list[str]]] | None:
 
 def precheck(argv: list[str]) -> None:
     """Compose and validate every cell the command asks for; raises ConfigError (one line)."""
-    from hydra import compose, initialize_config_dir
-
     expanded = cell_overrides(argv)
     if expanded is None:
         return
@@ -199,8 +196,8 @@ _refused: list[str] = []  # cells this process refused: its later cells of the s
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def hydra_main(cfg: DictConfig) -> str:
     """Run one cell; returns its status (the progress line tells a `locked` cell, skipped, from a failed one)."""
+    # deferred: the cell's modules (torch, Lightning) load after the pre-check, under its paused collector
     from landscape_sweep.pipeline.cell import run_cell
-    from landscape_sweep.results import CellResult
 
     process.freeze_heap()  # the first cell of the process: what the imports built is never garbage
     hc = HydraConfig.get()
@@ -221,7 +218,7 @@ def hydra_main(cfg: DictConfig) -> str:
     return result.status
 
 
-def _squash(e: Exception) -> str:
+def squash(e: Exception) -> str:
     """Hydra's multi-line composition errors on one line (e.g. unknown group options with the allowed ones)."""
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and "Config search path" not in ln]
     lines = [ln for ln in lines if not ln.startswith(("provider=", "full_key:", "object_type="))]
@@ -230,9 +227,6 @@ def _squash(e: Exception) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry: precheck, then Hydra. Exit 1 when a single (non-multirun) cell did not complete."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
     argv = sys.argv[1:] if argv is None else argv
     process.pause_gc()  # until the imports are done (process.py)
     try:
@@ -241,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"landscape_sweep: config error: {e}", file=sys.stderr)
         sys.exit(2)
     except (HydraException, OmegaConfBaseException) as e:
-        print(f"landscape_sweep: config error: {_squash(e)}", file=sys.stderr)
+        print(f"landscape_sweep: config error: {squash(e)}", file=sys.stderr)
         sys.exit(2)
     process.freeze_heap()  # (done by the precheck unless it stopped early, e.g. `--cfg job`)
     hydra_main()

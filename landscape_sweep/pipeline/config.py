@@ -38,7 +38,7 @@ from landscape_sweep.checks import (
     fail,
     is_int,
 )
-from landscape_sweep.results import RUN_ONLY
+from landscape_sweep.results import PATH_METHODS, RUN_ONLY, SHARPNESS_KINDS
 
 TOP_KEYS = {
     "data",
@@ -129,6 +129,7 @@ def _check_keys(node: Mapping, allowed: Iterable[str], prefix: str) -> None:
 
 
 def _validate_data(data: Mapping) -> None:
+    # deferred: the data package imports torch; `import pipeline.config` stays free of it (launchers, status)
     from landscape_sweep.data import DATASETS
     from landscape_sweep.data.datasets import check_options
     from landscape_sweep.data.ood import check_ood
@@ -151,7 +152,7 @@ def _validate_data(data: Mapping) -> None:
 
 
 def _validate_trainer(trainer: Mapping) -> None:
-    import pytorch_lightning as pl
+    import pytorch_lightning as pl  # deferred: `import pipeline.config` stays free of Lightning (launchers, status)
 
     owned = {"self", "callbacks", "logger", "default_root_dir", "enable_checkpointing", "limit_val_batches"}
     allowed = set(inspect.signature(pl.Trainer.__init__).parameters) - owned  # the cell sets these itself
@@ -199,14 +200,14 @@ def _validate_devices(trainer: Mapping) -> None:
 
 def accelerators() -> tuple[str, ...]:
     """The accelerator names Lightning accepts here: auto, gpu and its registered ones (cpu, cuda, mps, ...)."""
-    from pytorch_lightning.accelerators import AcceleratorRegistry
+    from pytorch_lightning.accelerators import AcceleratorRegistry  # deferred: Lightning, as in _validate_trainer
 
     return ("auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators()))
 
 
 def precisions() -> tuple[Any, ...]:
     """Every `Trainer(precision=...)` value Lightning accepts (read from its own type)."""
-    from lightning_fabric.connector import _PRECISION_INPUT
+    from lightning_fabric.connector import _PRECISION_INPUT  # deferred: Lightning, as in _validate_trainer
 
     def flat(t: Any) -> list[Any]:
         return [a for x in typing.get_args(t) for a in (flat(x) if typing.get_args(x) else [x])]
@@ -224,7 +225,7 @@ def _validate_precision(precision: Any) -> None:
 
 def check_devices_available(trainer: Mapping) -> None:
     """ConfigError when `trainer.accelerator` names a device this machine does not have (gpu/cuda/mps/tpu)."""
-    from pytorch_lightning.accelerators import AcceleratorRegistry
+    from pytorch_lightning.accelerators import AcceleratorRegistry  # deferred: Lightning, as in _validate_trainer
 
     accelerator = trainer.get("accelerator", "auto")
     if accelerator in ("auto", "cpu"):
@@ -261,8 +262,6 @@ DUPLICATE_PATHS = ": each method's paths are measured once (a repeat would count
 
 
 def _validate_landscape(land: Mapping, *, max_epochs: int) -> None:
-    from landscape_sweep.results import PATH_METHODS, SHARPNESS_KINDS
-
     _check_keys(land, LANDSCAPE_KEYS, "landscape")
     epochs = land.get("checkpoint_epochs") or []
     if not isinstance(epochs, (list, tuple)) or not all(is_int(e) and 1 <= e <= max_epochs for e in epochs):
@@ -408,6 +407,7 @@ def validate(cfg: DictConfig | Mapping) -> dict[str, Any]:
 
 
 def _validate(c: dict[str, Any]) -> None:
+    # deferred: models/ and training/ import torch; `import pipeline.config` stays free of it (launchers, status)
     from landscape_sweep.models import validate_model_args
     from landscape_sweep.training.optim import validate_optimizer_cfg
 

@@ -1,6 +1,6 @@
 """`endpoints.parallel=vmap`: the cell's unfinished endpoints trained as one vectorised ensemble.
 
-Per endpoint, everything is as in `cell.train_endpoint`: the init (`pl.seed_everything(seed)` then the model), the
+Per endpoint, everything is as in `endpoint.train_endpoint`: the init (`pl.seed_everything(seed)` then the model), the
 data order and augmentation (the seed's TensorLoader), the optimizer, LR schedule, SAM/ASAM, gradient clipping, BN
 statistics and SWA (training/ensemble.py), the trajectory at `landscape.checkpoint_epochs`, `trainer.stop_at`, the
 per-epoch metrics `seed<k>/train/loss|acc`, `seed<k>/val/...`, `seed<k>/sharpness/...`, `seed<k>/lr` sent to the
@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -37,8 +36,9 @@ from landscape_sweep.data import DataBundle, TensorLoader
 from landscape_sweep.files import atomic_open
 from landscape_sweep.pipeline import measures
 from landscape_sweep.pipeline.config import config_hash
+from landscape_sweep.pipeline.endpoint import Diverged, endpoint_dir, endpoint_metrics, new_model, reuse_finished, stamp
 from landscape_sweep.pipeline.tracking import Tracker
-from landscape_sweep.results import Endpoint, read_json, write_json
+from landscape_sweep.results import Endpoint, write_json
 from landscape_sweep.training.ensemble import Ensemble, swa_average_
 from landscape_sweep.training.optim import base_optimizer_kwargs, build_scheduler, resolve_cfg, swa_start_epoch
 
@@ -107,8 +107,6 @@ class EnsembleFit:
         bs = cfg["data"]["batch_size"]
         self.seeds: list[_Seed] = []
         for i, seed in enumerate(seeds):
-            from landscape_sweep.pipeline.cell import endpoint_dir
-
             loader = TensorLoader(*data.train, batch_size=bs, shuffle=True, seed=seed, augment=data.augment)
             self.seeds.append(_Seed(seed, i, loader, endpoint_dir(job_dir, seed), tracker.lightning_logger(seed)))
         self.steps_per_epoch = len(self.seeds[0].loader)
@@ -125,9 +123,7 @@ class EnsembleFit:
 
     # --- setup ---------------------------------------------------------------------------------------------
     def _init_model(self, seed: int) -> nn.Module:
-        from landscape_sweep.pipeline.cell import new_model
-
-        pl.seed_everything(seed, workers=True, verbose=False)  # the init of `none` (cell._build)
+        pl.seed_everything(seed, workers=True, verbose=False)  # the init of `none` (endpoint.build_run)
         return new_model(self.cfg, self.data).to(self.device)
 
     def _optimizer(self) -> tuple[torch.optim.Optimizer, Any]:
@@ -151,10 +147,7 @@ class EnsembleFit:
     def _prepare_dirs(self) -> None:
         """Checkpoint dirs stamped with the training hash (another config's checkpoints are removed)."""
         for s in self.seeds:
-            stamp = read_json(s.ck / "train_hash.json")
-            if stamp is None or stamp.get("train_hash") != self.train_hash:
-                shutil.rmtree(s.ck, ignore_errors=True)
-                write_json(s.ck / "train_hash.json", {"train_hash": self.train_hash})
+            stamp(s.ck, self.train_hash)
 
     def _checkpoint(self, s: _Seed) -> dict[str, Any]:
         k = s.index
@@ -291,8 +284,6 @@ class EnsembleFit:
 
     def _finalise(self, s: _Seed) -> tuple[nn.Module, Endpoint]:
         """The endpoint's final model (SWA average + BN recompute when SWA averaged), record, final.pt/json."""
-        from landscape_sweep.pipeline.cell import endpoint_metrics
-
         model = self.ens.module(s.index)
         if self.n_averaged > 0 and self.average is not None:
             avg = {n: t[s.index] for n, t in self.average.items()}
@@ -321,8 +312,6 @@ class EnsembleFit:
 
     def fit(self, ad: measures.AnalysisData) -> dict[int, tuple[nn.Module, Endpoint]]:
         """Train until every endpoint finished or diverged; the finished ones by seed (Diverged raised after)."""
-        from landscape_sweep.pipeline.cell import Diverged
-
         self._ad = ad
         if not self.resume():
             log.info("seeds %s: training as one vmap ensemble", [s.seed for s in self.seeds])
@@ -374,11 +363,9 @@ def train_ensemble(
 ) -> list[tuple[nn.Module, Endpoint]]:
     """Every endpoint of the cell (model, record) in seed order: finished ones reused, the others trained as one
     vmap ensemble."""
-    from landscape_sweep.pipeline.cell import _reuse_finished, endpoint_dir
-
     seeds = list(cfg["endpoints"]["seeds"])
     train_hash = config_hash(cfg, training_only=True)
-    out = {s: _reuse_finished(cfg, data, endpoint_dir(job_dir, s), train_hash) for s in seeds}
+    out = {s: reuse_finished(cfg, data, endpoint_dir(job_dir, s), train_hash) for s in seeds}
     todo = [s for s in seeds if out[s] is None]
     if todo:
         _deterministic(cfg)

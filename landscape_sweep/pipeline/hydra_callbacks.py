@@ -4,6 +4,7 @@ submitting side for SLURM too)."""
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from typing import Any
 
@@ -11,6 +12,9 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+
+from landscape_sweep import manifest
+from landscape_sweep.pipeline import progress
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +31,6 @@ class SweepProgress(Callback):
         self._job_start = time.time()
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from landscape_sweep.pipeline import progress
-
         try:
             params = OmegaConf.select(config, "hydra.sweeper.params")
             params = OmegaConf.to_container(params, resolve=True) if params is not None else {}
@@ -49,8 +51,6 @@ class SweepProgress(Callback):
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if not _multirun(config):
             return
-        from landscape_sweep.pipeline import progress
-
         failure, status = None, None
         value = getattr(job_return, "_return_value", None)  # the public `return_value` re-raises a failure
         if job_return.status == JobStatus.FAILED:  # the job raised (a refused cell): its results.json is not its own
@@ -79,11 +79,6 @@ def _detached(config: DictConfig) -> bool:
 def _start_manifest(config: DictConfig) -> None:
     """`<sweep_dir>/sweep.json` (`landscape_sweep.manifest`): the command and, for a basic-sweeper grid, every
     cell's overrides, so `status` and `resubmit` know the sweep's cells before (and after) their jobs run."""
-    import sys
-
-    from landscape_sweep import manifest
-    from landscape_sweep.pipeline import progress
-
     params = OmegaConf.select(config, "hydra.sweeper.params")
     params = OmegaConf.to_container(params, resolve=True) if params is not None else {}
     cells = None
@@ -108,7 +103,7 @@ class SweepReport(SweepProgress):
     detached SLURM sweep (`hydra.launcher.detach=true`) leaves the report to its report job on the cluster."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from landscape_sweep.report import build_report
+        from landscape_sweep.report import build_report  # deferred: pandas and matplotlib, at the sweep's end only
 
         sweep_dir = str(config.hydra.sweep.dir)
         if _detached(config):

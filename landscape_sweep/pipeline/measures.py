@@ -38,10 +38,11 @@ from landscape_sweep.landscape import (
     hessian_trace,
     interpolate,
     loss_surface,
+    num_samples,
     plane_surface,
+    preserved,
     sharpness,
 )
-from landscape_sweep.landscape._core import num_samples, preserved
 from landscape_sweep.landscape.blocks import concentration
 from landscape_sweep.landscape.repair import RepairedPath
 from landscape_sweep.results import SHARPNESS_KINDS, Endpoint, PathEntry

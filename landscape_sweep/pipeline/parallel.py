@@ -1,8 +1,8 @@
 """How a cell's K endpoints are trained: `endpoints.parallel` = none | processes | vmap.
 
-- `none`: one after another in this process, with all its threads (`cell.train_endpoint` per seed).
+- `none`: one after another in this process, with all its threads (`endpoint.train_endpoint` per seed).
 - `processes`: one worker process per unfinished endpoint (at most one per core), each with one torch thread,
-  each running the same `cell.train_endpoint` (so final.pt/final.json/last.ckpt and resuming are unchanged);
+  each running the same `endpoint.train_endpoint` (so final.pt/final.json/last.ckpt and resuming are unchanged);
   this process then reuses the finished endpoints. A worker records what it would have logged (its Lightning
   logger's metrics, the tracker's final metrics) and this process replays it, seed by seed, into the cell's
   tracker. A worker's exception is re-raised here (same type and message), so a failure or divergence gives the
@@ -32,6 +32,8 @@ from torch import nn
 from landscape_sweep.data import DataBundle
 from landscape_sweep.pipeline import measures
 from landscape_sweep.pipeline.config import config_hash
+from landscape_sweep.pipeline.endpoint import Run, independent_runs, quiet_lightning, train_endpoint, training_device
+from landscape_sweep.pipeline.ensemble_fit import train_ensemble
 from landscape_sweep.pipeline.threads import PIN_ENV, auto_threads
 from landscape_sweep.pipeline.tracking import Tracker
 from landscape_sweep.results import Endpoint, read_json
@@ -47,20 +49,16 @@ def train_endpoints(
     config: dict[str, Any], data: DataBundle, job_dir: Path, tracker: Tracker, ad: measures.AnalysisData
 ) -> list[tuple[nn.Module, Endpoint]]:
     """Every endpoint of the cell (model, record), in seed order, trained as `endpoints.parallel` says."""
-    from landscape_sweep.pipeline import cell
-
-    runs, mode = cell.independent_runs(config, job_dir), parallel_mode(config)
+    runs, mode = independent_runs(config, job_dir), parallel_mode(config)
     if mode == "vmap":
-        from landscape_sweep.pipeline.ensemble_fit import train_ensemble
-
         return train_ensemble(config, data, job_dir, tracker, ad)
     if mode == "processes":
         train_in_workers(config, data, job_dir, tracker, unfinished(config, runs))
-    return [cell.train_endpoint(config, data, run, job_dir, tracker, ad) for run in runs]
+    return [train_endpoint(config, data, run, job_dir, tracker, ad) for run in runs]
 
 
-def unfinished(config: dict[str, Any], runs: list[Any]) -> list[Any]:
-    """Runs (`cell.Run`) without a finished endpoint (`final.json` of this training config beside a `final.pt`)."""
+def unfinished(config: dict[str, Any], runs: list[Run]) -> list[Run]:
+    """Runs without a finished endpoint (`final.json` of this training config beside a `final.pt`)."""
     train_hash = config_hash(config, training_only=True)
 
     def done(ck: Path) -> bool:
@@ -95,7 +93,7 @@ class RecordingLogger(Logger):
 
 
 class RecordingTracker:
-    """What `cell.train_endpoint` needs of a Tracker, in a worker: a logger per seed and `log`, both recorded."""
+    """What `endpoint.train_endpoint` needs of a Tracker, in a worker: a logger per seed and `log`, both recorded."""
 
     def __init__(self, kind: str, seed: int) -> None:
         self.kind = kind
@@ -141,8 +139,6 @@ _WORKER: dict[str, Any] = {}
 
 def _init_worker(config: dict[str, Any], data: DataBundle, job_dir: str) -> None:
     """A worker's state: one torch thread, the cell's data on its training device, the analysis probes."""
-    from landscape_sweep.pipeline.cell import quiet_lightning, training_device
-
     os.environ[PIN_ENV] = "1"  # trainer.threads=auto keeps a worker at its one thread
     torch.set_num_threads(1)
     quiet_lightning()
@@ -168,10 +164,8 @@ def _rebuild(blob: bytes | None, name: str, message: str) -> BaseException:
     return type(name, (RuntimeError,), {})(message)
 
 
-def _train_one(run: Any) -> tuple[dict[str, Any], tuple | None]:
-    """Train a run's (`cell.Run`) endpoint in a worker; returns what it logged and its exception (None: finished)."""
-    from landscape_sweep.pipeline.cell import train_endpoint
-
+def _train_one(run: Run) -> tuple[dict[str, Any], tuple | None]:
+    """Train a run's endpoint in a worker; returns what it logged and its exception (None: finished)."""
     w = _WORKER
     tracker = RecordingTracker(w["config"]["logger"]["name"], run.seed)
     try:
@@ -182,9 +176,9 @@ def _train_one(run: Any) -> tuple[dict[str, Any], tuple | None]:
 
 
 def train_in_workers(
-    config: dict[str, Any], data: DataBundle, job_dir: Path, tracker: Tracker, runs: list[Any]
+    config: dict[str, Any], data: DataBundle, job_dir: Path, tracker: Tracker, runs: list[Run]
 ) -> None:
-    """Train the endpoints of `runs` (`cell.Run`) in worker processes (their final.pt written); re-raise the first
+    """Train the endpoints of `runs` in worker processes (their final.pt written); re-raise the first
     failure."""
     if not runs:
         return

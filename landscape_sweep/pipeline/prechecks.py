@@ -21,6 +21,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from landscape_sweep.checks import fail
+from landscape_sweep.pipeline.artifacts import lock_stale_after
 from landscape_sweep.pipeline.config import ConfigError, flatten
 from landscape_sweep.results import CELL_KEYS, RUN_ONLY
 
@@ -34,8 +35,6 @@ GIB = 2**30
 
 def check_environment() -> None:
     """The environment variables the cells read, checked here rather than in every cell's traceback."""
-    from landscape_sweep.pipeline.artifacts import lock_stale_after
-
     try:
         lock_stale_after()
     except ValueError as e:
@@ -86,7 +85,7 @@ def check_launcher_keys(cfg: DictConfig) -> None:
     if dataclasses.is_dataclass(schema):
         taken = [f.name for f in dataclasses.fields(schema)]
     else:
-        from hydra.utils import get_class
+        from hydra.utils import get_class  # deferred: Hydra; status and resubmit import prechecks
 
         try:
             params = inspect.signature(get_class(target).__init__).parameters
@@ -149,7 +148,7 @@ def param_bytes(precision: Any) -> int:
 def optimizer_copies(optimizer: Mapping[str, Any]) -> int:
     """Parameter-sized tensors an endpoint's training holds besides its weights: gradients, momentum (SGD) or
     both Adam moments, SAM's saved weights, the SWA average."""
-    from landscape_sweep.training.optim import resolve_cfg
+    from landscape_sweep.training.optim import resolve_cfg  # deferred: training/ imports torch (see memory_needed)
 
     o = resolve_cfg(optimizer)
     state = 2 if o["base"] in ("adam", "adamw") else int(o["momentum"] > 0)
@@ -160,6 +159,7 @@ def memory_needed(config: Mapping[str, Any]) -> tuple[int, int, str]:
     """(bytes the cell's training needs at least, bytes of its weights, how that adds up): parameters × bytes ×
     (weights + `optimizer_copies`) plus the activations of one training batch, per endpoint trained at once; the
     analysis holds every endpoint and two more models. Data, workspace and Python objects come on top."""
+    # deferred: data/ and models/ import torch, which only the memory check needs of this module
     from landscape_sweep.data.datasets import data_shape, train_pool
     from landscape_sweep.models.size import model_size
 
@@ -202,7 +202,7 @@ def available_memory() -> tuple[int, str] | None:
 
 
 def _gpu_memory() -> tuple[int, str] | None:
-    import torch
+    import torch  # deferred: only the memory check of a cell on a GPU asks torch
 
     if not torch.cuda.is_available():
         return None

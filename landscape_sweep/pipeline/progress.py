@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from landscape_sweep.pipeline.artifacts import lock_holder
 from landscape_sweep.results import CellResult, cell_stats, read_results, results_path
 
 PROGRESS_DIR = ".progress"
@@ -29,7 +30,7 @@ BARRIER_METHODS = ("linear", "linear_aligned", "linear_aligned_repair", "bezier"
 def sweep_cells(params: dict[str, Any], overrides: Sequence[str]) -> list[list[str]] | None:
     """Each cell's overrides of a basic-sweeper grid (`hydra.sweeper.params` + command-line overrides), in job
     order; None if unknown."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # deferred: Hydra's sweeper, for a grid only
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     try:
@@ -194,8 +195,6 @@ def _relative(sweep_dir: str | Path, job_dir: str | Path) -> str:
 
 def _holder(job_dir: str | Path) -> str:
     """Who holds the cell's lock, for the `locked` line."""
-    from landscape_sweep.pipeline.artifacts import lock_holder
-
     try:
         return f"lock held by {lock_holder(job_dir) or 'a process that has since finished'}"
     except Exception:  # a lock or environment this line must not fail on

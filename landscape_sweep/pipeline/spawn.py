@@ -22,18 +22,28 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
-import signal
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch import nn
 
 from landscape_sweep.data import DataBundle
 from landscape_sweep.pipeline import measures
 from landscape_sweep.pipeline.config import config_hash, data_seeds
+from landscape_sweep.pipeline.endpoint import (
+    Run,
+    build_run,
+    endpoint_dir,
+    fit,
+    make_trainer,
+    one_line,
+    resume_point,
+    reuse_finished,
+    stamp,
+    train_endpoint,
+)
 from landscape_sweep.pipeline.tracking import Tracker
 from landscape_sweep.results import (
     INSTABILITY_MEASURES,
@@ -54,18 +64,14 @@ def spawn_epochs(cfg: dict[str, Any]) -> list[int]:
     return sorted(cfg["endpoints"]["spawn_epochs"])
 
 
-def parent_run(cfg: dict[str, Any], job_dir: Path):
+def parent_run(cfg: dict[str, Any], job_dir: Path) -> Run:
     """The parent's run: init and data seed `endpoints.parent_seed`, in `checkpoints/parent`."""
-    from landscape_sweep.pipeline.cell import Run
-
     seed = cfg["endpoints"].get("parent_seed", 0)
     return Run(seed, seed, seed, job_dir / "checkpoints" / "parent", label="parent")
 
 
-def child_runs(cfg: dict[str, Any], job_dir: Path, k: int) -> list[Any]:
+def child_runs(cfg: dict[str, Any], job_dir: Path, k: int) -> list[Run]:
     """The children of spawn epoch k: the parent's init, data seed `data_seeds[i]`, started from `epoch<k>.ckpt`."""
-    from landscape_sweep.pipeline.cell import Run, endpoint_dir
-
     parent = parent_run(cfg, job_dir)
     start = parent.ck / f"epoch{k}.ckpt" if k > 0 else None
     return [
@@ -77,31 +83,20 @@ def child_runs(cfg: dict[str, Any], job_dir: Path, k: int) -> list[Any]:
 def train_parent(cfg: dict[str, Any], data: DataBundle, job_dir: Path, tracker: Tracker, ad: Any) -> None:
     """Train the parent to the largest spawn epoch, keeping `epoch<k>.ckpt` at each k > 0 (nothing for k = 0 only);
     a parent whose checkpoints are all there is reused, an interrupted one resumes from its `last.ckpt`."""
-    from landscape_sweep.pipeline import cell
-
     last = max(spawn_epochs(cfg))
     if last == 0:
         return
     run, train_hash = parent_run(cfg, job_dir), config_hash(cfg, training_only=True)
-    cell.stamp(run.ck, train_hash)
+    stamp(run.ck, train_hash)
     if _reusable_parent(run.ck, [run.ck / f"epoch{k}.ckpt" for k in spawn_epochs(cfg) if k > 0]):
         log.info("reusing the parent's checkpoints in %s", run.ck)
         return
-    resume = cell._resume_point(run.ck, train_hash, last)
-    module, train, val, callbacks = cell._build(cfg, data, run, ad, stop=False, keep=spawn_epochs(cfg))
+    resume = resume_point(run.ck, train_hash, last)
+    module, train, val, callbacks = build_run(cfg, data, run, ad, stop=False, keep=spawn_epochs(cfg))
     short = {**cfg, "trainer": {**cfg["trainer"], "max_epochs": last}}  # the schedule still spans max_epochs
-    trainer = cell._trainer(short, callbacks, tracker.lightning_logger(run.name), job_dir, val is not None)
+    trainer = make_trainer(short, callbacks, tracker.lightning_logger(run.name), job_dir, val is not None)
     log.info("parent: %s to epoch %d in %s", "resuming" if resume else "training", last, run.ck)
-    try:
-        trainer.fit(
-            module, train_dataloaders=cell.EpochAsBatch(train), val_dataloaders=val, ckpt_path=resume, weights_only=True
-        )
-    except SIGTERMException:  # as for an endpoint: last.ckpt holds the last finished epoch, a rerun resumes
-        log.warning("parent: SIGTERM after epoch %d; %s holds it, a rerun resumes", trainer.current_epoch,
-                    run.ck / "last.ckpt")  # fmt: skip
-        raise SystemExit(128 + signal.SIGTERM) from None
-    if module.diverged:
-        raise cell.Diverged(f"parent: non-finite training loss at epoch {trainer.current_epoch}")
+    fit(trainer, module, train, val, resume, run)  # as an endpoint's: SIGTERM exits (a rerun resumes), NaN diverges
     missing = [k for k in spawn_epochs(cfg) if k > 0 and not (run.ck / f"epoch{k}.ckpt").is_file()]
     if missing:
         raise RuntimeError(f"parent: no checkpoint of spawn epochs {missing} after training")
@@ -117,8 +112,6 @@ def _reusable_parent(ck: Path, checkpoints: list[Path]) -> bool:
         try:
             torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # truncated, corrupt, or not plain data
-            from landscape_sweep.pipeline.cell import one_line
-
             log.warning("ignoring unreadable parent checkpoint %s (%s): training the parent again", path, one_line(e))
             for p in (*checkpoints, ck / "last.ckpt"):
                 p.unlink(missing_ok=True)
@@ -130,8 +123,6 @@ def train_spawned(
     cfg: dict[str, Any], data: DataBundle, job_dir: Path, tracker: Tracker, ad: Any
 ) -> dict[int, list[tuple[nn.Module, Endpoint]]]:
     """The parent, then the children of every spawn epoch (model, record) in seed order, by spawn epoch."""
-    from landscape_sweep.pipeline.cell import train_endpoint
-
     train_parent(cfg, data, job_dir, tracker, ad)
     return {
         k: [train_endpoint(cfg, data, run, job_dir, tracker, ad) for run in child_runs(cfg, job_dir, k)]
@@ -141,13 +132,11 @@ def train_spawned(
 
 def load_spawned(cfg: dict[str, Any], data: DataBundle, job_dir: Path) -> dict[int, list[tuple[nn.Module, Endpoint]]]:
     """The finished children of every spawn epoch (re-analysis); FileNotFoundError naming the first one missing."""
-    from landscape_sweep.pipeline.cell import _reuse_finished
-
     train_hash, out = config_hash(cfg, training_only=True), {}
     for k in spawn_epochs(cfg):
         out[k] = []
         for run in child_runs(cfg, job_dir, k):
-            found = _reuse_finished(cfg, data, run.ck, train_hash)
+            found = reuse_finished(cfg, data, run.ck, train_hash)
             if found is None:
                 raise FileNotFoundError(f"{run.ck / 'final.pt'}: no finished child of this training config")
             out[k].append(found)

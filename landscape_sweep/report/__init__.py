@@ -37,7 +37,15 @@ from landscape_sweep.report.paired import PAIRED_NAME, paired_table
 from landscape_sweep.report.plots import Drawn, barrier_vs_params, curves_pages, heatmap
 from landscape_sweep.report.quality import quality_warnings, train_loss_spread, unreached_details, unreached_jobs
 from landscape_sweep.report.surfaces import surfaces_grid
-from landscape_sweep.report.table import TABLE_NAME, load_results, methods_of, sweep_table, write_table
+from landscape_sweep.report.table import (
+    NOT_HYPERPARAMETERS,
+    TABLE_NAME,
+    flat_config,
+    load_results,
+    methods_of,
+    sweep_table,
+    write_table,
+)
 from landscape_sweep.report.trend_plots import (
     flat_vs_path,
     flat_vs_path_tau,
@@ -314,9 +322,7 @@ def requested_columns(table: pd.DataFrame, results: list[CellResult], keys: Sequ
     cells but no column yet (the same in every completed cell: the table holds only varied keys), so facetting or
     selecting by it works (one panel; all or no cells) instead of failing; analysis settings and endpoint seeds
     (`NOT_HYPERPARAMETERS`) are never columns."""
-    from landscape_sweep.report.table import NOT_HYPERPARAMETERS, _flat
-
-    flats = [_flat(r.config) for r in results]  # as the table builds its `cfg:` columns (lists as strings)
+    flats = [flat_config(r.config) for r in results]  # as the table builds its `cfg:` columns (lists as strings)
     for key in keys:
         excluded = any(key == x or key.startswith(f"{x}.") for x in NOT_HYPERPARAMETERS)
         if excluded or key in table or f"cfg:{key}" in table:
@@ -425,7 +431,7 @@ def build_report(
             flat.update({f"{name}_p{k}": p for k, p in enumerate(drawn.paths, 1)})
     paths.update(flat)
     if wandb:
-        from landscape_sweep.report.wandb_log import log_report
+        from landscape_sweep.report.wandb_log import log_report  # optional: only a report logged to W&B
 
         with _timed(timings, "wandb"):
             paths["wandb_run"] = log_report(root, results, table, a.tau, flat, out_dir=out)

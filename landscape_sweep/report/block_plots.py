@@ -25,8 +25,6 @@ from landscape_sweep.report import facets as fc
 from landscape_sweep.report.plots import (
     MAX_PANELS,
     Drawn,
-    _label,
-    _sorted,
     axis_labels,
     errorbars,
     facet_cols,
@@ -35,6 +33,7 @@ from landscape_sweep.report.plots import (
     panel_grid,
     panel_title,
     save_png,
+    unique_sorted,
 )
 from landscape_sweep.results import BLOCK_MEASURES, BLOCK_SUMMARIES
 
@@ -71,7 +70,7 @@ def block_figure(view: fc.View, measure: str, path: Path) -> Drawn | None:
     split = [*view.split, "width"]  # the lines are depths: every other grid key is a panel
     all_panels = facet_panels(done, split)
     panels = all_panels[:MAX_PANELS]
-    depths = _sorted(done["depth"])
+    depths = unique_sorted(done["depth"])
     cmap = mpl.colormaps["viridis"]
     colors = {d: cmap(i / max(1, len(depths) - 1) * 0.9) for i, d in enumerate(depths)}
     ncols = facet_cols(done)
@@ -102,7 +101,7 @@ def block_figure(view: fc.View, measure: str, path: Path) -> Drawn | None:
         axes[0].set_yscale("log")  # shared y: every panel
     label = BLOCK_LABELS.get(measure, measure)
     axis_labels(axes, "block position (first block … head)", label + (" (log)" if log else ""))
-    handles = [Line2D([], [], color=colors[d], marker="o", ms=3, label=f"depth {_label(d)}") for d in depths]
+    handles = [Line2D([], [], color=colors[d], marker="o", ms=3, label=f"depth {fc.value_label(d)}") for d in depths]
     fig.legend(handles=handles, loc="center right", fontsize=7.5, frameon=False)
     fig.suptitle(f"Where sharpness concentrates: {label}\n(one y scale for every panel)", fontsize=10)
     text = (

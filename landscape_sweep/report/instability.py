@@ -20,9 +20,9 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from landscape_sweep.report import facets as fc
+from landscape_sweep.report.md import md_table
 from landscape_sweep.report.plots import (
     Drawn,
-    _sorted,
     axis_labels,
     errorbars,
     facet_cols,
@@ -31,6 +31,7 @@ from landscape_sweep.report.plots import (
     panel_grid,
     panel_title,
     save_png,
+    unique_sorted,
 )
 from landscape_sweep.results import STABLE_MEASURE, STABLE_THRESHOLD
 
@@ -58,7 +59,7 @@ def instability_figure(view: fc.View, path: Path, measure: str = STABLE_MEASURE)
     done = done[np.isfinite(done[[f"{s}_mean" for s in stems]].astype(float)).any(axis=1)]
     if done.empty:
         return None
-    widths, depths = _sorted(done["width"]), _sorted(done["depth"])
+    widths, depths = unique_sorted(done["width"]), unique_sorted(done["depth"])
     cmap = mpl.colormaps["viridis"]
     colors = {w: cmap(i / max(1, len(widths) - 1) * 0.9) for i, w in enumerate(widths)}
     markers = {d: MARKERS[i % len(MARKERS)] for i, d in enumerate(depths)}
@@ -133,8 +134,6 @@ def stable_section(table: pd.DataFrame, measure: str = STABLE_MEASURE) -> str | 
             )
             row.append(cell + (f" ({int(n)})" if math.isfinite(m) else ""))
         rows.append(row)
-    from landscape_sweep.report.markdown import md_table
-
     text = (
         f"Cells trained with `endpoints.mode=spawn`. Stable epoch: the earliest spawn epoch k whose children's mean "
         f"test error barrier against their mean (`{measure}`) is below {100 * STABLE_THRESHOLD:g} % (Frankle et al. "

@@ -12,6 +12,7 @@ from landscape_sweep.report import facets as fc
 from landscape_sweep.report.block_plots import blocks_section
 from landscape_sweep.report.correlation import HYPERPARAMETERS
 from landscape_sweep.report.instability import stable_section
+from landscape_sweep.report.md import md_table
 from landscape_sweep.report.plots import Drawn
 
 MAX_ROWS = 100  # longer tables in report.md are cut (the CSV files have every row)
@@ -84,12 +85,6 @@ def _pm(row: pd.Series, stem: str) -> str:
     if se is None or not math.isfinite(float(se)):
         return f"{_num(m)} ({n}, no se)"
     return f"{_num(m)} ± {_num(se, 2)} ({n})"
-
-
-def md_table(headers: list[str], rows: list[list[Any]]) -> str:
-    esc = [[str(c).replace("|", "\\|").replace("\n", " ") for c in r] for r in rows]
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in esc])
 
 
 def cells_section(table: pd.DataFrame) -> str:

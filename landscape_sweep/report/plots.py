@@ -52,7 +52,7 @@ def save_png(fig: Figure, path: Path) -> Path:
     return path
 
 
-def _sorted(values: Any) -> list:
+def unique_sorted(values: Any) -> list:
     """Unique values (NaN dropped): sorted when all are numbers, else in order of first appearance (job order)."""
     vals = list(dict.fromkeys(v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))))
     return sorted(vals) if all(isinstance(v, (int, float)) for v in vals) else vals
@@ -139,7 +139,7 @@ def facet_slots(panels: list[tuple[dict, Any, pd.DataFrame]], ncols: int) -> lis
 
 def facet_cols(t: pd.DataFrame) -> int:
     """Columns of a facet grid: one per optimizer up to 5 (a row then holds one facet value), else 4."""
-    n = len(_sorted(t["optimizer"]))
+    n = len(unique_sorted(t["optimizer"]))
     return n if n <= 5 else MAX_COLS
 
 
@@ -151,7 +151,7 @@ def facet_panels(t: pd.DataFrame, split: list[str]) -> list[tuple[dict, Any, pd.
         sub = t
         for k, v in combo.items():
             sub = sub[sub[k].astype(str) == str(v)]
-        for opt in _sorted(sub["optimizer"]):
+        for opt in unique_sorted(sub["optimizer"]):
             out.append((combo, opt, sub[sub["optimizer"] == opt]))
     return out
 
@@ -177,7 +177,7 @@ def heatmap(view: fc.View, column: str, title: str, path: Path) -> Drawn | None:
     done_vals = t.loc[t["status"] == "completed", mean_col].astype(float) if mean_col in t else pd.Series([])
     if not np.isfinite(done_vals).any():
         return None
-    depths, widths = _sorted(t["depth"]), _sorted(t["width"])
+    depths, widths = unique_sorted(t["depth"]), unique_sorted(t["width"])
     vmin, vmax = float(np.nanmin(done_vals)), float(np.nanmax(done_vals))
     if vmin == vmax:
         vmin, vmax = vmin - 0.5 * abs(vmin or 1), vmax + 0.5 * abs(vmax or 1)
@@ -242,7 +242,7 @@ def barrier_vs_params(view: fc.View, methods: list[str], path: Path) -> Drawn | 
     split = view.split
     combos = done[split].drop_duplicates().to_dict("records") if split else [{}]
     panels = [(combo, m) for combo in combos for m in methods][:MAX_PANELS]
-    opts, depths = _sorted(done["optimizer"]), _sorted(done["depth"])
+    opts, depths = unique_sorted(done["optimizer"]), unique_sorted(done["depth"])
     colors = {o: mpl.colormaps["tab10"](i % 10) for i, o in enumerate(opts)}
     marks = {d: MARKERS[i % len(MARKERS)] for i, d in enumerate(depths)}
     fig, axes = panel_grid(len(panels), min(MAX_COLS, len(panels)), 3.4, 2.8, right=1.6)
@@ -313,8 +313,8 @@ def curves_pages(results: list[CellResult], view: fc.View, path: Path, methods: 
     figs = []
     for combo, opt, sub in facet_panels(t, split):
         panels = []
-        for d in _sorted(sub["depth"]):
-            for i, w in enumerate(_sorted(sub[sub["depth"] == d]["width"])):
+        for d in unique_sorted(sub["depth"]):
+            for i, w in enumerate(unique_sorted(sub[sub["depth"] == d]["width"])):
                 jobs = sub[(sub["depth"] == d) & (sub["width"] == w)]["job"].tolist()
                 title = f"depth {_label(d)}, width {_label(w)}" + (f" ({len(jobs)} cells)" if len(jobs) > 1 else "")
                 panels.append(_curve_panel(by_job.get(jobs[0]), title, methods, new_row=i == 0))

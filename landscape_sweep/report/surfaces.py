@@ -30,7 +30,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.transforms import Bbox, TransformedBbox
 
-from landscape_sweep.report.plots import _label, save_png
+from landscape_sweep.report.facets import value_label
+from landscape_sweep.report.plots import save_png
 from landscape_sweep.results import CellResult, PathEntry
 
 MAX_COLS = 4
@@ -278,7 +279,7 @@ def page_figure(panels: list[Panel], title: str) -> Figure:
 
 def _cell_name(result: CellResult) -> str:
     c = result.cell
-    name = f"{c.get('optimizer')}, depth {_label(c.get('depth'))}, width {_label(c.get('width'))}"
+    name = f"{c.get('optimizer')}, depth {value_label(c.get('depth'))}, width {value_label(c.get('width'))}"
     return f"{result.job}: {name}" if result.job else name
 
 
@@ -301,7 +302,7 @@ def grid_pages(results: list[CellResult], max_panels: int = 30) -> list[tuple[st
             continue
         c, width = r.cell, r.cell.get("width")
         key = (c["optimizer"], c["depth"]) if c.get("optimizer") is not None and c.get("depth") is not None else ()
-        head = " · ".join(s for s in ("" if width is None else f"w={_label(width)}", r.job or "") if s)
+        head = " · ".join(s for s in ("" if width is None else f"w={value_label(width)}", r.job or "") if s)
         panel.tag = f"{head}\n{panel.tag}" if head else panel.tag
         groups.setdefault(key, []).append((width, panel))
 
@@ -311,8 +312,8 @@ def grid_pages(results: list[CellResult], max_panels: int = 30) -> list[tuple[st
     pages = []
     for key in sorted(groups, key=lambda k: (0, str(k[0]), order(k[1])) if k else (1, "", order(0))):
         cells = sorted(groups[key], key=lambda wp: order(wp[0]))  # stable: job order within a width
-        name = re.sub(r"[^A-Za-z0-9_.=-]+", "-", f"{key[0]}_d{_label(key[1])}") if key else "cells"
-        what = f"{key[0]}, depth {_label(key[1])}" if key else "cells without optimizer/depth"
+        name = re.sub(r"[^A-Za-z0-9_.=-]+", "-", f"{key[0]}_d{value_label(key[1])}") if key else "cells"
+        what = f"{key[0]}, depth {value_label(key[1])}" if key else "cells without optimizer/depth"
         pages += [(name, what, [p for _, p in cells[s : s + max_panels]]) for s in range(0, len(cells), max_panels)]
     return pages
 

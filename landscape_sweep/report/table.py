@@ -240,18 +240,19 @@ def methods_of(results: Iterable[CellResult]) -> list[str]:
     return [m for m in PATH_METHODS if m in found] + sorted(found - set(PATH_METHODS))
 
 
-def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+def flat_config(node: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config as `{dotted.key: value}`, lists as strings (how the table's `cfg:` columns hold them)."""
     if not isinstance(node, dict):
         return {prefix: node if not isinstance(node, list) else str(node)}
     out: dict[str, Any] = {}
     for k, v in node.items():
-        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+        out.update(flat_config(v, f"{prefix}.{k}" if prefix else str(k)))
     return out
 
 
 def varied_config(results: Iterable[CellResult]) -> list[str]:
     """Config keys (dotted) whose value differs among the completed cells, bookkeeping keys excluded."""
-    flats = [_flat(r.config) for r in results if r.status == "completed"]
+    flats = [flat_config(r.config) for r in results if r.status == "completed"]
     keys = dict.fromkeys(k for f in flats for k in f)
     keep = [k for k in keys if not any(k == x or k.startswith(f"{x}.") for x in NOT_HYPERPARAMETERS)]
     return [k for k in keep if len({str(f.get(k)) for f in flats}) > 1]
@@ -263,7 +264,7 @@ def cell_row(r: CellResult, methods: Iterable[str], config_keys: Iterable[str] =
     row.update({k: r.cell.get(k) for k in CELL_KEYS})
     row["num_endpoints"] = len(r.endpoints)
     row["stop_reached"] = stop_reached(r)
-    flat = _flat(r.config)
+    flat = flat_config(r.config)
     row.update({f"cfg:{k}": flat.get(k) for k in config_keys})
     stats = cell_stats(r)
     names = [*ENDPOINT_METRICS, *SHARPNESS_MEASURES]

@@ -27,8 +27,6 @@ from landscape_sweep.report.plots import (
     MAX_COLS,
     MAX_PANELS,
     Drawn,
-    _label,
-    _sorted,
     axis_labels,
     errorbars,
     facet_cols,
@@ -38,6 +36,7 @@ from landscape_sweep.report.plots import (
     panel_grid,
     panel_title,
     save_png,
+    unique_sorted,
 )
 from landscape_sweep.report.trends import theory_reference
 
@@ -85,7 +84,7 @@ def trend_figure(
     other = "depth" if axis == "width" else "width"
     split = view.split
     panels = facet_panels(done, split)[:MAX_PANELS]
-    keys = _sorted(done[other])
+    keys = unique_sorted(done[other])
     cmap = mpl.colormaps["viridis"]
     colors = {k: cmap(i / max(1, len(keys) - 1) * 0.9) for i, k in enumerate(keys)}
     ncols = facet_cols(done)
@@ -113,7 +112,7 @@ def trend_figure(
                 anchored = True
         if axis == "width":
             ax.set_xscale("log", base=2)
-            ax.xaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: _label(float(v))))
+            ax.xaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: fc.value_label(float(v))))
             ax.xaxis.set_minor_locator(mpl.ticker.NullLocator())  # minor log ticks cost ~0.1 s an axes
         else:  # depth: whole layers only
             ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
@@ -121,7 +120,7 @@ def trend_figure(
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     axis_labels(axes, axis, label)
-    handles = [Line2D([], [], color=colors[k], marker="o", ms=3, label=f"{other} {_label(k)}") for k in keys]
+    handles = [Line2D([], [], color=colors[k], marker="o", ms=3, label=f"{other} {fc.value_label(k)}") for k in keys]
     if fit_of:
         handles.append(Line2D([], [], color="black", ls="--", lw=0.9, label="fit a·w^-b (+ c)"))
     if theory:
@@ -165,7 +164,7 @@ def flat_vs_path_tau(table: pd.DataFrame, micro: dict[str, str]) -> pd.DataFrame
     p-value, `correlation.tau_pvalue`), and within each optimizer (`tau[<opt>]`, `n[<opt>]`), so a
     flatness-seeking optimizer's effect on both shows separately."""
     done = table[table["status"] == "completed"]
-    opts = _sorted(done["optimizer"]) if "optimizer" in done else []
+    opts = unique_sorted(done["optimizer"]) if "optimizer" in done else []
     rows = []
     for ma in [m for m in MACRO if has_values(table, m)]:
         for mi in micro:
@@ -185,7 +184,7 @@ def flat_vs_path(table: pd.DataFrame, micro: dict[str, str], path: Path) -> Draw
     done = table[table["status"] == "completed"]
     if not macro or not micro or len(done) < 2:
         return None
-    opts = _sorted(done["optimizer"])
+    opts = unique_sorted(done["optimizer"])
     colors = {o: mpl.colormaps["tab10"](i % 10) for i, o in enumerate(opts)}
     pairs = [(mi, ma) for mi in micro for ma in macro]
     fig, axes = panel_grid(len(pairs), min(MAX_COLS, len(macro)), 2.9, 2.5, right=1.4)

@@ -27,6 +27,7 @@ from landscape_sweep.checks import (
     is_int,
     is_number,
 )
+from landscape_sweep.training.sam import SAM
 
 BASES = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
@@ -192,8 +193,6 @@ def base_optimizer_kwargs(optim_cfg: Mapping[str, Any]) -> tuple[type[torch.opti
 
 def build_optimizer(params: Iterable[Any], optim_cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
     """The torch optimizer of the config: the base optimizer, wrapped in SAM/ASAM when `rho` is set."""
-    from landscape_sweep.training.sam import SAM
-
     cfg = resolve_cfg(optim_cfg)
     cls, kwargs = base_optimizer_kwargs(cfg)
     if cfg["rho"] is None:

@@ -16,8 +16,9 @@ import torch
 from landscape_sweep.analyze import reanalyze_cell
 from landscape_sweep.landscape import evaluate
 from landscape_sweep.pipeline import measures
-from landscape_sweep.pipeline.cell import load_cell_data, load_endpoint, run_cell
+from landscape_sweep.pipeline.cell import load_cell_data, run_cell
 from landscape_sweep.pipeline.config import validate
+from landscape_sweep.pipeline.endpoint import load_endpoint
 from landscape_sweep.report import build_report
 from landscape_sweep.results import PathEntry, read_results
 

@@ -10,8 +10,9 @@ from landscape_sweep.analyze import reanalyze_cell
 from landscape_sweep.data import load_data
 from landscape_sweep.landscape import evaluate
 from landscape_sweep.landscape.paths import barrier
-from landscape_sweep.pipeline.cell import endpoint_dir, load_endpoint, run_cell
+from landscape_sweep.pipeline.cell import run_cell
 from landscape_sweep.pipeline.config import analysis_only, config_changes, config_hash, validate
+from landscape_sweep.pipeline.endpoint import endpoint_dir, load_endpoint
 from landscape_sweep.pipeline.tracking import summary_metrics
 from landscape_sweep.results import cell_stats, read_json, validate_results
 from tests._support.wandb_offline import offline_runs, read_run

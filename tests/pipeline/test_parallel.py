@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from landscape_sweep.pipeline import cell, measures, parallel
+from landscape_sweep.pipeline import cell, endpoint, measures, parallel
 from landscape_sweep.pipeline.config import ConfigError, validate
 from landscape_sweep.pipeline.ensemble_fit import EnsembleFit
 from landscape_sweep.pipeline.parallel import train_endpoints
@@ -131,14 +131,14 @@ def test_divergence_and_failure_are_reported_as_in_none(compose_cfg, tmp_path, m
     if (
         mode == "processes" and parallel.start_method(torch.device("cpu")) == "fork"
     ):  # the patch reaches a forked worker
-        finalise = cell._finalise
+        finalise = endpoint.finalise
 
         def failing(cfg, data, module, trainer, callbacks, run, *args):
             if run.seed == 1:
                 raise OSError(f"disk full at seed {run.seed}")
             return finalise(cfg, data, module, trainer, callbacks, run, *args)
 
-        monkeypatch.setattr(cell, "_finalise", failing)
+        monkeypatch.setattr(endpoint, "finalise", failing)
         assert status([], "processes", "p2") == status([], "none", "n2") == ("failed", "OSError: disk full at seed 1")
 
 

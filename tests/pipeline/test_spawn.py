@@ -10,7 +10,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from landscape_sweep.pipeline import cell, measures, spawn
+from landscape_sweep.pipeline import cell, endpoint, measures, spawn
 from landscape_sweep.pipeline.config import ConfigError, config_hash, validate
 from landscape_sweep.pipeline.parallel import train_endpoints
 from landscape_sweep.pipeline.tracking import Tracker, wandb_name
@@ -87,15 +87,15 @@ def test_children_start_from_the_parents_state_and_differ_only_by_data_order(com
     config, data, tracker, ad = _setup(compose_cfg, tmp_path, SPAWN)
     spawn.train_parent(config, data, tmp_path, tracker, ad)
     parent = torch.load(tmp_path / "checkpoints" / "parent" / "epoch2.ckpt", weights_only=False)
-    captures, make = [], cell._trainer
+    captures, make = [], endpoint.make_trainer
 
     def trainer_with_capture(cfg, callbacks, *args):
         captures.append(Capture())
         return make(cfg, [*callbacks, captures[-1]], *args)
 
-    monkeypatch.setattr(cell, "_trainer", trainer_with_capture)
+    monkeypatch.setattr(endpoint, "make_trainer", trainer_with_capture)
     runs = spawn.child_runs(config, tmp_path, 2)
-    trained = [cell.train_endpoint(config, data, run, tmp_path, tracker, ad) for run in runs]
+    trained = [endpoint.train_endpoint(config, data, run, tmp_path, tracker, ad) for run in runs]
     for c in captures:  # exactly the parent's epoch-2 state: weights, momentum buffers, LR-schedule position, epoch
         assert c.epoch == 2
         assert _same({f"model.{k}": v for k, v in c.weights.items()}, parent["state_dict"])
@@ -106,17 +106,17 @@ def test_children_start_from_the_parents_state_and_differ_only_by_data_order(com
     (m0, e0), (m1, e1) = trained
     assert (e0.init_seed, e0.data_seed, e1.init_seed, e1.data_seed, e1.spawn_epoch) == (0, 0, 0, 1, 2)
     assert not _same(_weights(m0), _weights(m1))  # different data order, different minimum
-    again = cell.Run(1, 0, 1, tmp_path / "again", start=runs[1].start, spawn_epoch=2)
-    m1b, _ = cell.train_endpoint(config, data, again, tmp_path, tracker, ad)
+    again = endpoint.Run(1, 0, 1, tmp_path / "again", start=runs[1].start, spawn_epoch=2)
+    m1b, _ = endpoint.train_endpoint(config, data, again, tmp_path, tracker, ad)
     assert _same(_weights(m1), _weights(m1b))  # the same data seed reproduces the child
 
 
 def test_independent_endpoints_with_one_init_and_two_data_seeds(compose_cfg, tmp_path):
     overrides = [*TINY, "trainer.max_epochs=1", "endpoints.seeds=[0,0]", "endpoints.data_seeds=[1,2]"]
     config, data, tracker, ad = _setup(compose_cfg, tmp_path, overrides)
-    runs = cell.independent_runs(config, tmp_path)
+    runs = endpoint.independent_runs(config, tmp_path)
     assert [r.ck.name for r in runs] == ["seed0_data1", "seed0_data2"]
-    built = [cell._build(config, data, r, ad)[0].model for r in runs]
+    built = [endpoint.build_run(config, data, r, ad)[0].model for r in runs]
     assert _same(_weights(built[0]), _weights(built[1]))  # same init seed: identical initial weights
     trained = train_endpoints(config, data, tmp_path, tracker, ad)
     assert not _same(_weights(trained[0][0]), _weights(trained[1][0]))  # different data orders
