@@ -46,7 +46,7 @@ from landscape_sweep.report.trend_plots import (
     trend_figure,
 )
 from landscape_sweep.report.trends import trend_table
-from landscape_sweep.results import BLOCK_MEASURES, CellResult
+from landscape_sweep.results import BLOCK_MEASURES, CellResult, curve_methods
 
 __all__ = [
     "load_results",
@@ -78,7 +78,7 @@ def trend_measures(table: pd.DataFrame, methods: list[str]) -> dict[str, str]:
     accuracy and gap — those with a value in a completed cell. All but the NOT_DRAWN ones are drawn too."""
     names = {f"{m}/loss_barrier": f"loss barrier ({m})" for m in methods}
     names |= {f"{m}/max_train_loss": f"max train loss along the path ({m})" for m in methods}
-    names |= {f"{m}/path_curvature": f"path curvature ({m}, rad)" for m in methods if m in ("bezier", "polychain")}
+    names |= {f"{m}/path_curvature": f"path curvature ({m}, rad)" for m in methods if m in curve_methods()}
     along = [m for m in methods if has_values(table, f"{m}/max_hessian_top_eig_along_path")]
     if along:  # the first path that measured it: one figure, not one per method
         names[f"{along[0]}/max_hessian_top_eig_along_path"] = f"max top eigenvalue along path ({along[0]})"
