@@ -50,6 +50,7 @@ class PathMethod:
 
     @property
     def shown(self) -> str:
+        """The name the progress line and the dashboard show: its label, else its name."""
         return self.label or self.name
 
 
