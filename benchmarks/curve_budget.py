@@ -37,7 +37,7 @@ from landscape_sweep.landscape import evaluate_path, fit_curve
 from landscape_sweep.pipeline.cell import load_cell_data
 from landscape_sweep.pipeline.endpoint import load_endpoint
 from landscape_sweep.pipeline.measures import analysis_data
-from landscape_sweep.results import CURVE_METHODS, job_dirs, read_results
+from landscape_sweep.results import curve_methods, job_dirs, read_results
 
 
 def refit(a, b, method: str, ad, conn: dict, seed: int, **budget) -> tuple[float, dict, float]:
@@ -63,7 +63,7 @@ def cell_rows(job: Path, factor: float, curve: dict) -> list[dict]:
     models = [load_endpoint(cfg, data, job / e.checkpoint).eval() for e in r.endpoints]
     conn, rows = dict(cfg["landscape"]["connectivity"]), []
     conn["curve"] = {**conn["curve"], **curve}
-    for p in (p for p in r.connectivity if p.method in CURVE_METHODS):
+    for p in (p for p in r.connectivity if p.method in curve_methods()):
         a, b = models[p.pair[0]], models[p.pair[1]]
         base, fit, s1 = refit(a, b, p.method, ad, conn, cfg["seed"])
         longer, _, s3 = refit(a, b, p.method, ad, conn, cfg["seed"], max_epochs=int(factor * fit["epochs"]), tol=None)

@@ -29,14 +29,13 @@ from typing import Any
 
 from landscape_sweep.checks import fail
 from landscape_sweep.files import atomic_write_text
-from landscape_sweep.results import CellResult, job_dirs, read_results
+from landscape_sweep.results import PATH_METHODS, CellResult, job_dirs, method_label, read_results
 from landscape_sweep.wandb_runs import LocalRun, local_runs
 
 DASHBOARD_NAME = "dashboard.json"
 INSTALL = "pip install 'landscape_sweep[dashboard]' (or: pip install wandb-workspaces)"
 X_KEYS = ("model.width", "model.depth")  # default x-axes, each used when it varies across the runs
 LOG_X = {"model.width"}
-PATH_ORDER = ("linear", "linear_aligned", "linear_aligned_repair", "bezier", "polychain")
 BARRIER = re.compile(r"^landscape/([^/]+)/loss_barrier$")
 OOD = re.compile(r"ood[/_](?!.*_(std|n)$).*(acc|gap)")  # ood/<name>/acc, ood_gap, ood/<name>/gap, …: no _std/_n
 FIXED = {
@@ -206,9 +205,9 @@ def _number(v: Any) -> bool:
 
 def metric_sections(keys: set[str]) -> tuple[list[tuple[str, list[tuple[str, str]]]], list[str]]:
     """[(section, [(summary key, label)])] for the scalar keys the runs logged, and a note per key left out."""
-    order = {m: i for i, m in enumerate(PATH_ORDER)}
+    order = {m: i for i, m in enumerate(PATH_METHODS)}  # registry order, then methods it does not know
     methods = sorted({m[1] for k in keys if (m := BARRIER.match(k))}, key=lambda m: (order.get(m, len(order)), m))
-    sections = [("Barriers", [(f"landscape/{m}/loss_barrier", f"{m} loss barrier") for m in methods])]
+    sections = [("Barriers", [(f"landscape/{m}/loss_barrier", f"{method_label(m)} loss barrier") for m in methods])]
     notes = [] if methods else ["no run logged landscape/<method>/loss_barrier: no barrier panels"]
     for title, wanted in FIXED.items():
         sections.append((title, [(k, label) for k, label in wanted if k in keys]))

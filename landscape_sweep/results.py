@@ -24,8 +24,60 @@ SCHEMA = 2
 RESULTS_NAME = "results.json"
 
 # --- names of the measures -------------------------------------------------------------------------------------
-PATH_METHODS = ("linear", "linear_aligned", "linear_aligned_repair", "bezier", "polychain")
-CURVE_METHODS = ("bezier", "polychain")
+
+
+@dataclass(frozen=True)
+class PathMethod:
+    """One way of joining two endpoints (config `landscape.connectivity.methods`): the one place it is described.
+
+    `builder`: the name of the function in `pipeline/path_builders.py` that builds or fits its path (the pipeline
+    attaches it; report/ never runs it); `aligned`: it aligns the second endpoint to the first by weight matching,
+    so the model needs a `permutation_spec()`; `curve`: the `landscape.curves` kind it fits (None: not a fitted
+    curve); `label`: how the progress line and the dashboard name it (default: its name); `note`: what the report's
+    column list adds to the name."""
+
+    name: str
+    builder: str
+    aligned: bool = False
+    curve: str | None = None
+    label: str = ""
+    note: str = ""
+
+    @property
+    def fitted(self) -> bool:
+        """A trained curve (its record has `fit`, its path a curvature and a plane surface)."""
+        return self.curve is not None
+
+    @property
+    def shown(self) -> str:
+        """The name the progress line and the dashboard show: its label, else its name."""
+        return self.label or self.name
+
+
+# the path methods, in their usual order (report columns, progress line, dashboard panels); adding one is one entry
+# here plus its builder function in pipeline/path_builders.py
+PATH_METHODS: dict[str, PathMethod] = {
+    m.name: m
+    for m in (
+        PathMethod("linear", "segment"),
+        PathMethod("linear_aligned", "aligned_segment", aligned=True, note="weight matching"),
+        PathMethod("linear_aligned_repair", "repaired_segment", aligned=True, note="REPAIR"),
+        PathMethod("bezier", "fitted_curve", curve="bezier"),
+        PathMethod("polychain", "fitted_curve", curve="polychain"),
+    )
+}
+
+
+def curve_methods() -> tuple[str, ...]:
+    """The path methods that fit a curve (`PathMethod.fitted`), in registry order."""
+    return tuple(name for name, m in PATH_METHODS.items() if m.fitted)
+
+
+def method_label(method: str) -> str:
+    """How the progress line and the dashboard name a path method (its name when it is not registered)."""
+    return PATH_METHODS[method].shown if method in PATH_METHODS else method
+
+
 # sharpness kind (config `landscape.sharpness.kinds`) -> key in an endpoint's `sharpness`
 SHARPNESS_KINDS = {
     "worst": "worst_case",

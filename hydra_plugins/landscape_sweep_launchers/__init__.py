@@ -33,12 +33,8 @@ The private Hydra/submitit APIs this needs are wrapped one per function in `_pri
 were checked against.
 """
 
-from dataclasses import dataclass, field
-from typing import Any
-
 from hydra.core.config_store import ConfigStore
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher as _plugin
-from hydra_plugins.hydra_submitit_launcher.config import LocalQueueConf, SlurmQueueConf
 
 from hydra_plugins.landscape_sweep_launchers._collect import (
     CellJobError,
@@ -49,6 +45,7 @@ from hydra_plugins.landscape_sweep_launchers._collect import (
 )
 from hydra_plugins.landscape_sweep_launchers._pack import LauncherConfigError, cells_per_job
 from hydra_plugins.landscape_sweep_launchers._pending import PendingError
+from hydra_plugins.landscape_sweep_launchers._schema import LandscapeLocalConf, LandscapeSlurmConf
 
 __all__ = [
     "CellJobError",
@@ -63,32 +60,6 @@ __all__ = [
     "collect",
     "collect_packed",
 ]
-
-
-@dataclass
-class LandscapeSlurmConf(SlurmQueueConf):
-    """The plugin's SLURM schema plus our keys; the base of conf/hydra/launcher/slurm*.yaml."""
-
-    _target_: str = "hydra_plugins.landscape_sweep_launchers.SlurmLauncher"
-    # minutes the array may spend with cells pending and none running before it is cancelled; None: unbounded
-    pending_timeout_min: float | None = None
-    # consecutive cells each job runs in one process; typed Any so that a bad value reaches `cells_per_job()`
-    # and fails in one line naming the key (OmegaConf's int conversion error names neither key nor range)
-    cells_per_job: Any = 1
-    # submit the array and a report job after it, write <sweep_dir>/sweep.json, print how to follow, exit 0
-    detach: bool = False
-    # the detached sweep's report job (CPU only; partition null: the array's)
-    report_job: dict[str, Any] = field(
-        default_factory=lambda: {"cpus_per_task": 2, "mem_gb": 4, "timeout_min": 60, "partition": None}
-    )
-
-
-@dataclass
-class LandscapeLocalConf(LocalQueueConf):
-    """The plugin's local schema plus `cells_per_job`; the base of conf/hydra/launcher/local.yaml."""
-
-    _target_: str = "hydra_plugins.landscape_sweep_launchers.LocalLauncher"
-    cells_per_job: Any = 1  # as in LandscapeSlurmConf
 
 
 ConfigStore.instance().store(

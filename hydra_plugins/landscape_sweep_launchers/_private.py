@@ -18,6 +18,8 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn
 from omegaconf import DictConfig
 
+from hydra_plugins.landscape_sweep_launchers._schema import OWN_KEYS  # noqa: F401 (also read by the tests)
+
 # the installed versions the wrappers below were read against
 CHECKED = {"hydra-core": "1.3.8", "hydra-submitit-launcher": "1.2.0", "submitit": "1.5.4"}
 # what to re-read in each package when its version changes: `wrapper: the private API it relies on`
@@ -40,8 +42,6 @@ PRIVATE_APIS = {
     ),
 }
 HERE = "hydra_plugins/landscape_sweep_launchers/_private.py"
-# launcher keys of our own schema (LandscapeSlurmConf), never handed to submitit
-OWN_KEYS = ("pending_timeout_min", "cells_per_job", "detach", "report_job")
 
 
 def version_mismatches() -> list[str]:

@@ -409,6 +409,7 @@ def validate(cfg: DictConfig | Mapping) -> dict[str, Any]:
 def _validate(c: dict[str, Any]) -> None:
     # deferred: models/ and training/ import torch; `import pipeline.config` stays free of it (launchers, status)
     from landscape_sweep.models import validate_model_args
+    from landscape_sweep.pipeline.path_builders import check_methods
     from landscape_sweep.training.optim import validate_optimizer_cfg
 
     _check_keys(c, TOP_KEYS, "")
@@ -426,6 +427,7 @@ def _validate(c: dict[str, Any]) -> None:
     precision = c["trainer"].get("precision")
     validate_optimizer_cfg(c["optimizer"], max_epochs=c["trainer"]["max_epochs"], precision=precision)
     _validate_landscape(c["landscape"], max_epochs=c["trainer"]["max_epochs"])
+    check_methods(c["landscape"]["connectivity"]["methods"], m["arch"])  # each has a builder the model allows
     if c["logger"].get("name") not in LOGGERS:
         fail("logger.name", c["logger"].get("name"), f"allowed: {', '.join(LOGGERS)}")
     if c["logger"]["name"] == "wandb":

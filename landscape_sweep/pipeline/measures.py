@@ -8,9 +8,10 @@ Every function returns new values (never mutates an endpoint or a results record
 - `endpoint_measures`: every sharpness measure of a trained endpoint (with `sharpness.per_block` also the top
   eigenvalue and trace of each block of `model.param_blocks()`), its loss surface (if asked), its loss and
   accuracy on each out-of-distribution set (`data.ood`) and its trajectory closed by the final point.
-- `pair_paths`: every configured path between two endpoints, evaluated on train, test and the OOD sets with BN
-  recomputed (one pass per point over each set, the statistics shared); REPAIR's unit statistics come from the
-  probe subset (at most `REPAIR_SAMPLES` of it).
+- `pair_paths`: every configured path between two endpoints (built by `path_builders.fit_path`, the builder its
+  `results.PATH_METHODS` entry names), evaluated on train, test and the OOD sets with BN recomputed (one pass per
+  point over each set, the statistics shared); REPAIR's unit statistics come from the probe subset (at most
+  `REPAIR_SAMPLES` of it).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import itertools
 import logging
 import math
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -28,11 +28,9 @@ from torch import nn
 from landscape_sweep.data import DataBundle, TensorLoader
 from landscape_sweep.landscape import (
     Curve,
-    align,
     block_curvature,
     evaluate,
     evaluate_path,
-    fit_curve,
     hessian_eigenvalues,
     hessian_spectrum,
     hessian_trace,
@@ -45,29 +43,14 @@ from landscape_sweep.landscape import (
 )
 from landscape_sweep.landscape.blocks import concentration
 from landscape_sweep.landscape.repair import RepairedPath
+from landscape_sweep.pipeline.path_builders import (  # noqa: F401 (AnalysisData, REPAIR_SAMPLES: re-exported)
+    REPAIR_SAMPLES,
+    AnalysisData,
+    fit_path,
+)
 from landscape_sweep.results import SHARPNESS_KINDS, Endpoint, PathEntry
 
 log = logging.getLogger(__name__)
-# REPAIR's unit statistics: the first samples of the (seeded, shuffled) probe subset, held as one batch
-REPAIR_SAMPLES = 2000
-
-
-@dataclass
-class AnalysisData:
-    """The loaders a cell's analysis uses, built once per cell.
-
-    `probe`: a seeded subset of the (un-augmented) training split for Hessian and sharpness estimates;
-    `train`/`test`: the full splits in evaluation batches (paths, BN recomputation);
-    `curve_train`: the training split reshuffled every epoch in minibatches of `curve.batch_size`, with the
-    endpoints' augmentation, on which Bezier/PolyChain curves are fitted; `ood`: the shifted test sets by name.
-    """
-
-    probe: TensorLoader
-    train: TensorLoader
-    test: TensorLoader
-    curve_train: TensorLoader
-    ood: dict[str, TensorLoader] = field(default_factory=dict)
-    ood_controls: tuple[str, ...] = ()  # the OOD sets that are controls (no shift): left out of `ood_gap`
 
 
 def probe_subset(data: DataBundle, size: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -217,24 +200,6 @@ def endpoint_measures(
         )  # fmt: skip
     log.info("seed %s: sharpness in %.1fs", endpoint.seed, time.perf_counter() - t0)
     return out
-
-
-def fit_path(a: nn.Module, b: nn.Module, method: str, ad: AnalysisData, conn: dict[str, Any], seed: int) -> Any:
-    """The path object of `method`: a model pair for straight segments, a `RepairedPath` for REPAIR (its unit
-    statistics measured on the first `REPAIR_SAMPLES` of the probe subset), a fitted `Curve` otherwise."""
-    if method == "linear":
-        return a, b
-    if method == "linear_aligned":
-        return a, align(a, b, seed=seed)
-    if method == "linear_aligned_repair":
-        stats = ad.probe.x[:REPAIR_SAMPLES], ad.probe.y[:REPAIR_SAMPLES]
-        return RepairedPath(a, align(a, b, seed=seed), stats)
-    cc = conn["curve"]
-    return fit_curve(
-        a, b, ad.curve_train, kind=method, num_bends=cc["num_bends"], max_epochs=cc["max_epochs"], tol=cc["tol"],
-        window=cc["window"], patience=cc["patience"], min_epochs=cc["min_epochs"], floor=cc["floor"], lr=cc["lr"],
-        batch_size=cc["batch_size"], seed=seed,
-    )  # fmt: skip
 
 
 def sharpness_along(path: Any, ts: list[float], ad: AnalysisData, sharp: dict[str, Any], seed: int) -> dict:

@@ -146,13 +146,14 @@ def param_bytes(precision: Any) -> int:
 
 
 def optimizer_copies(optimizer: Mapping[str, Any]) -> int:
-    """Parameter-sized tensors an endpoint's training holds besides its weights: gradients, momentum (SGD) or
-    both Adam moments, SAM's saved weights, the SWA average."""
-    from landscape_sweep.training.optim import resolve_cfg  # deferred: training/ imports torch (see memory_needed)
+    """Parameter-sized tensors an endpoint's training holds besides its weights: gradients, the base optimizer's
+    state (`bases.BASES`: momentum for SGD, both Adam moments), SAM's saved weights, the SWA average."""
+    # deferred: training/ imports torch (see memory_needed)
+    from landscape_sweep.training.bases import BASES
+    from landscape_sweep.training.optim import resolve_cfg
 
     o = resolve_cfg(optimizer)
-    state = 2 if o["base"] in ("adam", "adamw") else int(o["momentum"] > 0)
-    return 1 + state + (o["rho"] is not None) + bool(o["swa"]["enabled"])
+    return 1 + BASES[o["base"]].state(o) + (o["rho"] is not None) + bool(o["swa"]["enabled"])
 
 
 def memory_needed(config: Mapping[str, Any]) -> tuple[int, int, str]:

@@ -20,11 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from landscape_sweep.pipeline.artifacts import lock_holder
-from landscape_sweep.results import CellResult, cell_stats, read_results, results_path
+from landscape_sweep.results import PATH_METHODS, CellResult, cell_stats, method_label, read_results, results_path
 
 PROGRESS_DIR = ".progress"
-# the first present is shown
-BARRIER_METHODS = ("linear", "linear_aligned", "linear_aligned_repair", "bezier", "polychain")
 
 
 def sweep_cells(params: dict[str, Any], overrides: Sequence[str]) -> list[list[str]] | None:
@@ -130,9 +128,9 @@ def measures_text(result: CellResult) -> str:
         return error if len(error) <= 160 else error[:157] + "..."
     stats = cell_stats(result)
     parts = [f"test_acc {_pm(stats.get('test_acc'))}"]
-    method = next((m for m in BARRIER_METHODS if f"{m}/loss_barrier" in stats), None)
+    method = next((m for m in PATH_METHODS if f"{m}/loss_barrier" in stats), None)  # the first in registry order
     if method is not None:
-        parts.append(f"{method} barrier {_pm(stats[f'{method}/loss_barrier'])}")
+        parts.append(f"{method_label(method)} barrier {_pm(stats[f'{method}/loss_barrier'])}")
     return "  ".join(parts)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import os
-import re
 import signal
 import sys
 import threading
@@ -29,14 +28,12 @@ import pandas as pd
 
 from landscape_sweep.files import atomic_write_text
 from landscape_sweep.report import facets as fc
-from landscape_sweep.report.block_plots import block_figure
 from landscape_sweep.report.correlation import TAU_NAME, correlation_table, granulated_tau, kendall
-from landscape_sweep.report.instability import instability_figure
+from landscape_sweep.report.figures import FigureInputs, figure_jobs, remove_stale_figures
 from landscape_sweep.report.markdown import INLINE_MAX, figure_index, render_report
 from landscape_sweep.report.paired import PAIRED_NAME, paired_table
-from landscape_sweep.report.plots import Drawn, barrier_vs_params, curves_pages, heatmap
+from landscape_sweep.report.plots import Drawn
 from landscape_sweep.report.quality import quality_warnings, train_loss_spread, unreached_details, unreached_jobs
-from landscape_sweep.report.surfaces import surfaces_grid
 from landscape_sweep.report.table import (
     NOT_HYPERPARAMETERS,
     TABLE_NAME,
@@ -46,15 +43,9 @@ from landscape_sweep.report.table import (
     sweep_table,
     write_table,
 )
-from landscape_sweep.report.trend_plots import (
-    flat_vs_path,
-    flat_vs_path_tau,
-    has_values,
-    micro_measures,
-    trend_figure,
-)
+from landscape_sweep.report.trend_plots import flat_vs_path_tau, has_values, micro_measures
 from landscape_sweep.report.trends import trend_table
-from landscape_sweep.results import BLOCK_MEASURES, CellResult
+from landscape_sweep.results import CellResult, curve_methods
 
 __all__ = [
     "load_results",
@@ -70,23 +61,16 @@ REPORT_NAME = "report.md"
 FIGURES_DIR = "figures"
 TRENDS_NAME = "trends.csv"
 FLAT_TAU_NAME = "flat_vs_path_tau.csv"
-# heatmap file stem -> (table column stem, colorbar label); one heatmap per path method is added
-HEATMAPS = {
-    "hessian_top_eig": ("hessian_top_eig", "top Hessian eigenvalue"),
-    "test_acc": ("test_acc", "test accuracy"),
-    "gen_gap": ("gen_gap", "generalization gap (train acc − test acc)"),
-}
-NOT_DRAWN = ("/max_train_loss",)  # trend measures with no figure of their own (suffixes)
 TARGETS = {"gen_gap_mean": "generalization gap", "ood_gap_mean": "out-of-distribution gap (test acc − OOD acc)"}
 
 
 def trend_measures(table: pd.DataFrame, methods: list[str]) -> dict[str, str]:
     """Measures fitted along width and depth: each barrier kind, the path's maximum train loss (`NOT_DRAWN`: in
     trends.csv only), path curvature and sharpness, endpoint sharpness (top eigenvalue), test accuracy and OOD
-    accuracy and gap — those with a value in a completed cell. All but the NOT_DRAWN ones are drawn too."""
+    accuracy and gap — those with a value in a completed cell. All but `figures.NOT_DRAWN` are drawn too."""
     names = {f"{m}/loss_barrier": f"loss barrier ({m})" for m in methods}
     names |= {f"{m}/max_train_loss": f"max train loss along the path ({m})" for m in methods}
-    names |= {f"{m}/path_curvature": f"path curvature ({m}, rad)" for m in methods if m in ("bezier", "polychain")}
+    names |= {f"{m}/path_curvature": f"path curvature ({m}, rad)" for m in methods if m in curve_methods()}
     along = [m for m in methods if has_values(table, f"{m}/max_hessian_top_eig_along_path")]
     if along:  # the first path that measured it: one figure, not one per method
         names[f"{along[0]}/max_hessian_top_eig_along_path"] = f"max top eigenvalue along path ({along[0]})"
@@ -219,19 +203,6 @@ def run_jobs(
     return {name: out for (name, _), (out, _) in zip(jobs.items(), done)}
 
 
-def surfaces_figure(results: list[CellResult], view: fc.View, figdir: Path) -> Drawn | None:
-    """The sweep's grid of loss-surface contours (`report.surfaces`), pages per optimizer × depth."""
-    jobs = set(view.table["job"])
-    paths = surfaces_grid([r for r in results if r.job in jobs], figdir)
-    caption = (
-        "One panel per completed cell (its title names the job: cells are never averaged): the loss on the plane "
-        "through its first endpoint pair and the curve's bend (endpoints ○, bend ◇, straight path dashed, curve "
-        "solid), or the 2-D surface around its first endpoint; one log-spaced colour scale a page. Every surface "
-        "of a cell: `<job>/surfaces.png`."
-    )
-    return Drawn(paths, caption) if paths else None
-
-
 @contextmanager
 def _timed(timings: dict[str, float] | None, name: str):
     t0 = time.perf_counter()
@@ -291,32 +262,6 @@ def write_csvs(root: Path, table: pd.DataFrame, a: Analyses) -> dict[str, Path]:
     return paths
 
 
-def figure_jobs(
-    results: list[CellResult], view: fc.View, compared: fc.View, a: Analyses, methods: list[str], figdir: Path
-) -> dict[str, Callable[[], Any]]:
-    """Every figure to draw, by name. Trend figures and flat-vs-path draw the compared cells (`compared`)."""
-    jobs: dict[str, Callable[[], Any]] = {}
-    specs = {f"loss_barrier_{m}": (f"{m}/loss_barrier", f"train loss barrier ({m})") for m in methods} | HEATMAPS
-    for name, (column, label) in specs.items():
-        jobs[f"heatmap_{name}"] = lambda c=column, lab=label, n=name: heatmap(view, c, lab, figdir / f"heatmap_{n}.png")
-    jobs["barrier_vs_params"] = lambda: barrier_vs_params(view, methods, figdir / "barrier_vs_params.png")
-    tr = a.trends
-    for m, label in ((m, lab) for m, lab in a.measures.items() if not m.endswith(NOT_DRAWN)):
-        stem = m.replace("/", "_")
-        for axis in ("width", "depth"):
-            fits = tr[(tr["measure"] == m) & (tr["axis"] == axis)] if not tr.empty else None
-            jobs[f"trend_{axis}_{stem}"] = lambda m=m, lab=label, a=axis, f=fits, s=stem: trend_figure(
-                compared, m, lab, a, figdir / f"trend_{a}_{s}.png", f
-            )
-    jobs["flat_vs_path"] = lambda: flat_vs_path(compared.table, a.micro, figdir / "flat_vs_path.png")
-    for m in BLOCK_MEASURES:  # where sharpness concentrates (landscape.sharpness.per_block)
-        jobs[f"blocks_{m}"] = lambda m=m: block_figure(view, m, figdir / f"blocks_{m}.png")
-    jobs["instability"] = lambda: instability_figure(view, figdir / "instability.png")  # spawn cells only
-    jobs["curves"] = lambda: curves_pages(results, view, figdir / "curves", methods)
-    jobs["surfaces"] = lambda: surfaces_figure(results, view, figdir)
-    return jobs
-
-
 def requested_columns(table: pd.DataFrame, results: list[CellResult], keys: Sequence[str]) -> pd.DataFrame:
     """The table with a `cfg:<key>` column for each `report.facet`/`report.select` key that is a config key of the
     cells but no column yet (the same in every completed cell: the table holds only varied keys), so facetting or
@@ -332,24 +277,6 @@ def requested_columns(table: pd.DataFrame, results: list[CellResult], keys: Sequ
     return table
 
 
-FIGURE_FILE = re.compile(
-    r"^(heatmap_.+|barrier_vs_params|trend_(width|depth)_.+|flat_vs_path|blocks_.+|instability|curves|surfaces"
-    r"(_grid_.+)?)(_p\d+)?\.(png|md)$"
-)  # the files of `figures/` a report writes (`figure_jobs`, index pages): the ones a later report may remove
-
-
-def remove_stale_figures(figdir: Path, produced: set[Path]) -> list[Path]:
-    """Remove the report's own figure files (`FIGURE_FILE`) in `figdir` that this report did not write: an earlier
-    report with other facets, selections or cells would otherwise leave pages that no longer match report.md.
-    Other files are never touched."""
-    removed = []
-    for p in sorted(figdir.iterdir()) if figdir.is_dir() else []:
-        if FIGURE_FILE.match(p.name) and p not in produced and p.is_file() and not p.is_symlink():
-            p.unlink(missing_ok=True)
-            removed.append(p)
-    return removed
-
-
 def draw_figures(
     results: list[CellResult], table: pd.DataFrame, a: Analyses, methods: list[str], opts: fc.Options,
     figdir: Path, timings: dict[str, float] | None, workers: int | None,
@@ -358,9 +285,9 @@ def draw_figures(
     view = fc.View.of(table, opts)
     compared = fc.View.of(a.compared, opts) if a.excluded else view
     t_figures = time.perf_counter()
-    jobs = figure_jobs(results, view, compared, a, methods, figdir)
-    heavy_first = sorted(jobs, key=lambda n: not n.startswith(("curves", "surfaces", "trend")))  # balances workers
-    drawn_all = run_jobs({n: jobs[n] for n in heavy_first}, timings, workers)
+    inputs = FigureInputs(results, view, compared, methods, a.trends, a.measures, a.micro, figdir)
+    jobs, order = figure_jobs(inputs)
+    drawn_all = run_jobs({n: jobs[n] for n in order}, timings, workers)
     figures = {name: drawn_all[name] for name in jobs if drawn_all[name] is not None}
     if timings is not None:
         timings["figures (wall)"] = time.perf_counter() - t_figures

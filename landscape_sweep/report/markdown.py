@@ -14,6 +14,7 @@ from landscape_sweep.report.correlation import HYPERPARAMETERS
 from landscape_sweep.report.instability import stable_section
 from landscape_sweep.report.md import md_table
 from landscape_sweep.report.plots import Drawn
+from landscape_sweep.results import PATH_METHODS
 
 MAX_ROWS = 100  # longer tables in report.md are cut (the CSV files have every row)
 INLINE_MAX = 4  # figure sets with more pages are linked through an index page, not inlined
@@ -44,7 +45,7 @@ std/√n with n − 1; over endpoint pairs, which share endpoints, the jackknife
 | `block/<block>/hessian_top_eig`, `…/hessian_trace` | per-block curvature (its parameters only), over endpoints |
 | `block/first_trace_fraction`, `…/last_trace_fraction` | the first / last block's share of the block traces |
 | `block/sharpest_position` | where the block with the largest top eigenvalue sits (0 = first block, 1 = head) |
-| `<method>` | `linear`, `linear_aligned` (weight matching), `linear_aligned_repair` (REPAIR), `bezier`, `polychain` |
+| `<method>` | {methods} |
 | `<method>/num_pairs`, `…/unconverged` | pairs with a path of this method; fitted curves that hit their epoch cap |
 | `<method>/loss_barrier`, `…/error_barrier` | train loss / error barrier of the path (vs the chord), over pairs |
 | `<method>/test_loss_barrier`, `…/test_error_barrier` | the same on the test split |
@@ -63,6 +64,11 @@ std/√n with n − 1; over endpoint pairs, which share endpoints, the jackknife
 | `<measure>/width_plateau`, `…/depth_plateau` | what the measure does along width / depth (`plateau at 64`, …) |
 | `data_time_s`, `train_time_s`, `analysis_time_s`, `total_time_s` | wall time of the cell |
 """
+
+
+def methods_doc() -> str:
+    """The path methods for the column list: `name` (note), in registry order."""
+    return ", ".join(f"`{m.name}`" + (f" ({m.note})" if m.note else "") for m in PATH_METHODS.values())
 
 
 def _num(v: Any, digits: int = 3) -> str:
@@ -389,5 +395,5 @@ def render_report(
     ]
     if notes:
         parts.append("## Notes\n\n" + "\n".join(f"- {n}" for n in notes))
-    parts.append(f"## Columns of {TABLE_FILE}\n\n" + COLUMNS_DOC)
+    parts.append(f"## Columns of {TABLE_FILE}\n\n" + COLUMNS_DOC.replace("{methods}", methods_doc()))
     return "\n\n".join(parts) + "\n"

@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from matplotlib.collections import LineCollection
@@ -23,6 +23,7 @@ MAX_PANELS = 30  # per page
 MAX_COLS = 4  # per row
 PANEL_W, PANEL_H = 2.3, 1.5  # inches
 GAP_X, GAP_Y = 0.18, 0.42  # between panels, in panel units
+T = TypeVar("T")
 
 
 @dataclass
@@ -35,15 +36,19 @@ class Panel:
     new_row: bool = False  # start a new row of the page with this panel (e.g. a new depth)
 
 
-def paginate(panels: Sequence[Panel], max_panels: int = MAX_PANELS, max_cols: int = MAX_COLS) -> list[list[Panel]]:
-    """Split panels into pages of at most `max_panels`, breaking only at a row start when a row group (panels up
-    to the next `new_row`) fits on a page, so that a group is not split across pages unless it alone is too big."""
-    groups: list[list[Panel]] = []
+def paginate(panels: Sequence[T], max_panels: int = MAX_PANELS, max_cols: int = MAX_COLS) -> list[list[T]]:
+    """Split panels into pages of at most `max_panels` — the report's one pagination. A panel with a true `new_row`
+    attribute starts a row group, and a page breaks only at a row start when the group (panels up to the next
+    `new_row`) fits on a page, so a group is not split across pages unless it alone is too big; panels without
+    the attribute (heatmap facets, surface tiles) are one group: plain chunks of `max_panels`."""
+    if max_panels < 1:
+        raise ValueError(f"max_panels: got {max_panels!r}; need an integer >= 1")
+    groups: list[list[T]] = []
     for p in panels:
-        if p.new_row or not groups:
+        if getattr(p, "new_row", False) or not groups:
             groups.append([])
         groups[-1].append(p)
-    pages: list[list[Panel]] = [[]]
+    pages: list[list[T]] = [[]]
     for g in groups:
         chunks = [g[i : i + max_panels] for i in range(0, len(g), max_panels)]
         for chunk in chunks:
@@ -51,6 +56,14 @@ def paginate(panels: Sequence[Panel], max_panels: int = MAX_PANELS, max_cols: in
                 pages.append([])
             pages[-1].extend(chunk)
     return [p for p in pages if p]
+
+
+def page_paths(path: Path, count: int, *, number_one: bool = True) -> list[Path]:
+    """The files of `count` pages of the figure `path`: `<stem>_p<k><suffix>` (k from 1), or `path` itself for a
+    single page when not `number_one` — the names `report.figures` matches as figure files."""
+    if count == 1 and not number_one:
+        return [path]
+    return [path.with_name(f"{path.stem}_p{k}{path.suffix}") for k in range(1, count + 1)]
 
 
 def layout(panels: Sequence[Panel], max_cols: int = MAX_COLS) -> list[tuple[int, int]]:
@@ -143,8 +156,3 @@ def draw_page(
     fig.legend(handles=legend, loc="center right", fontsize=7.5, frameon=False)
     fig.suptitle(title, fontsize=9.5)
     return fig
-
-
-def save_pages(figs: Iterable[Figure], stem: Path, save: Any) -> list[Path]:
-    """Save page figures as `<stem>_p<k>.png` (k from 1) with `save(fig, path)`; returns the paths."""
-    return [save(fig, stem.with_name(f"{stem.name}_p{k}.png")) for k, fig in enumerate(figs, 1)]

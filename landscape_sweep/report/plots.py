@@ -29,7 +29,7 @@ from matplotlib.lines import Line2D
 from landscape_sweep.files import atomic_open
 from landscape_sweep.report import facets as fc
 from landscape_sweep.report.facets import value_label as _label
-from landscape_sweep.report.multiples import MAX_COLS, MAX_PANELS, Panel, draw_page, paginate
+from landscape_sweep.report.multiples import MAX_COLS, MAX_PANELS, Panel, draw_page, page_paths, paginate
 from landscape_sweep.results import CellResult, PathEntry
 
 MARKERS = "osD^v<>ph*"
@@ -187,9 +187,9 @@ def heatmap(view: fc.View, column: str, title: str, path: Path) -> Drawn | None:
     di, wi = {d: i for i, d in enumerate(depths)}, {w: i for i, w in enumerate(widths)}
     panels = facet_panels(t, split)
     ncols = facet_cols(t)
-    pages = [panels[i : i + MAX_PANELS] for i in range(0, len(panels), MAX_PANELS)]
+    pages = paginate(panels)
     paths = []
-    for k, page in enumerate(pages, 1):
+    for k, (page, out) in enumerate(zip(pages, page_paths(path, len(pages), number_one=False)), 1):
         pw = min(4.5, 0.8 + 0.75 * len(widths)) if annotate else min(3.2, 0.6 + 0.22 * len(widths))
         ph = min(4.0, 0.6 + 0.55 * len(depths)) if annotate else min(2.8, 0.5 + 0.2 * len(depths))
         fig, axes = panel_grid(len(page), ncols, pw, ph, share=True, slots=facet_slots(page, ncols))
@@ -218,7 +218,6 @@ def heatmap(view: fc.View, column: str, title: str, path: Path) -> Drawn | None:
         fig.colorbar(im, cax=cax, label=f"{title}\n(one scale for every panel)")
         pages_note = f", page {k}/{len(pages)}" if len(pages) > 1 else ""
         fig_title(fig, f"{title} (completed cells{pages_note})")
-        out = path if len(pages) == 1 else path.with_name(f"{path.stem}_p{k}.png")
         paths.append(save_png(fig, out))
     text = fc.caption(split, view.pooled, "mean over its endpoints (or endpoint pairs for path measures)")
     if annotate:
@@ -323,7 +322,7 @@ def curves_pages(results: list[CellResult], view: fc.View, path: Path, methods: 
             more = f" ({k + 1}/{len(pages)})" if len(pages) > 1 else ""
             figs.append(draw_page(page, styles, title=f"Loss along the paths: {head}{more}", x_range=(0.0, 1.0),
                                   x_label="t", y_label="loss (mean over endpoint pairs)", legend=legend))  # fmt: skip
-    paths = [save_png(fig, path.with_name(f"{path.stem}_p{k}.png")) for k, fig in enumerate(figs, 1)]
+    paths = [save_png(fig, out) for fig, out in zip(figs, page_paths(path.with_suffix(".png"), len(figs)))]
     text = fc.caption(split, [], "mean over its endpoint pairs") + (
         " One y range per page; a line leaving its frame is clipped. Where several cells share a slot (replicates)"
         " the first is drawn."

@@ -31,6 +31,7 @@ from matplotlib.lines import Line2D
 from matplotlib.transforms import Bbox, TransformedBbox
 
 from landscape_sweep.report.facets import value_label
+from landscape_sweep.report.multiples import page_paths, paginate
 from landscape_sweep.report.plots import save_png
 from landscape_sweep.results import CellResult, PathEntry
 
@@ -294,8 +295,7 @@ def cell_surfaces(result: CellResult, path: Path) -> Path | None:
 def grid_pages(results: list[CellResult], max_panels: int = 30) -> list[tuple[str, str, list[Panel]]]:
     """(file group, description, panels) of every page: completed cells with a surface, grouped by optimizer × depth
     (widths ascending, then job order), at most `max_panels` a page; group `cells` for cells without those fields."""
-    if max_panels < 1:
-        raise ValueError(f"max_panels: got {max_panels!r}; need an integer >= 1")
+    paginate([], max_panels)  # a bad max_panels fails here, even for a sweep without surfaces
     groups: dict[tuple, list[tuple[Any, Panel]]] = {}
     for r in results:
         if r.status != "completed" or (panel := grid_panel(r)) is None:
@@ -314,7 +314,7 @@ def grid_pages(results: list[CellResult], max_panels: int = 30) -> list[tuple[st
         cells = sorted(groups[key], key=lambda wp: order(wp[0]))  # stable: job order within a width
         name = re.sub(r"[^A-Za-z0-9_.=-]+", "-", f"{key[0]}_d{value_label(key[1])}") if key else "cells"
         what = f"{key[0]}, depth {value_label(key[1])}" if key else "cells without optimizer/depth"
-        pages += [(name, what, [p for _, p in cells[s : s + max_panels]]) for s in range(0, len(cells), max_panels)]
+        pages += [(name, what, page) for page in paginate([p for _, p in cells], max_panels)]
     return pages
 
 
@@ -325,5 +325,5 @@ def surfaces_grid(results: list[CellResult], figdir: Path, max_panels: int = 30)
     for group, what, panels in pages:
         k = count[group] = count.get(group, 0) + 1
         fig = page_figure(panels, f"Loss surfaces: {what} (page {k}/{totals[group]}), one panel per cell")
-        paths.append(save_png(fig, Path(figdir) / f"surfaces_grid_{group}_p{k}.png"))
+        paths.append(save_png(fig, page_paths(Path(figdir) / f"surfaces_grid_{group}.png", totals[group])[k - 1]))
     return paths

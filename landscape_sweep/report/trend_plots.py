@@ -39,6 +39,7 @@ from landscape_sweep.report.plots import (
     unique_sorted,
 )
 from landscape_sweep.report.trends import theory_reference
+from landscape_sweep.results import curve_methods
 
 SE = "mean ± standard error over its endpoints (std/√n) or endpoint pairs (jackknife over endpoints)"
 MACRO = {
@@ -62,7 +63,7 @@ def micro_measures(table: pd.DataFrame, methods: list[str]) -> dict[str, str]:
     straight = [m for m in ("linear_aligned", "linear") if m in methods and has_values(table, f"{m}/loss_barrier")]
     if straight:
         out[f"{straight[0]}/loss_barrier"] = f"loss barrier ({straight[0]})"
-    curved = [m for m in methods if m in ("bezier", "polychain") and has_values(table, f"{m}/path_curvature")]
+    curved = [m for m in methods if m in curve_methods() and has_values(table, f"{m}/path_curvature")]
     if curved:
         out[f"{curved[0]}/path_curvature"] = f"path curvature ({curved[0]}, rad)"
     along = [m for m in methods if has_values(table, f"{m}/max_hessian_top_eig_along_path")]

@@ -27,9 +27,9 @@ from landscape_sweep.checks import (
     is_int,
     is_number,
 )
+from landscape_sweep.training.bases import BASES
 from landscape_sweep.training.sam import SAM
 
-BASES = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
 ANNEAL_STRATEGIES = ("cos", "linear")
 FP16_PRECISIONS = ("16", "16-mixed")  # GradScaler steps without a closure: SAM cannot run under it
@@ -182,13 +182,10 @@ def optimizer_label(optim_cfg: Mapping[str, Any]) -> str:
 
 
 def base_optimizer_kwargs(optim_cfg: Mapping[str, Any]) -> tuple[type[torch.optim.Optimizer], dict[str, Any]]:
-    """The base optimizer's class and constructor kwargs."""
+    """The base optimizer's class and constructor kwargs (its `bases.BASES` entry)."""
     cfg = resolve_cfg(optim_cfg)
-    common = {"lr": cfg["lr"], "weight_decay": cfg["weight_decay"]}
-    if cfg["base"] == "sgd":
-        return torch.optim.SGD, {**common, "momentum": cfg["momentum"], "nesterov": cfg["nesterov"]}
-    cls = torch.optim.Adam if cfg["base"] == "adam" else torch.optim.AdamW
-    return cls, {**common, "betas": tuple(cfg["betas"]), "eps": cfg["eps"]}
+    base = BASES[cfg["base"]]
+    return base.cls, base.kwargs(cfg)
 
 
 def build_optimizer(params: Iterable[Any], optim_cfg: Mapping[str, Any]) -> torch.optim.Optimizer:

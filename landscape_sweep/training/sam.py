@@ -19,15 +19,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-_BASES: dict[str, type[torch.optim.Optimizer]] = {
-    "sgd": torch.optim.SGD,
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
-}
+from landscape_sweep.training.bases import BASES
 
 
 class SAM(torch.optim.Optimizer):
-    """Sharpness-aware minimisation around a base optimizer (`base`: "sgd" | "adam" | "adamw" | a class).
+    """Sharpness-aware minimisation around a base optimizer (`base`: a name of `bases.BASES` or a class).
 
     `rho` is the radius of the ascent step, `adaptive=True` gives ASAM; `base_kwargs` go to the base
     optimizer (lr, momentum, weight_decay, ...). Per-group `rho`/`adaptive` are honoured; the norm is
@@ -43,9 +39,9 @@ class SAM(torch.optim.Optimizer):
         **base_kwargs: Any,
     ) -> None:
         if isinstance(base, str):
-            if base not in _BASES:
-                raise ValueError(f"base={base!r}: must be one of {', '.join(_BASES)} or an optimizer class")
-            base = _BASES[base]
+            if base not in BASES:
+                raise ValueError(f"base={base!r}: must be one of {', '.join(BASES)} or an optimizer class")
+            base = BASES[base].cls
         if not (isinstance(rho, (int, float)) and torch.isfinite(torch.tensor(float(rho))) and rho > 0):
             raise ValueError(f"rho={rho!r}: must be a finite number > 0")
         super().__init__(params, {"rho": rho, "adaptive": bool(adaptive), **base_kwargs})

@@ -131,16 +131,17 @@ SLOW_REPORT = """
     from pathlib import Path
     from tests._support.sweep import make_sweep
     import landscape_sweep.report as report
+    import landscape_sweep.report.figures as figures
 
     root, marks = make_sweep(Path(sys.argv[1])), Path(sys.argv[2])
-    heatmap = report.heatmap
+    heatmap = figures.heatmap
 
     def slow(*args, **kwargs):  # each worker says who it is, then draws for a minute
         (marks / str(__import__("os").getpid())).write_text("")
         time.sleep(60)
         return heatmap(*args, **kwargs)
 
-    report.heatmap = slow
+    figures.heatmap = slow
     signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as in a terminal (a background job ignores it)
     report.build_report(root, workers=2)
 """
