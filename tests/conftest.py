@@ -3,7 +3,6 @@ tests/_support)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,15 +12,9 @@ import torch
 
 pytest.register_assert_rewrite("tests._support")  # detailed assert messages in the helpers, as in test modules
 
-from landscape_sweep.pipeline.threads import PIN_ENV  # noqa: E402
 from tests._support.cli import cli_env, run_in_process  # noqa: E402 (after the rewrite hook)
 
-# One intra-op thread in every process of the session: the suite's models are tiny, where a second thread doubles
-# the CPU seconds and saves no time (the reduced reproduction and the 3x-budget curve test: 59.8 -> 33.9 CPU s,
-# 35.0 -> 33.8 s wall). Every cell a test starts (in this process, a subprocess, a SLURM job) inherits it through
-# trainer.threads=auto's pin (PIN_ENV); the tests of the thread sizing itself clear it.
-os.environ.setdefault(PIN_ENV, "1")
-torch.set_num_threads(1)
+torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
 @pytest.fixture(scope="session")

@@ -11,12 +11,6 @@ from landscape_sweep.pipeline import threads
 from landscape_sweep.pipeline.threads import Registration, apply_threads, auto_threads, sharers
 
 
-@pytest.fixture(autouse=True)
-def no_pin(monkeypatch):
-    """The suite pins every cell to one thread (conftest); these tests size the share themselves."""
-    monkeypatch.delenv(threads.PIN_ENV, raising=False)
-
-
 @pytest.fixture
 def registry(tmp_path, monkeypatch):
     monkeypatch.setenv(threads.REGISTRY_ENV, str(tmp_path))
