@@ -171,11 +171,12 @@ def _step_pid(job: str) -> int:
     return pids[0]
 
 
-# two cells stopped by the gate after their first epoch: cell 0 is requeued, cell 1 killed. 3 epochs: the requeued
+# two cells stopped by the gate after their first epoch: cell 0 is requeued, cell 1 killed. 4 epochs: the requeued
 # cell, SIGTERMed while stopped, writes its last finished epoch to last.ckpt and the requeued job resumes from it.
 # No W&B: the requeue's SIGTERM reaches the W&B service too, and the cell fails on its lost connection instead of
 # resuming (see the report of this change)
-INTERRUPTED = ["logger=none", "trainer.max_epochs=3"]
+# (a SIGTERM acted on one one-batch epoch late, as EpochAsBatch can, still leaves an unfinished last.ckpt)
+INTERRUPTED = ["logger=none", "trainer.max_epochs=4"]
 
 
 @pytest.fixture(scope="module")
@@ -234,7 +235,7 @@ def test_requeued_cell_resumes_to_the_same_result(interrupted_sweep, uninterrupt
     assert requeued["status"] == "completed" and requeued["config_hash"] == ref["config_hash"]
     for a, b in zip(ref["endpoints"], requeued["endpoints"]):
         assert {k: a[k] for k in METRICS} == {k: b[k] for k in METRICS}
-        assert a["epochs"] == b["epochs"] == 3
+        assert a["epochs"] == b["epochs"] == 4
     assert [c["loss_barrier"] for c in ref["connectivity"]] == [c["loss_barrier"] for c in requeued["connectivity"]]
     # the requeue failed nothing: the sweep's errors are the killed cell's
     out = interrupted_sweep.proc.stdout
@@ -384,14 +385,9 @@ def test_a_detached_sweep_reports_on_the_cluster_and_resubmit_finishes_a_killed_
     assert first.returncode == 0, first.stderr
     assert set(_states(first.stdout).values()) == {"pending"}, first.stdout
     assert f"report job {report_job}: PENDING (Dependency)" in first.stdout
-    # cell 1 is released alone, stopped (SIGSTOP) as soon as SLURM runs it, long before its Python could finish
-    # importing torch, and cancelled; then the other cell is released
-    assert sh("scontrol", "release", jobs[1]).returncode == 0
-    end = time.monotonic() + 120
-    while job_field(jobs[1], "JobState") != "RUNNING":
-        assert time.monotonic() < end, f"cell 1 did not start within 120 s: {job_field(jobs[1], 'JobState')}"
-        time.sleep(0.05)
-    assert sh("scontrol", "suspend", jobs[1]).returncode == 0
+    # cell 1 is cancelled while still held, so it never runs: cancelling a running (or suspended: scancel continues
+    # it first) cell sends SIGTERM, which submitit passes over, and a small cell could finish within SLURM's KillWait
+    # (it did, in a clean-clone CI run); then the other cell is released
     assert sh("scancel", jobs[1]).returncode == 0
     assert sh("scontrol", "release", jobs[0]).returncode == 0
     _wait_job_end(report_job)  # nobody waits on the login node: the report job writes the report
@@ -399,13 +395,13 @@ def test_a_detached_sweep_reports_on_the_cluster_and_resubmit_finishes_a_killed_
     assert table.loc[0, "status"] == "completed" and table.loc[1, "status"] == "missing"
     assert (sweep / "report.md").is_file()
     after = _cli(tmp_path, "landscape_sweep.status", str(sweep)).stdout
-    assert _states(after) == {0: "completed", 1: "failed"}, after
-    assert f"job {jobs[1]} CANCELLED" in after and f"report job {report_job}: COMPLETED" in after
-    assert after.splitlines()[-1].startswith("1/2 completed, 1 failed")
+    assert _states(after) == {0: "completed", 1: "missing"}, after  # cancelled before it ran: no results, no job
+    assert f"report job {report_job}: COMPLETED" in after
+    assert after.splitlines()[-1].startswith("1/2 completed, 0 failed") and "1 missing" in after.splitlines()[-1]
     # resubmit: only cell 1, with a new report job, and it returns at once too
     again = _cli(tmp_path, "landscape_sweep.resubmit", str(sweep))
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert "resubmitting 1 of 2 cells: #1 (failed)" in again.stdout and "Submitted 1 cells" in again.stdout
+    assert "resubmitting 1 of 2 cells: #1 (missing)" in again.stdout and "Submitted 1 cells" in again.stdout
     assert "Not submitted: 1 completed, 0 still queued" in again.stdout
     second = re.search(r"Report job (\d+):", again.stdout).group(1)
     resubmitted = json.loads((sweep / "sweep.json").read_text())["cells"]["1"]["job_id"]
