@@ -122,13 +122,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     # deferred: the pipeline package (omegaconf, its import hook) loads only past the argument checks
-    from landscape_sweep.pipeline.config import ConfigError
-    from landscape_sweep.pipeline.prechecks import check_environment
+    from landscape_sweep.pipeline.prechecks import environment_error
 
-    try:
-        check_environment()  # the cells' lock files are read with it
-    except ConfigError as e:
-        print(f"landscape_sweep.resubmit: {e}", file=sys.stderr)
+    error = environment_error()  # the cells' lock files are read with it
+    if error is not None:
+        print(f"landscape_sweep.resubmit: {error}", file=sys.stderr)
         return 2
     cells, _, _ = sweep_status(sweep)
     todo = [c for c in cells if c.state in ("failed", "diverged", "missing", "invalid")]

@@ -209,13 +209,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"landscape_sweep.status: sweep_dir={str(sweep)!r}: {shown}", file=sys.stderr)
         return 2
     # deferred: the pipeline package (omegaconf, its import hook) loads only past the argument checks
-    from landscape_sweep.pipeline.config import ConfigError
-    from landscape_sweep.pipeline.prechecks import check_environment
+    from landscape_sweep.pipeline.prechecks import environment_error
 
-    try:
-        check_environment()  # the cells' lock files are read with it
-    except ConfigError as e:
-        print(f"landscape_sweep.status: {e}", file=sys.stderr)
+    error = environment_error()  # the cells' lock files are read with it
+    if error is not None:
+        print(f"landscape_sweep.status: {error}", file=sys.stderr)
         return 2
     malformed = manifest.manifest_error(sweep)
     if malformed is not None:  # the cells are still read from the job dirs

@@ -42,6 +42,15 @@ def check_environment() -> None:
                           "unset: 600)") from None  # fmt: skip
 
 
+def environment_error() -> str | None:
+    """`check_environment`'s one-line error, or None: for the commands that print it and exit 2 (status, resubmit)."""
+    try:
+        check_environment()
+    except ConfigError as e:
+        return str(e)
+    return None
+
+
 def check_path(key: str, directory: Path) -> None:
     """A job dir the file system can hold: every name within NAME_MAX and room below it for the cell's files."""
     existing = directory
